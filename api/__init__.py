@@ -1,0 +1,1 @@
+"""Outer layer: the command line and (later) the HTTP service."""

@@ -1,0 +1,1 @@
+"""Repeatable benchmarks; each prints one JSON object as its last line."""

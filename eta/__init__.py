@@ -1,0 +1,1 @@
+"""Live ETA core: remaining-stop arrival estimates and delay detection (pure functions)."""

@@ -1,0 +1,1 @@
+"""Customer notifications: policy, templates, channels and the outbox."""

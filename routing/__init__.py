@@ -1,0 +1,1 @@
+"""Road network, travel-time matrices and route optimisation."""

@@ -1,0 +1,192 @@
+"""The routable road graph: compact arrays, one row per directed edge.
+
+Built once from an OSM file (see :mod:`routing.network` for loading and caching) and then
+only read: matrices, snapping and geometry all work on these arrays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import connected_components
+
+from domain.geo import EARTH_RADIUS_M
+from routing.osm_reader import RawRoads
+from routing.speeds import ROAD_CLASS_RANK, DelayParams, free_flow_speed_kph, road_class
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class RoadGraph:
+    """A strongly connected, directed road graph.
+
+    Edge ``e`` runs from node ``edge_from[e]`` to ``edge_to[e]``; its shape is the points
+    ``geom_lon/geom_lat[geom_offset[e]:geom_offset[e + 1]]`` in driving order.
+    ``edge_twin[e]`` is the edge running the same road the other way, or -1 (one-way).
+    ``edge_travel_time_s`` is free flow plus the delay of the junction the edge ends in.
+    """
+
+    name: str
+    source_sha256: str
+    node_osm_id: IntArray
+    node_lat: FloatArray
+    node_lon: FloatArray
+    edge_from: IntArray
+    edge_to: IntArray
+    edge_length_m: FloatArray
+    edge_free_flow_s: FloatArray
+    edge_travel_time_s: FloatArray
+    edge_class: npt.NDArray[np.str_]
+    edge_twin: IntArray
+    geom_offset: IntArray
+    geom_lon: FloatArray
+    geom_lat: FloatArray
+    nodes_dropped: int
+    edges_dropped: int
+
+    @property
+    def node_count(self) -> int:
+        return len(self.node_lat)
+
+    @property
+    def edge_count(self) -> int:
+        return len(self.edge_from)
+
+    def edge_coords(self, edge: int) -> FloatArray:
+        """The shape of one edge as a (k, 2) array of lon, lat in driving order."""
+        start, end = self.geom_offset[edge], self.geom_offset[edge + 1]
+        return np.column_stack((self.geom_lon[start:end], self.geom_lat[start:end]))
+
+    def arrays(self) -> dict[str, npt.NDArray[np.generic]]:
+        """Every array field, by name (for the on-disk cache)."""
+        return {
+            name: getattr(self, name)
+            for name in self.__dataclass_fields__
+            if isinstance(getattr(self, name), np.ndarray)
+        }
+
+
+def polyline_lengths_m(offsets: IntArray, lon: FloatArray, lat: FloatArray) -> FloatArray:
+    """Great-circle length of each polyline in a flat coordinate list, in metres."""
+    lat_r, lon_r = np.radians(lat), np.radians(lon)
+    dphi = np.diff(lat_r)
+    dlmb = np.diff(lon_r)
+    h = np.sin(dphi / 2) ** 2 + np.cos(lat_r[:-1]) * np.cos(lat_r[1:]) * np.sin(dlmb / 2) ** 2
+    seg = 2 * EARTH_RADIUS_M * np.arcsin(np.minimum(1.0, np.sqrt(h)))
+    cumulative = np.concatenate(([0.0], np.cumsum(seg)))
+    return np.asarray(cumulative[offsets[1:] - 1] - cumulative[offsets[:-1]], dtype=np.float64)
+
+
+def build_road_graph(
+    raw: RawRoads, *, name: str, source_sha256: str, params: DelayParams
+) -> RoadGraph:
+    """Prune to the largest strongly connected part, then add speeds, delays and twins."""
+    n_nodes = len(raw.node_lat)
+    keep_node, nodes_dropped = _largest_strong_component(raw.edge_from, raw.edge_to, n_nodes)
+    keep_edge = keep_node[raw.edge_from] & keep_node[raw.edge_to]
+    new_index = np.full(n_nodes, -1, dtype=np.int64)
+    new_index[keep_node] = np.arange(int(keep_node.sum()))
+    kept = np.flatnonzero(keep_edge)
+
+    edge_from = new_index[raw.edge_from[kept]]
+    edge_to = new_index[raw.edge_to[kept]]
+    geometries = [raw.edge_geometry[i] for i in kept]
+    sizes = np.array([len(g) for g in geometries], dtype=np.int64)
+    geom_offset = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
+    flat = np.concatenate(geometries) if geometries else np.zeros((0, 2))
+    geom_lon = np.ascontiguousarray(flat[:, 0], dtype=np.float64)
+    geom_lat = np.ascontiguousarray(flat[:, 1], dtype=np.float64)
+    # Our own length from the drawn shape: readers disagree on how (and whether) they store it.
+    length_m = polyline_lengths_m(geom_offset, geom_lon, geom_lat)
+
+    classes = [road_class(raw.edge_highway[i]) for i in kept]
+    speed_kph = np.array(
+        [free_flow_speed_kph(c, raw.edge_maxspeed[i]) for c, i in zip(classes, kept, strict=True)]
+    )
+    free_flow_s = length_m / (speed_kph * params.speed_factor / 3.6)
+    signal = raw.node_signal[keep_node]
+    delay_s = _junction_delays_s(edge_from, edge_to, classes, signal, params)
+
+    return RoadGraph(
+        name=name,
+        source_sha256=source_sha256,
+        node_osm_id=raw.node_osm_id[keep_node],
+        node_lat=raw.node_lat[keep_node],
+        node_lon=raw.node_lon[keep_node],
+        edge_from=edge_from,
+        edge_to=edge_to,
+        edge_length_m=length_m,
+        edge_free_flow_s=free_flow_s,
+        edge_travel_time_s=free_flow_s + delay_s,
+        edge_class=np.array(classes, dtype=np.str_),
+        edge_twin=_twins(edge_from, edge_to, geometries),
+        geom_offset=geom_offset,
+        geom_lon=geom_lon,
+        geom_lat=geom_lat,
+        nodes_dropped=nodes_dropped,
+        edges_dropped=len(raw.edge_from) - len(kept),
+    )
+
+
+def _largest_strong_component(
+    edge_from: IntArray, edge_to: IntArray, n_nodes: int
+) -> tuple[npt.NDArray[np.bool_], int]:
+    adjacency = csr_matrix(
+        (np.ones(len(edge_from)), (edge_from, edge_to)), shape=(n_nodes, n_nodes)
+    )
+    _, labels = connected_components(adjacency, directed=True, connection="strong")
+    sizes = np.bincount(labels)
+    keep = labels == int(np.argmax(sizes))
+    return keep, int(n_nodes - keep.sum())
+
+
+def _junction_delays_s(
+    edge_from: IntArray,
+    edge_to: IntArray,
+    classes: list[str],
+    signal: npt.NDArray[np.bool_],
+    params: DelayParams,
+) -> FloatArray:
+    n_nodes = len(signal)
+    # Distinct neighbours, ignoring direction: 3 or more roads meet at a real junction.
+    pairs = np.unique(
+        np.column_stack((np.minimum(edge_from, edge_to), np.maximum(edge_from, edge_to))), axis=0
+    )
+    neighbours = np.bincount(pairs[:, 0], minlength=n_nodes) + np.bincount(
+        pairs[:, 1], minlength=n_nodes
+    )
+    junction = neighbours >= 3
+    rank = np.array([ROAD_CLASS_RANK.get(c, 1) for c in classes], dtype=np.int64)
+    max_rank = np.zeros(n_nodes, dtype=np.int64)
+    np.maximum.at(max_rank, edge_from, rank)
+    np.maximum.at(max_rank, edge_to, rank)
+    end = edge_to
+    delay = np.where(
+        signal[end],
+        params.traffic_signal_s,
+        np.where(rank < max_rank[end], params.yield_to_major_s, params.other_junction_s),
+    )
+    return np.where(junction[end], delay, 0.0).astype(np.float64)
+
+
+def _twins(
+    edge_from: IntArray, edge_to: IntArray, geometries: list[FloatArray]
+) -> IntArray:
+    def key(u: int, v: int, coords: FloatArray) -> tuple[int, int, bytes]:
+        return (u, v, np.round(coords, 7).tobytes())
+
+    by_key = {
+        key(int(u), int(v), g): e
+        for e, (u, v, g) in enumerate(zip(edge_from, edge_to, geometries, strict=True))
+    }
+    twin = np.full(len(edge_from), -1, dtype=np.int64)
+    for e, (u, v, g) in enumerate(zip(edge_from, edge_to, geometries, strict=True)):
+        other = by_key.get(key(int(v), int(u), g[::-1]))
+        if other is not None and other != e:
+            twin[e] = other
+    return twin

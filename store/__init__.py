@@ -1,0 +1,1 @@
+"""Persistence: maps domain types to database tables."""

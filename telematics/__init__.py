@@ -1,0 +1,1 @@
+"""Telematics: position decoders, ingestion and vehicle progress along the route."""
