@@ -16,6 +16,7 @@ import json
 import resource
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import networkx as nx
@@ -24,7 +25,7 @@ import numpy as np
 from routing.matrix import shutdown_workers, travel_matrix
 from routing.network import load_road_graph
 from routing.road_graph import RoadGraph
-from routing.snapping import Snapper, SnappedPoints
+from routing.snapping import SnappedPoints, Snapper
 
 
 def random_points(graph: RoadGraph, snapper: Snapper, n: int, seed: int) -> SnappedPoints:
@@ -120,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"ours: {seconds:.3f} s warm, {cold_seconds:.3f} s with worker start-up; "
         f"networkx: {baseline_seconds:.1f} s ({k} of {args.n} origins timed); "
-        f"max |difference| {max_abs_diff_s:.2f} s; median planned/free-flow {ratio_to_free_flow:.3f}",
+        f"max |difference| {max_abs_diff_s:.2f} s; "
+        f"median planned/free-flow {ratio_to_free_flow:.3f}",
         file=sys.stderr,
     )
     result = {
@@ -140,10 +142,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _free_flow_ratio(graph: RoadGraph, points: SnappedPoints, duration_s: np.ndarray) -> float:
     """Median over pairs of planned time / free-flow time along the same road graph."""
-    from routing.road_graph import RoadGraph as _RG
-
-    free = _RG(**{**{f: getattr(graph, f) for f in graph.__dataclass_fields__},
-                 "edge_travel_time_s": graph.edge_free_flow_s})
+    free = replace(graph, edge_travel_time_s=graph.edge_free_flow_s)
     sample = np.arange(min(len(points), 200))
     sub = points.take(sample)
     planned = duration_s[np.ix_(sample, sample)].astype(float)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
@@ -55,7 +56,7 @@ def leg_coordinates(
     else:
         twin = int(graph.edge_twin[e_o])
         pieces.append(_partial(graph.edge_coords(twin), 1 - f_o, 1.0))
-    for a, b in zip(junctions[:-1], junctions[1:], strict=True):
+    for a, b in itertools.pairwise(junctions):
         pieces.append(graph.edge_coords(_fastest_edge(graph, a, b)))
     last = junctions[-1]
     if int(graph.edge_from[e_d]) == last:

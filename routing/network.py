@@ -94,7 +94,7 @@ def _read_cache(cache_file: Path, *, name: str) -> RoadGraph | None:
             source_sha256=str(meta[0]),
             nodes_dropped=int(meta[1]),
             edges_dropped=int(meta[2]),
-            **arrays,  # type: ignore[arg-type]
+            **arrays,
         )
     except (OSError, ValueError, KeyError, TypeError):
         # A damaged or foreign cache file is rebuilt, never trusted.
@@ -107,7 +107,7 @@ def _write_cache(cache_file: Path, graph: RoadGraph) -> None:
         meta = np.array([graph.source_sha256, graph.nodes_dropped, graph.edges_dropped])
         fd, tmp = tempfile.mkstemp(dir=cache_file.parent, suffix=".tmp")
         with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, meta=meta, **graph.arrays())
+            np.savez(handle, meta=meta, **graph.arrays())  # type: ignore[arg-type]
         os.replace(tmp, cache_file)
     except OSError:
         # A read-only home must not stop the service; it only loses the fast second start.

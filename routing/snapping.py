@@ -99,7 +99,7 @@ class Snapper:
         if len(far):
             problems = [
                 Problem(
-                    f"{field}[{ids[i] if ids is not None else i}]",
+                    f"{field}[{ids[int(i)] if ids is not None else int(i)}]",
                     f"point ({lats[i]:.6f}, {lons[i]:.6f}) is {snapped.distance_m[i]:.0f} m "
                     f"from the nearest drivable road (limit {max_distance_m:.0f} m)",
                 )
@@ -124,7 +124,8 @@ class Snapper:
         lines = self._lines[line_idx]
         along = shapely.line_locate_point(lines, pts)
         length = shapely.length(lines)
-        fraction = np.clip(np.divide(along, length, out=np.zeros_like(along), where=length > 0), 0, 1)
+        ratio = np.divide(along, length, out=np.zeros_like(along), where=length > 0)
+        fraction = np.clip(ratio, 0.0, 1.0)
         on_road = shapely.line_interpolate_point(lines, along)
         sx, sy = shapely.get_x(on_road), shapely.get_y(on_road)
         slon, slat = self._to_deg.transform(sx, sy)

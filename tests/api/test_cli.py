@@ -1,0 +1,69 @@
+"""The lastmile command line: help everywhere, clear errors, working commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from api.cli import app
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [[], ["network"], ["network", "info"], ["network", "snap"], ["network", "route"], ["demo"]],
+)
+def test_every_command_has_help(command: list[str]) -> None:
+    """--help works on every command and says what it does."""
+    result = runner.invoke(app, [*command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output
+
+
+def test_network_info_on_the_default_network() -> None:
+    """With no --osm, the shipped Helsinki network loads and is described."""
+    result = runner.invoke(app, ["network", "info"])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout[result.stdout.index("{") :])
+    assert info["name"] == "Helsinki"
+    assert info["junctions"] > 200
+
+
+def test_missing_file_exits_non_zero_with_one_clear_error(tmp_path: Path) -> None:
+    """A missing OSM file is one line of error and exit code 2, no traceback."""
+    result = runner.invoke(app, ["network", "info", "--osm", str(tmp_path / "nope.osm.pbf")])
+    assert result.exit_code == 2
+    assert "OSM file not found" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_snap_in_the_sea_is_refused() -> None:
+    """A point far from any road exits 2 and says how far it is."""
+    result = runner.invoke(app, ["network", "snap", "60.10,24.90"])
+    assert result.exit_code == 2
+    assert "from the nearest drivable road" in result.output
+
+
+def test_route_prints_time_distance_and_writes_geojson(tmp_path: Path) -> None:
+    """route gives a positive time and distance and a GeoJSON file."""
+    out = tmp_path / "route.geojson"
+    result = runner.invoke(
+        app, ["network", "route", "60.1665,24.9433", "60.1700,24.9500", "--geojson", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.stdout[result.stdout.index("{") :])
+    assert body["duration_s"] > 0
+    assert body["distance_m"] > 0
+    assert json.loads(out.read_text())["geometry"]["type"] == "LineString"
+
+
+def test_demo_plans_and_prints_routes() -> None:
+    """The demo plans a small day and prints the routes and totals."""
+    result = runner.invoke(app, ["demo", "--orders", "12", "--vehicles", "2", "--time-limit", "1"])
+    assert result.exit_code == 0, result.output
+    assert "orders planned" in result.stdout
+    assert "van-" in result.stdout
