@@ -82,6 +82,13 @@ def polyline_lengths_m(offsets: IntArray, lon: FloatArray, lat: FloatArray) -> F
     return np.asarray(cumulative[offsets[1:] - 1] - cumulative[offsets[:-1]], dtype=np.float64)
 
 
+def undirected_pairs(edge_from: IntArray, edge_to: IntArray) -> IntArray:
+    """Each pair of junctions joined by a road, once, ignoring direction: shape (k, 2)."""
+    low = np.minimum(edge_from, edge_to)
+    high = np.maximum(edge_from, edge_to)
+    return np.asarray(np.unique(np.column_stack((low, high)), axis=0), dtype=np.int64)
+
+
 def build_road_graph(
     raw: RawRoads, *, name: str, source_sha256: str, params: DelayParams
 ) -> RoadGraph:
@@ -154,9 +161,7 @@ def _junction_delays_s(
 ) -> FloatArray:
     n_nodes = len(signal)
     # Distinct neighbours, ignoring direction: 3 or more roads meet at a real junction.
-    pairs = np.unique(
-        np.column_stack((np.minimum(edge_from, edge_to), np.maximum(edge_from, edge_to))), axis=0
-    )
+    pairs = undirected_pairs(edge_from, edge_to)
     neighbours = np.bincount(pairs[:, 0], minlength=n_nodes) + np.bincount(
         pairs[:, 1], minlength=n_nodes
     )
