@@ -24,7 +24,7 @@ import numpy.typing as npt
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import dijkstra
 
-from routing.road_graph import FloatArray, IntArray, RoadGraph, undirected_pairs
+from routing.road_graph import FloatArray, IntArray, RoadGraph
 from routing.snapping import SnappedPoints
 
 TIME_UNIT_S = 0.1
@@ -256,7 +256,7 @@ def _edges_off_bare_dead_ends(graph: RoadGraph, point_edges: IntArray) -> npt.ND
     for edges in (point_edges, twins[twins >= 0]):
         protected[graph.edge_from[edges]] = True
         protected[graph.edge_to[edges]] = True
-    pairs = undirected_pairs(graph.edge_from, graph.edge_to)
+    pairs = graph.road_pairs
     alive = np.ones(n, dtype=bool)
     while True:
         kept = pairs[alive[pairs[:, 0]] & alive[pairs[:, 1]]]

@@ -29,6 +29,7 @@ class RoadGraph:
     ``geom_lon/geom_lat[geom_offset[e]:geom_offset[e + 1]]`` in driving order.
     ``edge_twin[e]`` is the edge running the same road the other way, or -1 (one-way).
     ``edge_travel_time_s`` is free flow plus the delay of the junction the edge ends in.
+    ``road_pairs`` lists each pair of junctions joined by a road once, ignoring direction.
     """
 
     name: str
@@ -46,6 +47,7 @@ class RoadGraph:
     geom_offset: IntArray
     geom_lon: FloatArray
     geom_lat: FloatArray
+    road_pairs: IntArray
     nodes_dropped: int
     edges_dropped: int
 
@@ -117,7 +119,8 @@ def build_road_graph(
     )
     free_flow_s = length_m / (speed_kph * params.speed_factor / 3.6)
     signal = raw.node_signal[keep_node]
-    delay_s = _junction_delays_s(edge_from, edge_to, classes, signal, params)
+    pairs = undirected_pairs(edge_from, edge_to)
+    delay_s = _junction_delays_s(edge_from, edge_to, pairs, classes, signal, params)
 
     return RoadGraph(
         name=name,
@@ -135,6 +138,7 @@ def build_road_graph(
         geom_offset=geom_offset,
         geom_lon=geom_lon,
         geom_lat=geom_lat,
+        road_pairs=pairs,
         nodes_dropped=nodes_dropped,
         edges_dropped=len(raw.edge_from) - len(kept),
     )
@@ -155,13 +159,13 @@ def _largest_strong_component(
 def _junction_delays_s(
     edge_from: IntArray,
     edge_to: IntArray,
+    pairs: IntArray,
     classes: list[str],
     signal: npt.NDArray[np.bool_],
     params: DelayParams,
 ) -> FloatArray:
     n_nodes = len(signal)
     # Distinct neighbours, ignoring direction: 3 or more roads meet at a real junction.
-    pairs = undirected_pairs(edge_from, edge_to)
     neighbours = np.bincount(pairs[:, 0], minlength=n_nodes) + np.bincount(
         pairs[:, 1], minlength=n_nodes
     )

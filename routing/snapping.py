@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import numpy.typing as npt
 import pyproj
 import shapely
 
@@ -136,8 +135,3 @@ class Snapper:
             lat=np.asarray(slat, dtype=np.float64),
             lon=np.asarray(slon, dtype=np.float64),
         )
-
-    def to_metres(self, lat: FloatArray, lon: FloatArray) -> npt.NDArray[np.float64]:
-        """Local projected coordinates (x, y) in metres, for callers measuring along roads."""
-        x, y = self._to_m.transform(lon, lat)
-        return np.column_stack((x, y))
