@@ -2,40 +2,33 @@
 
 Each point becomes two virtual nodes added to the road graph: a source, joined to the ends of
 its road by the partial edges from the point onwards, and a sink, joined from the starts of its
-road by the partial edges up to the point. One compiled Dijkstra (scipy.sparse.csgraph) per
-origin then gives every destination, partial edges included, on the real road graph.
+road by the partial edges up to the point. One compiled Dijkstra per origin
+(:mod:`routing.shortest_paths`) then gives every destination, partial edges included, on the
+real road graph.
 
-Time and distance travel together in one float64 weight, ``time_units * 2**27 + distance_units``
-(both integers, units of 0.1 s and 0.1 m): Dijkstra minimises time, breaks ties by distance,
-and the distance of the fastest path falls out exactly, with no path tracing. Sums stay exact
-below 2**53, which bounds one path at 186 hours and 13,400 km: far beyond any city extract.
+Time and distance travel together in one int64 weight, ``time_units * 2**27 + distance_units``
+(units of 0.1 s and 0.1 m): Dijkstra minimises time, breaks ties by distance, and the distance
+of the fastest path falls out exactly, with no path tracing. Sums stay below 2**53 (so they are
+exact in float64 too, for scipy's single searches in :mod:`routing.geometry`), which bounds one
+path at 186 hours and 13,400 km: far beyond any city extract.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from threading import Lock
 
 import numpy as np
 import numpy.typing as npt
 from scipy.sparse import csr_matrix
-from scipy.sparse.csgraph import dijkstra
 
 from routing.road_graph import FloatArray, IntArray, RoadGraph
+from routing.shortest_paths import UNREACHED, many_to_many
 from routing.snapping import SnappedPoints
 
 TIME_UNIT_S = 0.1
 DISTANCE_UNIT_M = 0.1
-_SHIFT = float(2**27)
-#: Below this many origin x graph-node products, a worker pool costs more than it saves.
-_PARALLEL_MIN_WORK = 2_000_000
-
-_pool: ProcessPoolExecutor | None = None
-_pool_workers = 0
-_pool_lock = Lock()
+_SHIFT_BITS = 27
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -47,54 +40,24 @@ class TravelMatrix:
     distance_m: npt.NDArray[np.int64]
 
 
-def encode(time_s: FloatArray, distance_m: FloatArray) -> FloatArray:
-    units = np.rint(time_s / TIME_UNIT_S) * _SHIFT + np.rint(distance_m / DISTANCE_UNIT_M)
+def encode(time_s: FloatArray, distance_m: FloatArray) -> IntArray:
+    """Pack times and distances into one integer weight each (see the module doc)."""
+    time_units = np.rint(time_s / TIME_UNIT_S).astype(np.int64)
+    distance_units = np.rint(distance_m / DISTANCE_UNIT_M).astype(np.int64)
     # csgraph drops explicit zeros in sparse input; a 0.1 m floor keeps zero-length joins.
-    return np.maximum(units, 1.0)
+    packed: IntArray = np.maximum((time_units << _SHIFT_BITS) + distance_units, 1)
+    return packed
 
 
-def decode(weight: FloatArray) -> tuple[FloatArray, FloatArray]:
-    time_units = np.floor(weight / _SHIFT)
-    distance_units = weight - time_units * _SHIFT
-    return time_units * TIME_UNIT_S, distance_units * DISTANCE_UNIT_M
-
-
-def _dijkstra_rows(
-    data: FloatArray,
-    indices: npt.NDArray[np.int32],
-    indptr: npt.NDArray[np.int32],
-    n: int,
-    sources: IntArray,
-    sinks: IntArray,
-) -> FloatArray:
-    graph = csr_matrix((data, indices, indptr), shape=(n, n))
-    rows = dijkstra(graph, directed=True, indices=sources)
-    return np.asarray(rows[:, sinks], dtype=np.float64)
-
-
-def _worker_pool(workers: int) -> ProcessPoolExecutor:
-    global _pool, _pool_workers
-    with _pool_lock:
-        if _pool is None or _pool_workers != workers:
-            if _pool is not None:
-                _pool.shutdown(wait=False, cancel_futures=True)
-            # forkserver: safe beside the service's threads (MQTT, HTTP), unlike plain fork.
-            methods = multiprocessing.get_all_start_methods()
-            context = multiprocessing.get_context(
-                "forkserver" if "forkserver" in methods else "spawn"
-            )
-            _pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
-            _pool_workers = workers
-        return _pool
-
-
-def shutdown_workers() -> None:
-    """Stop the matrix worker processes (they start again on demand)."""
-    global _pool
-    with _pool_lock:
-        if _pool is not None:
-            _pool.shutdown(wait=True, cancel_futures=True)
-            _pool = None
+def decode(weight: npt.NDArray[np.int64] | FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Times (s) and distances (m) from packed weights (integer or exact float)."""
+    units = np.asarray(weight).astype(np.int64)
+    time_units = units >> _SHIFT_BITS
+    distance_units = units & ((1 << _SHIFT_BITS) - 1)
+    return (
+        (time_units * TIME_UNIT_S).astype(np.float64),
+        (distance_units * DISTANCE_UNIT_M).astype(np.float64),
+    )
 
 
 def travel_matrix(
@@ -106,8 +69,8 @@ def travel_matrix(
 ) -> TravelMatrix:
     """Fastest-path durations and distances from every origin to every destination.
 
-    ``destinations`` defaults to ``origins`` (a square matrix). ``workers`` processes share
-    the origins (default: one per CPU); small problems run in this process.
+    ``destinations`` defaults to ``origins`` (a square matrix). ``workers`` threads share
+    the origins (default: one per CPU).
     """
     dests = origins if destinations is None else destinations
     n_orig, n_dest = len(origins), len(dests)
@@ -115,31 +78,16 @@ def travel_matrix(
         empty = np.zeros((n_orig, n_dest), dtype=np.int64)
         return TravelMatrix(empty, empty.copy())
     adjacency, source_ids, sink_ids = augmented_graph(graph, origins, dests)
-    size = adjacency.shape[0]
 
-    workers = workers if workers is not None else (os.cpu_count() or 1)
-    if workers <= 1 or n_orig * size < _PARALLEL_MIN_WORK:
-        encoded = _dijkstra_rows(
-            adjacency.data, adjacency.indices, adjacency.indptr, size, source_ids, sink_ids
-        )
-    else:
-        pool = _worker_pool(workers)
-        chunks = np.array_split(source_ids, workers * 2)
-        futures = [
-            pool.submit(
-                _dijkstra_rows,
-                adjacency.data,
-                adjacency.indices,
-                adjacency.indptr,
-                size,
-                chunk,
-                sink_ids,
-            )
-            for chunk in chunks
-            if len(chunk)
-        ]
-        encoded = np.vstack([f.result() for f in futures])
-    if not np.all(np.isfinite(encoded)):
+    encoded = many_to_many(
+        adjacency.indptr,
+        adjacency.indices,
+        adjacency.data,
+        source_ids,
+        sink_ids,
+        threads=workers if workers is not None else (os.cpu_count() or 1),
+    )
+    if np.any(encoded >= UNREACHED):
         # Cannot happen on a strongly connected graph; guard against a corrupted one.
         raise RuntimeError("road graph is not strongly connected: some destination unreachable")
     time_s, distance_m = decode(encoded)
@@ -178,7 +126,7 @@ def _augmented_arcs(
     dests: SnappedPoints,
     source_ids: IntArray,
     sink_ids: IntArray,
-) -> tuple[IntArray, IntArray, FloatArray]:
+) -> tuple[IntArray, IntArray, IntArray]:
     ff = graph.edge_free_flow_s
     delay = graph.edge_travel_time_s - ff
     length = graph.edge_length_m

@@ -16,7 +16,7 @@ from routing.road_graph import RoadGraph, build_road_graph
 from routing.speeds import DelayParams
 
 #: Bump when the cached arrays change meaning, so old caches are ignored rather than misread.
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3
 
 
 @dataclass(frozen=True, slots=True)

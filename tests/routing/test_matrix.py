@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from bench.matrix import networkx_baseline, random_points
-from routing import matrix as matrix_module
-from routing.matrix import shutdown_workers, travel_matrix
+from routing.matrix import travel_matrix
 from routing.road_graph import RoadGraph
 from routing.snapping import SnappedPoints, Snapper
 
@@ -66,15 +65,11 @@ def test_matches_networkx_on_random_pairs(monaco: RoadGraph, monaco_snapper: Sna
     assert np.max(np.abs(reference - m.duration_s[origins])) <= TOLERANCE_S
 
 
-def test_parallel_workers_give_the_same_matrix(
-    monaco: RoadGraph, monaco_snapper: Snapper, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Splitting origins over worker processes changes nothing in the result."""
-    monkeypatch.setattr(matrix_module, "_PARALLEL_MIN_WORK", 0)
+def test_parallel_workers_give_the_same_matrix(monaco: RoadGraph, monaco_snapper: Snapper) -> None:
+    """Splitting origins over worker threads changes nothing in the result."""
     points = random_points(monaco, monaco_snapper, 100, seed=2)
     one = travel_matrix(monaco, points, workers=1)
     two = travel_matrix(monaco, points, workers=2)
-    shutdown_workers()
     assert np.array_equal(one.duration_s, two.duration_s)
     assert np.array_equal(one.distance_m, two.distance_m)
 
