@@ -14,11 +14,11 @@ from rich.table import Table
 
 from domain.errors import ValidationError
 from domain.geo import LatLon
-from domain.planning import Plan
+from domain.plan import Plan
+from routing.costs import SolverParams
 from routing.geometry import route_geojson
 from routing.matrix import travel_matrix
 from routing.network import load_road_graph
-from routing.optimiser import SolverParams
 from routing.osm_reader import NetworkLoadError
 from routing.planner import plan_routes
 from routing.road_graph import RoadGraph
@@ -198,7 +198,7 @@ def _print_plan(plan: Plan) -> None:
                 f"{stop.service_start:%H:%M}",
                 f"{stop.departure:%H:%M}",
                 f"{stop.wait_s // 60} min" if stop.wait_s else "",
-                str(stop.load_after),
+                "/".join(str(x) for x in stop.load_after),
             )
         console.print(table)
     console.print(

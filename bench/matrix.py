@@ -45,7 +45,9 @@ def networkx_baseline(
     """Durations from the given origins by networkx Dijkstra, partial edges counted alike."""
     g = nx.DiGraph()
     for u, v, w in zip(
-        graph.edge_from.tolist(), graph.edge_to.tolist(), graph.edge_travel_time_s.tolist(),
+        graph.edge_from.tolist(),
+        graph.edge_to.tolist(),
+        graph.edge_travel_time_s.tolist(),
         strict=True,
     ):
         if not g.has_edge(u, v) or g[u][v]["weight"] > w:
@@ -90,7 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="warm runs; the median is kept")
     parser.add_argument("--workers", type=int, default=None, help="threads (default: CPUs)")
     parser.add_argument(
-        "--baseline-origins", type=int, default=None,
+        "--baseline-origins",
+        type=int,
+        default=None,
         help="time the networkx baseline on this many origins and scale (default: all N)",
     )
     args = parser.parse_args(argv)

@@ -100,18 +100,14 @@ def _read_pbf(path: Path) -> Any:
     nodes, edges = network
     if edges is None or len(edges) == 0:
         raise NetworkLoadError(f"no drivable roads in OSM file {path}")
-    return osm.to_graph(
-        nodes, edges, graph_type="networkx", osmnx_compatible=True, retain_all=True
-    )
+    return osm.to_graph(nodes, edges, graph_type="networkx", osmnx_compatible=True, retain_all=True)
 
 
 def _read_xml(path: Path) -> Any:
     import osmnx as ox
 
     graph = ox.graph_from_xml(path, simplify=False, retain_all=True)
-    drop = [
-        (u, v, k) for u, v, k, data in graph.edges(keys=True, data=True) if not _drivable(data)
-    ]
+    drop = [(u, v, k) for u, v, k, data in graph.edges(keys=True, data=True) if not _drivable(data)]
     graph.remove_edges_from(drop)
     graph.remove_nodes_from([n for n in list(graph.nodes) if graph.degree(n) == 0])
     if graph.number_of_edges() == 0:

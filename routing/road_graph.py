@@ -201,9 +201,7 @@ def _junction_delays_s(
     return np.where(junction[end], delay, 0.0).astype(np.float64)
 
 
-def _twins(
-    edge_from: IntArray, edge_to: IntArray, geometries: list[FloatArray]
-) -> IntArray:
+def _twins(edge_from: IntArray, edge_to: IntArray, geometries: list[FloatArray]) -> IntArray:
     def key(u: int, v: int, coords: FloatArray) -> tuple[int, int, bytes]:
         return (u, v, np.round(coords, 7).tobytes())
 

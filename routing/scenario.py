@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from domain.geo import LatLon
-from domain.planning import (
+from domain.problem import (
     Depot,
     Order,
     PlanningProblem,
@@ -49,24 +49,26 @@ def random_day(
         # Addresses sit beside the road, not on its centre line.
         lat = float(p[1] + rng.normal(0.0, 0.00008))
         lon = float(p[0] + rng.normal(0.0, 0.00008))
-        if rng.random() < 1 / 3:
-            window = shift
-        else:
+        windows: tuple[TimeWindow, ...] = ()
+        if rng.random() >= 1 / 3:
             length_h = int(rng.choice([2, 3]))
             start_h = int(rng.integers(0, 10 - length_h + 1))
-            window = TimeWindow(
-                t8 + timedelta(hours=start_h), t8 + timedelta(hours=start_h + length_h)
+            windows = (
+                TimeWindow(t8 + timedelta(hours=start_h), t8 + timedelta(hours=start_h + length_h)),
             )
         made.append(
             Order(
                 id=f"order-{k + 1:04d}",
                 location=LatLon(lat, lon),
-                window=window,
+                windows=windows,
                 service_s=int(rng.integers(120, 481)),
-                demand=int(rng.integers(1, 4)),
+                demand=(int(rng.integers(1, 4)),),
                 customer_ref=f"customer-{k + 1:04d}",
             )
         )
     cap = capacity if capacity is not None else int(np.ceil(orders * 2 / vehicles * 1.5))
-    fleet = [Vehicle(f"van-{i + 1}", depot.id, shift, cap) for i in range(vehicles)]
+    fleet = [
+        Vehicle(f"van-{i + 1}", depot.location, shift, end=depot.location, capacity=(cap,))
+        for i in range(vehicles)
+    ]
     return planning_problem([depot], fleet, made)

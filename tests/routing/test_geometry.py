@@ -17,8 +17,7 @@ from routing.snapping import Snapper
 
 def _length_m(coords: list[list[float]]) -> float:
     return sum(
-        haversine_m(LatLon(a[1], a[0]), LatLon(b[1], b[0]))
-        for a, b in itertools.pairwise(coords)
+        haversine_m(LatLon(a[1], a[0]), LatLon(b[1], b[0])) for a, b in itertools.pairwise(coords)
     )
 
 

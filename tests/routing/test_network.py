@@ -52,8 +52,9 @@ def test_graphml_loads(tmp_path: Path) -> None:
     import osmnx as ox
 
     source = _write(tmp_path, "grid.osm", grid_osm_xml())
-    ox.save_graphml(ox.graph_from_xml(source, simplify=False, retain_all=True),
-                    tmp_path / "grid.graphml")
+    ox.save_graphml(
+        ox.graph_from_xml(source, simplify=False, retain_all=True), tmp_path / "grid.graphml"
+    )
     graph, _ = load_road_graph(tmp_path / "grid.graphml", cache_dir=tmp_path)
     assert graph.node_count == 9
     assert graph.edge_count == 22
