@@ -33,6 +33,8 @@ def expressible(model: SolverModel, params: SolverParams) -> str | None:
             return "an order with several time windows"
         if o.told_window is not None:
             return "told windows (re-planning)"
+        if o.vehicles is not None:
+            return "orders bound to a vehicle (re-planning)"
         if o.skills and not all(o.skills <= v.skills for v in model.vehicles):
             return "skills not every vehicle has"
     for v in model.vehicles:

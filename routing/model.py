@@ -26,6 +26,8 @@ class OrderNode:
     penalty: int | None = None
     #: A window already told to the customer: arriving outside it costs, but is allowed.
     told_window: tuple[int, int] | None = None
+    #: Vehicles allowed to serve it (None: any with the skills), e.g. the van it is loaded on.
+    vehicles: frozenset[int] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -155,7 +155,8 @@ class _Built:
                     if s2 > e1 + 1:
                         cumul.RemoveInterval(e1 + 1, s2 - 1)
             if o.told_window is not None:
-                told_start, told_end = o.told_window
+                # A promise already in the past still counts every second late from now on.
+                told_start, told_end = (max(0, t) for t in o.told_window)
                 time_dim.SetCumulVarSoftUpperBound(index, told_end, model.told_window_cost_per_s)
                 time_dim.SetCumulVarSoftLowerBound(index, told_start, model.told_window_cost_per_s)
         for v, spec in enumerate(model.vehicles):
@@ -215,8 +216,12 @@ class _Built:
 
         # Skills.
         for o in model.orders:
-            if o.skills:
-                allowed = [v for v, spec in enumerate(model.vehicles) if o.skills <= spec.skills]
+            if o.skills or o.vehicles is not None:
+                allowed = [
+                    v
+                    for v, spec in enumerate(model.vehicles)
+                    if o.skills <= spec.skills and (o.vehicles is None or v in o.vehicles)
+                ]
                 # -1 keeps "not performed" possible, so the disjunction can still drop it.
                 routing.VehicleVar(manager.NodeToIndex(o.node)).SetValues([-1, *allowed])
 
@@ -261,14 +266,16 @@ class _Built:
         return dropped, int(solution.ObjectiveValue())
 
     def routes_of(self, solution: pywrapcp.Assignment) -> list[list[int]]:
+        """Each vehicle's visits as routing *indices* (what ReadAssignmentFromRoutes takes;
+        they differ from node numbers once vehicles start or end at different nodes)."""
         out: list[list[int]] = []
         for v in range(len(self.model.vehicles)):
             index = solution.Value(self.routing.NextVar(self.routing.Start(v)))
-            nodes: list[int] = []
+            indices: list[int] = []
             while not self.routing.IsEnd(index):
-                nodes.append(self.manager.IndexToNode(index))
+                indices.append(int(index))
                 index = solution.Value(self.routing.NextVar(index))
-            out.append(nodes)
+            out.append(indices)
         return out
 
     def result(

@@ -314,6 +314,10 @@ def to_plan(
     }
     for node in result.dropped:
         oid = index.node_order[node]
+        if not result.routes:
+            why = f"no plan was found within the time limit (solver status {result.status})"
+            reasons[oid] = Unassigned(oid, why)
+            continue
         marginal = _cheapest_insertion(model, params, result, node)
         if orders[node].penalty is None:
             why = (

@@ -135,6 +135,8 @@ def _check_route(model: SolverModel, route: RouteResult) -> list[Violation]:
                     v, visit.node, f"service at {visit.start_s} outside its windows {order.windows}"
                 )
             )
+        if order.vehicles is not None and v not in order.vehicles:
+            out.append(Violation(v, visit.node, "served by a vehicle it is not bound to"))
         if not order.skills <= spec.skills:
             out.append(
                 Violation(v, visit.node, f"needs skills {sorted(order.skills - spec.skills)}")
