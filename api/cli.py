@@ -10,12 +10,13 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.status import Status
 from rich.table import Table
 
 from domain.errors import ValidationError
 from domain.geo import LatLon
 from domain.plan import Plan
-from routing.costs import SolverParams
+from routing.costs import ProgressCallback, SolverParams
 from routing.geometry import route_geojson
 from routing.matrix import travel_matrix
 from routing.network import load_road_graph
@@ -24,6 +25,7 @@ from routing.planner import plan_routes
 from routing.road_graph import RoadGraph
 from routing.scenario import random_day
 from routing.snapping import DEFAULT_MAX_SNAP_M, Snapper
+from routing.vroom_format import solve_vroom
 
 app = typer.Typer(
     help="Route planning and live ETAs for last-mile delivery fleets.",
@@ -170,13 +172,54 @@ def demo(
     problem = random_day(graph, orders=orders, vehicles=vehicles, seed=seed)
     err.print(f"planning {orders} orders for {vehicles} vans (limit {time_limit:.0f} s) ...")
     started = time.perf_counter()
+    params = SolverParams(time_limit_s=time_limit, seed=seed)
     try:
-        plan = plan_routes(problem, graph, snapper, SolverParams(time_limit_s=time_limit))
+        with err.status("solving ...") as status:
+            plan = plan_routes(problem, graph, snapper, params, on_improve=_progress_to(status))
     except ValidationError as exc:
         _error(exc)
         raise typer.Exit(2) from exc
     _print_plan(plan)
     err.print(f"planned in {time.perf_counter() - started:.1f} s")
+
+
+def _progress_to(status: Status) -> ProgressCallback:
+    def show(elapsed_s: float, cost: int) -> None:
+        status.update(f"solving ... {elapsed_s:5.1f} s, best cost {cost:,}")
+
+    return show
+
+
+@app.command("plan")
+def plan_file(
+    problem_file: Annotated[
+        Path, typer.Argument(help="A problem in VROOM's JSON format (jobs, shipments, vehicles).")
+    ],
+    osm: OsmOption = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Write the VROOM-like solution here (default: stdout).")
+    ] = None,
+    time_limit: Annotated[float, typer.Option(min=0.1, help="Solver time limit (s).")] = 10.0,
+    seed: Annotated[int, typer.Option(help="Solver seed.")] = 0,
+) -> None:
+    """Plan a VROOM-format problem; road times from the OSM network unless it has matrices."""
+    try:
+        doc = json.loads(problem_file.read_text())
+    except (OSError, ValueError) as exc:
+        _error(ValueError(f"cannot read {problem_file}: {exc}"))
+        raise typer.Exit(2) from exc
+    params = SolverParams(time_limit_s=time_limit, seed=seed)
+    has_matrix = isinstance(doc, dict) and ("matrices" in doc or "matrix" in doc)
+    graph = None if has_matrix else _load(osm)
+    snapper = Snapper(graph) if graph is not None else None
+    result = solve_vroom(doc, params, graph=graph, snapper=snapper)
+    text = json.dumps(result, indent=2)
+    if out is not None:
+        out.write_text(text)
+    else:
+        console.print_json(text)
+    if result["code"] != 0:
+        raise typer.Exit(2)
 
 
 def _print_plan(plan: Plan) -> None:

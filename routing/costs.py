@@ -7,11 +7,15 @@ vehicle costs ``vehicle_weight`` (plus its own fixed cost); a left-out order its
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from routing.model import IntMatrix, SolverModel, SolverResult
+
+#: Called with (seconds since the solve began, objective) on every improving solution.
+ProgressCallback = Callable[[float, int], None]
 
 DEFAULT_STARTS: tuple[str, ...] = (
     "PARALLEL_CHEAPEST_INSERTION",

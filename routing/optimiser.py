@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from ortools.constraint_solver import pywrapcp, routing_enums_pb2
 
 from routing.costs import (
     DEFAULT_STARTS,
+    ProgressCallback,
     SolverParams,
     arc_cost_matrix,
     mandatory_penalty,
@@ -28,9 +29,6 @@ from routing.model import RouteResult, SolverModel, SolverResult, Visit
 
 FirstSolution = routing_enums_pb2.FirstSolutionStrategy
 Metaheuristic = routing_enums_pb2.LocalSearchMetaheuristic
-
-#: Called with (seconds since the solve began, objective) on every improving solution.
-ProgressCallback = Callable[[float, int], None]
 
 
 def solve(

@@ -17,10 +17,9 @@ from domain.geo import LatLon
 from domain.plan import Plan, PlannedBreak, PlannedRoute, PlannedStop, Unassigned
 from domain.problem import Order, PlanningProblem, Vehicle
 from routing import portfolio
-from routing.costs import SolverParams, arc_cost_matrix
+from routing.costs import ProgressCallback, SolverParams, arc_cost_matrix
 from routing.matrix import TravelMatrix, travel_matrix
 from routing.model import OrderNode, SolverModel, SolverResult, VehicleSpec
-from routing.optimiser import ProgressCallback
 from routing.road_graph import RoadGraph
 from routing.snapping import DEFAULT_MAX_SNAP_M, Snapper
 from routing.validator import route_loads

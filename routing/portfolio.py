@@ -12,9 +12,8 @@ import time
 from dataclasses import replace
 
 from routing import hgs, optimiser
-from routing.costs import SolverParams, objective
+from routing.costs import ProgressCallback, SolverParams, objective
 from routing.model import SolverModel, SolverResult
-from routing.optimiser import ProgressCallback
 from routing.validator import Violation, check
 
 

@@ -15,7 +15,15 @@ runner = CliRunner()
 
 @pytest.mark.parametrize(
     "command",
-    [[], ["network"], ["network", "info"], ["network", "snap"], ["network", "route"], ["demo"]],
+    [
+        [],
+        ["network"],
+        ["network", "info"],
+        ["network", "snap"],
+        ["network", "route"],
+        ["demo"],
+        ["plan"],
+    ],
 )
 def test_every_command_has_help(command: list[str]) -> None:
     """--help works on every command and says what it does."""
@@ -67,3 +75,28 @@ def test_demo_plans_and_prints_routes() -> None:
     assert result.exit_code == 0, result.output
     assert "orders planned" in result.stdout
     assert "van-" in result.stdout
+
+
+GOLDEN = Path(__file__).resolve().parents[1] / "routing" / "golden"
+
+
+def test_plan_a_vroom_file_writes_a_solution(tmp_path: Path) -> None:
+    """lastmile plan reads VROOM JSON and writes a VROOM-like solution."""
+    out = tmp_path / "solution.json"
+    result = runner.invoke(
+        app,
+        ["plan", str(GOLDEN / "vroom_matrix_problem.json"), "--out", str(out), "--time-limit", "1"],
+    )
+    assert result.exit_code == 0, result.output
+    solution = json.loads(out.read_text())
+    assert solution["code"] == 0
+    assert solution["summary"]["unassigned"] == 1
+
+
+def test_plan_with_bad_input_exits_2_and_lists_problems(tmp_path: Path) -> None:
+    """An invalid problem exits 2 and prints code 2 with the problems."""
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"vehicles": [{"id": "v"}], "jobs": [], "matrix": [[0]]}))
+    result = runner.invoke(app, ["plan", str(bad)])
+    assert result.exit_code == 2
+    assert '"vehicles[0].id"' in result.stdout

@@ -26,8 +26,11 @@ def test_matrix_problem_is_planned_with_steps_and_reasons() -> None:
     assert out["code"] == 0
     assert [u["id"] for u in out["unassigned"]] == [14]
     assert "capacity" in out["unassigned"][0]["reason"]
-    steps = {(s["type"], s.get("id")): (r["vehicle"], k) for r in out["routes"]
-             for k, s in enumerate(r["steps"])}
+    steps = {
+        (s["type"], s.get("id")): (r["vehicle"], k)
+        for r in out["routes"]
+        for k, s in enumerate(r["steps"])
+    }
     assert steps[("job", 12)][0] == 1  # the only vehicle with skill 1
     pickup, delivery = steps[("pickup", 21)], steps[("delivery", 22)]
     assert pickup[0] == delivery[0]
