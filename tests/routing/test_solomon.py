@@ -59,6 +59,7 @@ def test_portfolio_on_c101_finds_the_best_known() -> None:
 def test_bad_file_names_the_line(tmp_path: Path) -> None:
     """A row with missing columns is reported with its file and line."""
     bad = tmp_path / "bad.txt"
-    bad.write_text("X1\n\nVEHICLE\nNUMBER CAPACITY\n 2 10\n\nCUSTOMER\nhdr\n 0 0 0 0 0 100 0\n 1 5 5\n")
+    rows = ["X1", "", "VEHICLE", "NUMBER CAPACITY", " 2 10", "", "CUSTOMER", "hdr"]
+    bad.write_text("\n".join([*rows, " 0 0 0 0 0 100 0", " 1 5 5", ""]))
     with pytest.raises(SolomonFormatError, match=r"bad.txt:\d+: expected 7 columns"):
         read_solomon(bad)
