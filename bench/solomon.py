@@ -1,6 +1,6 @@
 """Solomon VRPTW benchmark: our solver against PyVRP at the same time limit, one thread each.
 
-    python -m bench.solomon --time-limit 10 [--instances C101,R101,...] [FILE ...]
+    python -m bench.solomon --time-limit 10 [--instances C101,R101,...] [--engines or-tools] [FILE ...]
 
 Default: the 56 instances in ../shared/benchmarks/solomon/. Both solvers get the hierarchical
 objective (a fixed cost per vehicle that dominates distance). Distances reported are the
@@ -45,6 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--instances", default="", help="comma-separated names from --dir")
     parser.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="benchmark folder")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--engines",
+        default="pyvrp,or-tools",
+        help="our solver's engines (e.g. 'or-tools' alone, to show it on tight windows)",
+    )
     args = parser.parse_args(argv)
 
     bks: dict[str, tuple[int, float]] = {}
@@ -63,7 +68,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     params = SolverParams(
-        time_limit_s=args.time_limit, seed=args.seed, travel_time_weight=0, distance_weight=1
+        time_limit_s=args.time_limit,
+        seed=args.seed,
+        travel_time_weight=0,
+        distance_weight=1,
+        engines=tuple(e.strip() for e in args.engines.split(",")),
     )
     rows: list[dict[str, Any]] = []
     print(
@@ -124,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
                 ),
                 "max_extra_vehicles": max(extra) if extra else None,
                 "time_limit_s": args.time_limit,
+                "engines": args.engines,
             }
         )
     )

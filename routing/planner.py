@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import numpy as np
 
@@ -18,6 +19,7 @@ from domain.plan import Plan, PlannedBreak, PlannedRoute, PlannedStop, Unassigne
 from domain.problem import Order, PlanningProblem, Vehicle
 from routing import portfolio
 from routing.costs import ProgressCallback, SolverParams, arc_cost_matrix
+from routing.geometry import route_geojson
 from routing.matrix import TravelMatrix, travel_matrix
 from routing.model import OrderNode, SolverModel, SolverResult, VehicleSpec
 from routing.road_graph import RoadGraph
@@ -348,3 +350,32 @@ def _cheapest_insertion(
 
 def planned_order_ids(plan: Plan) -> Sequence[str]:
     return [s.order_id for r in plan.routes for s in r.stops]
+
+
+def plan_geojson(
+    problem: PlanningProblem, plan: Plan, graph: RoadGraph, snapper: Snapper
+) -> dict[str, Any]:
+    """A GeoJSON FeatureCollection: each route's road geometry, start to end through its stops.
+
+    Each feature's properties carry the vehicle id, the order ids in sequence and each leg's
+    duration and distance.
+    """
+    orders = {o.id: o for o in problem.orders}
+    vehicles = {v.id: v for v in problem.vehicles}
+    features: list[dict[str, Any]] = []
+    for route in plan.routes:
+        if not route.stops:
+            continue
+        vehicle = vehicles[route.vehicle_id]
+        places = [vehicle.start, *(orders[s.order_id].location for s in route.stops)]
+        if vehicle.end is not None:
+            places.append(vehicle.end)
+        feature = route_geojson(graph, snapper.snap(places, max_distance_m=float("inf")))
+        feature["properties"] = {
+            "vehicle_id": route.vehicle_id,
+            "order_ids": [s.order_id for s in route.stops],
+            "distance_m": route.distance_m,
+            **feature["properties"],
+        }
+        features.append(feature)
+    return {"type": "FeatureCollection", "features": features}

@@ -16,7 +16,7 @@ from domain.problem import (
     planning_problem,
 )
 from routing.costs import SolverParams
-from routing.planner import plan_routes
+from routing.planner import plan_geojson, plan_routes
 from routing.road_graph import RoadGraph
 from routing.scenario import random_day
 from routing.snapping import Snapper
@@ -188,3 +188,31 @@ def test_capacity_in_several_dimensions(
     _check_schedule(problem, plan)
     if dims == 2:
         assert plan.vehicles_used == 2
+
+
+def test_plan_geojson_draws_each_route(helsinki: RoadGraph, helsinki_snapper: Snapper) -> None:
+    """One LineString per used vehicle, through its stops, with leg times matching the plan."""
+    problem = _small(helsinki, orders=6)
+    plan = plan_routes(problem, helsinki, helsinki_snapper, QUICK)
+    collection = plan_geojson(problem, plan, helsinki, helsinki_snapper)
+    used = [r for r in plan.routes if r.stops]
+    assert len(collection["features"]) == len(used)
+    for feature, route in zip(collection["features"], used, strict=True):
+        assert feature["geometry"]["type"] == "LineString"
+        assert feature["properties"]["order_ids"] == [s.order_id for s in route.stops]
+        legs = feature["properties"]["legs"]
+        assert len(legs) == len(route.stops) + 1
+        for leg, stop in zip(legs, route.stops, strict=False):
+            assert abs(leg["duration_s"] - stop.duration_from_previous_s) <= 1
+
+
+def test_max_distance_splits_the_work(helsinki: RoadGraph, helsinki_snapper: Snapper) -> None:
+    """With each van limited to a short total distance, no route exceeds it."""
+    base = _small(helsinki, orders=8)
+    free = plan_routes(base, helsinki, helsinki_snapper, QUICK)
+    longest = max(r.distance_m for r in free.routes)
+    limit = int(longest * 0.7)
+    vehicles = [replace(v, max_distance_m=limit) for v in base.vehicles]
+    problem = planning_problem(list(base.depots), vehicles, list(base.orders))
+    plan = plan_routes(problem, helsinki, helsinki_snapper, QUICK)
+    assert all(r.distance_m <= limit for r in plan.routes)
