@@ -1,6 +1,6 @@
 """Solomon VRPTW benchmark: our solver against PyVRP at the same time limit, one thread each.
 
-    python -m bench.solomon --time-limit 10 [--instances C101,R101,...] [--engines or-tools] [FILE ...]
+    python -m bench.solomon --time-limit 10 [--instances C101,R101,...] [--engines E] [FILE ...]
 
 Default: the 56 instances in ../shared/benchmarks/solomon/. Both solvers get the hierarchical
 objective (a fixed cost per vehicle that dominates distance). Distances reported are the
