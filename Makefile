@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 CORE := domain routing eta telematics notify store api bench
 
-.PHONY: demo test lint bench-matrix clean
+.PHONY: demo test lint bench-matrix bench-solomon bench-scale clean
 
 $(VENV)/.runtime: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,12 @@ lint: $(VENV)/.dev
 
 bench-matrix: $(VENV)/.dev
 	$(PY) -m bench.matrix --osm ../shared/data/osm/columbus.osm.pbf --n 1000
+
+bench-solomon: $(VENV)/.dev
+	$(PY) -m bench.solomon --time-limit 10
+
+bench-scale: $(VENV)/.dev
+	$(PY) -m bench.scale --osm ../shared/data/osm/columbus.osm.pbf
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

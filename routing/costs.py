@@ -30,6 +30,7 @@ class SolverParams:
     """Tunables of one solve."""
 
     time_limit_s: float = 10.0
+    #: PyVRP's random seed; OR-Tools' search is deterministic for a given model and time.
     seed: int = 0
     #: Cost of using a vehicle; None picks one that dominates any plan's travel cost, so
     #: fewer vehicles always win, yet small enough that penalties never saturate.
