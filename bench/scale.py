@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vehicles", type=int, default=50)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--limits", default="30,60", help="time limits in seconds")
+    parser.add_argument("--engines", default="pyvrp,or-tools", help="our solver's engines")
     args = parser.parse_args(argv)
 
     graph, _ = load_road_graph(args.osm)
@@ -50,9 +51,18 @@ def main(argv: list[str] | None = None) -> int:
         f"matrix {len(places)}x{len(places)} in {matrix_s:.1f} s",
         file=sys.stderr,
     )
-    out: dict[str, Any] = {"orders": args.orders, "vehicles_available": args.vehicles}
+    out: dict[str, Any] = {
+        "orders": args.orders,
+        "vehicles_available": args.vehicles,
+        "engines": args.engines,
+        "matrix_s": round(matrix_s, 2),
+    }
     for limit in (float(x) for x in args.limits.split(",")):
-        params = SolverParams(time_limit_s=limit, seed=args.seed)
+        params = SolverParams(
+            time_limit_s=limit,
+            seed=args.seed,
+            engines=tuple(e.strip() for e in args.engines.split(",")),
+        )
         progress: list[tuple[float, int]] = []
 
         def shown(

@@ -57,7 +57,7 @@ def solve(
             )
         )
     if use_pyvrp:
-        remaining = params.time_limit_s - (time.perf_counter() - started) - 0.05
+        remaining = params.time_limit_s - (time.perf_counter() - started) - params.safety_margin_s
         result = hgs.solve(model, params, time_limit_s=remaining)
         candidates.append(result)
         improved(time.perf_counter() - started, objective(model, params, result))
