@@ -58,3 +58,12 @@ class Plan:
     @property
     def vehicles_used(self) -> int:
         return sum(1 for r in self.routes if r.stops)
+
+    @property
+    def duration_s(self) -> int:
+        """Working time of every used vehicle, first departure to last arrival."""
+        return sum(r.duration_s for r in self.routes if r.stops)
+
+    @property
+    def wait_s(self) -> int:
+        return sum(s.wait_s for r in self.routes for s in r.stops)

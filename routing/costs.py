@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from routing.model import IntMatrix, SolverModel, SolverResult
+from routing.model import IntMatrix, OrderNode, SolverModel, SolverResult
 
 #: Called with (seconds since the solve began, objective) on every improving solution.
 ProgressCallback = Callable[[float, int], None]
@@ -84,6 +84,18 @@ def mandatory_penalty(model: SolverModel, params: SolverParams) -> int:
     return 100 * vehicle_weight(model, params)
 
 
+#: Each priority point adds this share to a mandatory order's cost of being left out.
+PRIORITY_STEP = 0.1
+
+
+def drop_penalty(model: SolverModel, params: SolverParams, order: OrderNode) -> int:
+    """What leaving ``order`` out costs: its own penalty if optional, else the mandatory
+    penalty raised by its priority (so the least important impossible orders go first)."""
+    if order.penalty is not None:
+        return order.penalty
+    return int(mandatory_penalty(model, params) * (1 + PRIORITY_STEP * max(0, order.priority)))
+
+
 def objective(model: SolverModel, params: SolverParams, result: SolverResult) -> int:
     """The one objective all engines are compared by (lower is better)."""
     weight = vehicle_weight(model, params)
@@ -98,8 +110,6 @@ def objective(model: SolverModel, params: SolverParams, result: SolverResult) ->
             for a, b in zip(route.visits[:-1], route.visits[1:], strict=True)
         )
     orders = model.order_at()
-    penalty = mandatory_penalty(model, params)
     for node in result.dropped:
-        own = orders[node].penalty
-        total += penalty if own is None else own
+        total += drop_penalty(model, params, orders[node])
     return total

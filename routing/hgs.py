@@ -16,7 +16,7 @@ import pyvrp
 from pyvrp.exceptions import PenaltyBoundWarning
 from pyvrp.stop import MaxRuntime
 
-from routing.costs import SolverParams, base_cost_matrix, mandatory_penalty, vehicle_weight
+from routing.costs import SolverParams, base_cost_matrix, drop_penalty, vehicle_weight
 from routing.model import RouteResult, SolverModel, SolverResult, Visit
 
 _NO_LIMIT = np.iinfo(np.int64).max
@@ -73,7 +73,6 @@ def solve(
     depots = [
         pyvrp.Depot(i, tw_early=horizon_lo, tw_late=horizon_hi) for i in range(len(depot_nodes))
     ]
-    penalty = mandatory_penalty(model, params)
     dims = model.dimensions
     clients = []
     for k, o in enumerate(model.orders):
@@ -85,7 +84,7 @@ def solve(
                 service_duration=o.service_s,
                 tw_early=early,
                 tw_late=late,
-                prize=penalty if o.penalty is None else o.penalty,
+                prize=drop_penalty(model, params, o),
                 required=False,
             )
         )

@@ -24,6 +24,8 @@ class OrderNode:
     skills: frozenset[str] = frozenset()
     #: Cost of leaving the order out; None means mandatory (left out only if impossible).
     penalty: int | None = None
+    #: Orders with higher priority are left out last (scales a mandatory order's penalty).
+    priority: int = 0
     #: A window already told to the customer: arriving outside it costs, but is allowed.
     told_window: tuple[int, int] | None = None
     #: Vehicles allowed to serve it (None: any with the skills), e.g. the van it is loaded on.

@@ -22,7 +22,7 @@ from routing.costs import (
     ProgressCallback,
     SolverParams,
     arc_cost_matrix,
-    mandatory_penalty,
+    drop_penalty,
     vehicle_weight,
 )
 from routing.model import RouteResult, SolverModel, SolverResult, Visit
@@ -244,12 +244,10 @@ class _Built:
 
         # Every order may be left out at a price: optional ones at theirs, mandatory ones at a
         # price above any plan that serves them, so they drop only when impossible.
-        self.mandatory_penalty = mandatory_penalty(model, params)
         for o in model.orders:
             if o.node in committed:
                 continue
-            penalty = self.mandatory_penalty if o.penalty is None else o.penalty
-            routing.AddDisjunction([manager.NodeToIndex(o.node)], int(penalty))
+            routing.AddDisjunction([manager.NodeToIndex(o.node)], drop_penalty(model, params, o))
         self.orders = orders
 
     def score(self, solution: pywrapcp.Assignment) -> tuple[int, int]:

@@ -18,7 +18,7 @@ from domain.geo import LatLon
 from domain.plan import Plan, PlannedBreak, PlannedRoute, PlannedStop, Unassigned
 from domain.problem import Order, PlanningProblem, Vehicle
 from routing import portfolio
-from routing.costs import ProgressCallback, SolverParams, arc_cost_matrix
+from routing.costs import PRIORITY_STEP, ProgressCallback, SolverParams, arc_cost_matrix
 from routing.geometry import route_geojson
 from routing.matrix import TravelMatrix, travel_matrix
 from routing.model import OrderNode, SolverModel, SolverResult, VehicleSpec
@@ -28,8 +28,6 @@ from routing.validator import route_loads
 
 #: Penalty of an optional order without one of its own, in cost units (an hour of driving).
 DEFAULT_OPTIONAL_PENALTY = 3600
-#: Each priority point multiplies an order's cost of being left out by this much more.
-PRIORITY_STEP = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +114,7 @@ def build_model(
                 demand=order.demand,
                 skills=order.skills,
                 penalty=_penalty(order),
+                priority=order.priority,
             )
         )
     vehicles = tuple(_vehicle_spec(v, place_node, n - 1, sec, horizon) for v in problem.vehicles)

@@ -144,3 +144,12 @@ def test_nodes_are_typed() -> None:
     node = OrderNode(1, (), 0, ())
     assert node.penalty is None
     assert node.told_window is None
+
+
+def test_lower_priority_order_is_left_out_first() -> None:
+    """Room for one of two mandatory orders: the higher-priority one is served, by both engines."""
+    base = line_model([10, 20], capacity=(1,))
+    urgent = replace(base.orders[1], priority=50)
+    model = replace(base, orders=(base.orders[0], urgent))
+    assert optimiser.solve(model, FAST).dropped == (1,)
+    assert portfolio.solve(model, FAST).dropped == (1,)
