@@ -57,7 +57,9 @@ def solve(
     starts = params.first_solutions or DEFAULT_STARTS
     per_start = budget * params.construction_share / len(starts)
 
-    best: tuple[tuple[int, int], list[list[int]]] | None = None
+    # Keep copies of assignments: rebuilding one from its routes (ReadAssignmentFromRoutes)
+    # fails on some valid partial starts, e.g. Solomon RC105.
+    best: tuple[tuple[int, int], pywrapcp.Assignment] | None = None
     for name in starts:
         search = _search_params(name, "GREEDY_DESCENT", per_start)
         solution = built.routing.SolveWithParameters(search)
@@ -67,14 +69,12 @@ def solve(
             first_s.append(time.perf_counter() - started)
         score = built.score(solution)
         if best is None or score < best[0]:
-            best = (score, built.routes_of(solution))
+            best = (score, built.routing.solver().Assignment(solution))
     remaining = budget - (time.perf_counter() - started)
     final = None
     if best is not None and remaining > 0.1:
-        initial = built.routing.ReadAssignmentFromRoutes(best[1], True)
         search = _search_params(starts[0], "GUIDED_LOCAL_SEARCH", remaining)
-        if initial is not None:
-            final = built.routing.SolveFromAssignmentWithParameters(initial, search)
+        final = built.routing.SolveFromAssignmentWithParameters(best[1], search)
     if best is None and remaining > 0.1:
         # No start finished within its share: give the first strategy all the time left.
         final = built.routing.SolveWithParameters(
@@ -83,7 +83,7 @@ def solve(
         if final is not None and not first_s:
             first_s.append(time.perf_counter() - started)
     if final is None and best is not None:
-        final = built.routing.ReadAssignmentFromRoutes(best[1], True)
+        final = best[1]
     status = routing_enums_pb2.RoutingSearchStatus.Value.Name(built.routing.status())
     if final is None:
         return SolverResult((), tuple(o.node for o in model.orders), -1, "or-tools", status)
@@ -260,19 +260,6 @@ class _Built:
             == self.manager.NodeToIndex(o.node)
         )
         return dropped, int(solution.ObjectiveValue())
-
-    def routes_of(self, solution: pywrapcp.Assignment) -> list[list[int]]:
-        """Each vehicle's visits as routing *indices* (what ReadAssignmentFromRoutes takes;
-        they differ from node numbers once vehicles start or end at different nodes)."""
-        out: list[list[int]] = []
-        for v in range(len(self.model.vehicles)):
-            index = solution.Value(self.routing.NextVar(self.routing.Start(v)))
-            indices: list[int] = []
-            while not self.routing.IsEnd(index):
-                indices.append(int(index))
-                index = solution.Value(self.routing.NextVar(index))
-            out.append(indices)
-        return out
 
     def result(
         self,
