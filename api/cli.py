@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.status import Status
 from rich.table import Table
 
+from api.settings import Settings
 from domain.errors import ValidationError
 from domain.geo import LatLon
 from domain.plan import Plan
@@ -26,6 +27,8 @@ from routing.road_graph import RoadGraph
 from routing.scenario import random_day
 from routing.snapping import DEFAULT_MAX_SNAP_M, Snapper
 from routing.vroom_format import solve_vroom
+from store.db import make_engine, session_factory, upgrade
+from store.repo import create_organisation
 
 app = typer.Typer(
     help="Route planning and live ETAs for last-mile delivery fleets.",
@@ -34,6 +37,10 @@ app = typer.Typer(
 )
 network_app = typer.Typer(help="Inspect the road network.", no_args_is_help=True)
 app.add_typer(network_app, name="network")
+db_app = typer.Typer(help="The service's database.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+org_app = typer.Typer(help="Organisations (tenants) and their keys.", no_args_is_help=True)
+app.add_typer(org_app, name="org")
 console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
@@ -251,6 +258,45 @@ def _print_plan(plan: Plan) -> None:
     )
     for item in plan.unassigned:
         console.print(f"  [yellow]left out[/yellow] {item.order_id}: {item.reason}")
+
+
+@app.command("serve")
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Run the HTTP service (settings from LASTMILE_* variables; SQLite in ./var by default)."""
+    import uvicorn
+
+    from api.app import create_app
+
+    uvicorn.run(create_app(Settings()), host=host, port=port)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every database migration (LASTMILE_DATABASE_URL, default a SQLite file)."""
+    settings = Settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.url)
+    err.print(f"database at {settings.url.split('@')[-1]} is up to date")
+
+
+@org_app.command("create")
+def org_create(
+    name: Annotated[str, typer.Argument(help="The organisation's name.")],
+    timezone: Annotated[str, typer.Option(help="Its time zone, e.g. Europe/Rome.")] = "UTC",
+) -> None:
+    """Create an organisation and print its first admin API key (shown only now)."""
+    settings = Settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.url)
+    engine = make_engine(settings.url)
+    try:
+        org_id, key = create_organisation(session_factory(engine), name, timezone)
+    finally:
+        engine.dispose()
+    console.print_json(json.dumps({"organisation_id": org_id, "admin_key": key}))
 
 
 if __name__ == "__main__":

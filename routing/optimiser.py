@@ -160,8 +160,10 @@ class _Built:
         for v, spec in enumerate(model.vehicles):
             for index in (routing.Start(v), routing.End(v)):
                 time_dim.CumulVar(index).SetRange(spec.shift_start_s, spec.shift_end_s)
-            routing.AddVariableMaximizedByFinalizer(time_dim.CumulVar(routing.Start(v)))
+            # Finish as early as possible first, then leave as late as that allows: a plan
+            # that keeps its slack at the end of the day absorbs delays.
             routing.AddVariableMinimizedByFinalizer(time_dim.CumulVar(routing.End(v)))
+            routing.AddVariableMaximizedByFinalizer(time_dim.CumulVar(routing.Start(v)))
             if spec.max_duration_s is not None:
                 time_dim.SetSpanUpperBoundForVehicle(spec.max_duration_s, v)
 

@@ -230,7 +230,7 @@ def insert_order(
     for v, vehicle in enumerate(full.vehicles):
         spec = model.vehicles[v]
         route = planned.get(vehicle.id)
-        if route is None:
+        if route is None or not route.stops:
             nodes: list[int] = []
             start_s = max(spec.shift_start_s, _seconds(index, now))
             breaks: list[tuple[int, int]] = []
@@ -247,7 +247,7 @@ def insert_order(
                 for b in route.breaks
             ]
             current = _planned_visits(index, v, nodes, route)
-            fixed = 0 if nodes else spec.fixed_cost + vehicle_weight(model, params)
+            fixed = 0
         routes.append(RouteResult(v, current, tuple(breaks)))
         if not order.skills <= spec.skills:
             continue

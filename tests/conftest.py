@@ -54,3 +54,43 @@ def monaco() -> RoadGraph:
 @pytest.fixture(scope="session")
 def monaco_snapper(monaco: RoadGraph) -> Snapper:
     return Snapper(monaco)
+
+
+POSTGRES_URL = os.environ.get(
+    "LASTMILE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+def require_servers() -> bool:
+    """In CI (.ci/run sets this), a missing server is a failure, not a skip."""
+    return os.environ.get("LASTMILE_REQUIRE_SERVERS") == "1"
+
+
+def postgres_or_skip() -> str:
+    """A clean PostgreSQL database URL, or skip (fail in CI) saying why."""
+    from sqlalchemy import text
+
+    from store.db import make_engine
+    from store.schema import Base
+
+    engine = make_engine(POSTGRES_URL)
+    try:
+        with engine.begin() as connection:
+            Base.metadata.drop_all(connection)
+            connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
+    except Exception as exc:
+        message = f"PostgreSQL not reachable at {POSTGRES_URL.split('@')[-1]}: {exc}"
+        if require_servers():
+            pytest.fail(message)
+        pytest.skip(message)
+    finally:
+        engine.dispose()
+    return POSTGRES_URL
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each store and API test runs on the embedded SQLite file and on real PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'lastmile.db'}"
+    return postgres_or_skip()

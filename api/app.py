@@ -1,0 +1,91 @@
+"""The FastAPI application, built by :func:`create_app` from settings.
+
+The lifespan owns the long-lived things: the database engine (migrated on start), the road
+graph and its spatial index, and the planning worker (which resumes unfinished jobs).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from api import errors
+from api.jobs import PlanRunner
+from api.routes import fleet, health, orders, plans
+from api.settings import Settings
+from routing.network import load_road_graph
+from routing.snapping import Snapper
+from store.db import make_engine, session_factory, upgrade
+
+DESCRIPTION = """
+Route planning and live ETAs for last-mile delivery fleets.
+
+Authenticate with an API key: `Authorization: Bearer lm_...`. Keys have a role:
+`dispatcher` (plan and manage), `support` (read), `device` (publish positions), `admin`
+(everything, and keys). Times are ISO 8601 with a UTC offset; distances in metres, durations
+in seconds. Every error has the shape `{"error": {"code", "message", "problems": [{"field",
+"message"}]}}`.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        upgrade(settings.url)
+        engine = make_engine(settings.url)
+        sessions = session_factory(engine)
+        graph, _ = load_road_graph(settings.osm_path)
+        app.state.engine = engine
+        app.state.sessions = sessions
+        app.state.graph = graph
+        app.state.snapper = Snapper(graph)
+        app.state.runner = PlanRunner(
+            sessions, graph, app.state.snapper, default_time_limit_s=settings.plan_time_limit_s
+        )
+        app.state.runner.resume()
+        try:
+            yield
+        finally:
+            app.state.runner.shutdown()
+            engine.dispose()
+
+    app = FastAPI(
+        title="lastmile",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    registry = CollectorRegistry()
+    app.state.registry = registry
+    requests = Counter(
+        "lastmile_http_requests", "HTTP requests", ["method", "route", "status"], registry=registry
+    )
+    latency = Histogram(
+        "lastmile_http_request_seconds", "HTTP request time", ["route"], registry=registry
+    )
+    app.state.plan_jobs = Counter("lastmile_plan_jobs", "Planning jobs started", registry=registry)
+
+    @app.middleware("http")
+    async def measure(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        requests.labels(request.method, path, str(response.status_code)).inc()
+        latency.labels(path).observe(time.perf_counter() - started)
+        return response
+
+    errors.install(app)
+    for module in (health, fleet, orders, plans):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,224 @@
+"""Depots, vehicles and their devices, and API keys."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from api.deps import Admin, Dispatcher, Reader, SessionDep
+from api.errors import conflict, not_found
+from api.schemas import (
+    DepotCreate,
+    DepotPublic,
+    DeviceCredentials,
+    ErrorBody,
+    KeyCreate,
+    KeyCreated,
+    KeyPublic,
+    LatLonIn,
+    VehicleCreate,
+    VehiclePublic,
+    WindowIn,
+)
+from domain.errors import Problem, ValidationError
+from store.schema import ApiKey, DepotRow, DeviceRow, VehicleRow
+from store.secrets import hash_device_password, new_api_key, new_device_password
+
+router = APIRouter(prefix="/v1", responses={401: {"model": ErrorBody}, 403: {"model": ErrorBody}})
+ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorBody},
+    409: {"model": ErrorBody},
+    422: {"model": ErrorBody},
+}
+
+
+@router.post("/keys", status_code=201, tags=["keys"], summary="Create an API key (admin).")
+def create_key(body: KeyCreate, caller: Admin, session: SessionDep) -> KeyCreated:
+    key, prefix, key_hash = new_api_key()
+    row = ApiKey(
+        organisation_id=caller.organisation_id,
+        name=body.name,
+        role=body.role,
+        prefix=prefix,
+        key_hash=key_hash,
+    )
+    session.add(row)
+    session.flush()
+    return KeyCreated(id=row.id, name=row.name, role=body.role, key=key)
+
+
+@router.get("/keys", tags=["keys"], summary="List the organisation's API keys (admin).")
+def list_keys(caller: Admin, session: SessionDep) -> list[KeyPublic]:
+    rows = session.scalars(select(ApiKey).where(ApiKey.organisation_id == caller.organisation_id))
+    return [
+        KeyPublic(
+            id=r.id,
+            name=r.name,
+            role=r.role,
+            prefix=r.prefix,
+            created_at=r.created_at,
+            revoked=r.revoked_at is not None,
+        )
+        for r in rows
+    ]
+
+
+def _depot_public(row: DepotRow) -> DepotPublic:
+    return DepotPublic(
+        id=row.external_id, name=row.name, location=LatLonIn(lat=row.lat, lon=row.lon)
+    )
+
+
+@router.post("/depots", status_code=201, tags=["depots"], responses=ERRORS, summary="Add a depot.")
+def create_depot(body: DepotCreate, caller: Dispatcher, session: SessionDep) -> DepotPublic:
+    row = DepotRow(
+        organisation_id=caller.organisation_id,
+        external_id=body.id,
+        name=body.name,
+        lat=body.location.lat,
+        lon=body.location.lon,
+    )
+    session.add(row)
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        raise conflict(f"depot {body.id!r} already exists") from exc
+    return _depot_public(row)
+
+
+@router.get("/depots", tags=["depots"], summary="List depots.")
+def list_depots(caller: Reader, session: SessionDep) -> list[DepotPublic]:
+    rows = session.scalars(
+        select(DepotRow).where(DepotRow.organisation_id == caller.organisation_id)
+    )
+    return [_depot_public(r) for r in rows]
+
+
+def _vehicle_public(row: VehicleRow) -> VehiclePublic:
+    end = (
+        None
+        if row.end_lat is None or row.end_lon is None
+        else LatLonIn(lat=row.end_lat, lon=row.end_lon)
+    )
+    return VehiclePublic(
+        id=row.external_id,
+        start=LatLonIn(lat=row.start_lat, lon=row.start_lon),
+        end=end,
+        shift=WindowIn(start=row.shift_start, end=row.shift_end),
+        capacity=[int(c) for c in row.capacity],
+        skills=[str(s) for s in row.skills],
+        active_plan_id=row.active_plan_id,
+    )
+
+
+def vehicle_row(session: SessionDep, organisation_id: str, vehicle_id: str) -> VehicleRow:
+    row = session.scalar(
+        select(VehicleRow).where(
+            VehicleRow.organisation_id == organisation_id, VehicleRow.external_id == vehicle_id
+        )
+    )
+    if row is None:
+        raise not_found("vehicle", vehicle_id)
+    return row
+
+
+@router.post(
+    "/vehicles", status_code=201, tags=["vehicles"], responses=ERRORS, summary="Add a vehicle."
+)
+def create_vehicle(body: VehicleCreate, caller: Dispatcher, session: SessionDep) -> VehiclePublic:
+    problems: list[Problem] = []
+    start = body.start
+    if body.depot_id is not None:
+        depot = session.scalar(
+            select(DepotRow).where(
+                DepotRow.organisation_id == caller.organisation_id,
+                DepotRow.external_id == body.depot_id,
+            )
+        )
+        if depot is None:
+            problems.append(Problem("depot_id", f"unknown depot {body.depot_id!r}"))
+        elif start is None:
+            start = LatLonIn(lat=depot.lat, lon=depot.lon)
+    if start is None and not problems:
+        problems.append(Problem("start", "give a start location or a depot_id"))
+    if problems:
+        raise ValidationError(problems)
+    assert start is not None
+    end = None if body.open_route else (body.end or start)
+    row = VehicleRow(
+        organisation_id=caller.organisation_id,
+        external_id=body.id,
+        driver_first_name=body.driver_first_name,
+        start_lat=start.lat,
+        start_lon=start.lon,
+        end_lat=end.lat if end else None,
+        end_lon=end.lon if end else None,
+        shift_start=body.shift.start,
+        shift_end=body.shift.end,
+        capacity=list(body.capacity),
+        skills=list(body.skills),
+        max_duration_s=body.max_duration_s,
+        max_distance_m=body.max_distance_m,
+        fixed_cost=body.fixed_cost,
+        cost_per_hour=body.cost_per_hour,
+        cost_per_km=body.cost_per_km,
+        breaks=[
+            {
+                "duration_s": b.duration_s,
+                "window": {"start": b.window.start.isoformat(), "end": b.window.end.isoformat()},
+            }
+            for b in body.breaks
+        ],
+    )
+    session.add(row)
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        raise conflict(f"vehicle {body.id!r} already exists") from exc
+    return _vehicle_public(row)
+
+
+@router.get("/vehicles", tags=["vehicles"], summary="List vehicles.")
+def list_vehicles(caller: Reader, session: SessionDep) -> list[VehiclePublic]:
+    rows = session.scalars(
+        select(VehicleRow)
+        .where(VehicleRow.organisation_id == caller.organisation_id)
+        .order_by(VehicleRow.external_id)
+    )
+    return [_vehicle_public(r) for r in rows]
+
+
+@router.get("/vehicles/{vehicle_id}", tags=["vehicles"], responses=ERRORS, summary="One vehicle.")
+def get_vehicle(vehicle_id: str, caller: Reader, session: SessionDep) -> VehiclePublic:
+    return _vehicle_public(vehicle_row(session, caller.organisation_id, vehicle_id))
+
+
+@router.post(
+    "/vehicles/{vehicle_id}/devices",
+    status_code=201,
+    tags=["vehicles"],
+    responses=ERRORS,
+    summary="Register a GPS device for a vehicle; returns its MQTT credentials once.",
+)
+def register_device(vehicle_id: str, caller: Dispatcher, session: SessionDep) -> DeviceCredentials:
+    vehicle = vehicle_row(session, caller.organisation_id, vehicle_id)
+    password = new_device_password()
+    username = f"dev-{vehicle.id[:8]}-{new_device_password()[:6].lower()}"
+    row = DeviceRow(
+        organisation_id=caller.organisation_id,
+        vehicle_id=vehicle.id,
+        mqtt_username=username,
+        password_hash=hash_device_password(password),
+    )
+    session.add(row)
+    session.flush()
+    return DeviceCredentials(
+        device_id=row.id,
+        vehicle_id=vehicle.external_id,
+        mqtt_username=username,
+        mqtt_password=password,
+        publish_topic=f"fleet/{vehicle.external_id}/position",
+    )

@@ -1,0 +1,109 @@
+"""Orders: create, list, read, cancel."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Literal
+
+from fastapi import APIRouter, Query
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from api.deps import Dispatcher, Reader, SessionDep
+from api.errors import conflict, not_found
+from api.routes.fleet import ERRORS
+from api.schemas import ErrorBody, LatLonIn, OrderCreate, OrderPublic, WindowIn
+from store.schema import OrderRow
+from store.secrets import new_tracking_token
+
+router = APIRouter(
+    prefix="/v1/orders",
+    tags=["orders"],
+    responses={401: {"model": ErrorBody}, 403: {"model": ErrorBody}},
+)
+
+
+def order_public(row: OrderRow) -> OrderPublic:
+    return OrderPublic(
+        id=row.external_id,
+        location=LatLonIn(lat=row.lat, lon=row.lon),
+        windows=[WindowIn.model_validate(w) for w in row.windows],
+        service_s=row.service_s,
+        demand=[int(d) for d in row.demand],
+        status=row.status,
+        customer_ref=row.customer_ref,
+        tracking_token=row.tracking_token,
+    )
+
+
+def order_row(session: SessionDep, organisation_id: str, order_id: str) -> OrderRow:
+    row = session.scalar(
+        select(OrderRow).where(
+            OrderRow.organisation_id == organisation_id, OrderRow.external_id == order_id
+        )
+    )
+    if row is None:
+        raise not_found("order", order_id)
+    return row
+
+
+@router.post("", status_code=201, responses=ERRORS, summary="Add an order.")
+def create_order(body: OrderCreate, caller: Dispatcher, session: SessionDep) -> OrderPublic:
+    row = OrderRow(
+        organisation_id=caller.organisation_id,
+        external_id=body.id,
+        lat=body.location.lat,
+        lon=body.location.lon,
+        windows=[{"start": w.start.isoformat(), "end": w.end.isoformat()} for w in body.windows],
+        service_s=body.service_s,
+        demand=list(body.demand),
+        skills=list(body.skills),
+        priority=body.priority,
+        optional=body.optional,
+        penalty=body.penalty,
+        customer_ref=body.customer_ref,
+        contact_name=body.contact.name,
+        contact_phone=body.contact.phone,
+        contact_email=body.contact.email,
+        language=body.language,
+        timezone=body.timezone,
+        channels=list(body.channels),
+        tracking_token=new_tracking_token(),
+    )
+    session.add(row)
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        raise conflict(f"order {body.id!r} already exists") from exc
+    return order_public(row)
+
+
+@router.get("", summary="List orders, optionally by status.")
+def list_orders(
+    caller: Reader,
+    session: SessionDep,
+    status: Literal["open", "planned", "dispatched", "cancelled"] | None = Query(
+        None, description="Only orders with this status."
+    ),
+    limit: int = Query(500, ge=1, le=5000, description="At most this many."),
+) -> list[OrderPublic]:
+    query = select(OrderRow).where(OrderRow.organisation_id == caller.organisation_id)
+    if status is not None:
+        query = query.where(OrderRow.status == status)
+    rows = session.scalars(query.order_by(OrderRow.external_id).limit(limit))
+    return [order_public(r) for r in rows]
+
+
+@router.get("/{order_id}", responses=ERRORS, summary="One order.")
+def get_order(order_id: str, caller: Reader, session: SessionDep) -> OrderPublic:
+    return order_public(order_row(session, caller.organisation_id, order_id))
+
+
+@router.post("/{order_id}/cancel", responses=ERRORS, summary="Cancel an order.")
+def cancel_order(order_id: str, caller: Dispatcher, session: SessionDep) -> OrderPublic:
+    row = order_row(session, caller.organisation_id, order_id)
+    if row.status == "cancelled":
+        raise conflict(f"order {order_id!r} is already cancelled")
+    row.status = "cancelled"
+    row.cancelled_at = datetime.now(UTC)
+    return order_public(row)

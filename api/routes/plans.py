@@ -1,0 +1,252 @@
+"""Planning jobs and plans: start, watch (polling or server-sent events), read, dispatch,
+cancel, re-plan and insert an order."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+from sqlalchemy import select
+
+from api.deps import Dispatcher, Reader, SessionDep
+from api.errors import conflict, not_found
+from api.routes.fleet import ERRORS
+from api.routes.orders import order_row
+from api.schemas import (
+    ErrorBody,
+    InsertCreate,
+    PlanCreate,
+    PlanJobPublic,
+    PlanPublic,
+    ProgressPoint,
+    ReplanCreate,
+)
+from domain.errors import Problem, ValidationError
+from store.db import transaction
+from store.repo import load_problem
+from store.schema import OrderRow, PlanJobRow, PlanRow, VehicleRow
+
+router = APIRouter(
+    prefix="/v1/plans",
+    tags=["plans"],
+    responses={401: {"model": ErrorBody}, 403: {"model": ErrorBody}},
+)
+FINISHED = ("succeeded", "failed", "cancelled")
+
+
+def _progress(job: PlanJobRow | None) -> list[ProgressPoint]:
+    return [ProgressPoint(elapsed_s=p[0], cost=int(p[1])) for p in (job.progress if job else [])]
+
+
+def _job_of(session: SessionDep, plan_id: str) -> PlanJobRow | None:
+    return session.scalar(
+        select(PlanJobRow)
+        .where(PlanJobRow.plan_id == plan_id)
+        .order_by(PlanJobRow.created_at.desc())
+    )
+
+
+def _plan_row(session: SessionDep, organisation_id: str, plan_id: str) -> PlanRow:
+    row = session.get(PlanRow, plan_id)
+    if row is None or row.organisation_id != organisation_id:
+        raise not_found("plan", plan_id)
+    return row
+
+
+def _start(
+    request: Request,
+    organisation_id: str,
+    kind: str,
+    body: dict[str, Any],
+    parent: str | None = None,
+) -> PlanJobPublic:
+    limit = body.get("time_limit_s")
+    settings = request.app.state.settings
+    if limit is not None and limit > settings.max_plan_time_limit_s:
+        raise ValidationError(
+            [Problem("time_limit_s", f"at most {settings.max_plan_time_limit_s:.0f} s")]
+        )
+    # Committed in its own transaction before the worker may look for it.
+    with transaction(request.app.state.sessions) as session:
+        plan = PlanRow(
+            organisation_id=organisation_id, kind=kind, request=body, parent_plan_id=parent
+        )
+        session.add(plan)
+        session.flush()
+        job = PlanJobRow(organisation_id=organisation_id, plan_id=plan.id)
+        session.add(job)
+        session.flush()
+        plan_id, job_id = plan.id, job.id
+    request.app.state.runner.submit(job_id)
+    request.app.state.plan_jobs.inc()
+    return PlanJobPublic(plan_id=plan_id, job_id=job_id, status="queued", progress=[])
+
+
+@router.post("", status_code=202, responses=ERRORS, summary="Start a planning job.")
+def create_plan(
+    body: PlanCreate, request: Request, caller: Dispatcher, session: SessionDep
+) -> PlanJobPublic:
+    kind = "vroom" if body.vroom is not None else "plan"
+    if kind == "plan":
+        # Unknown ids are refused now, not after the job has queued.
+        load_problem(session, caller.organisation_id, body.order_ids, body.vehicle_ids)
+    return _start(request, caller.organisation_id, kind, body.model_dump(mode="json"))
+
+
+@router.get("", summary="List plans, newest first.")
+def list_plans(caller: Reader, session: SessionDep) -> list[PlanPublic]:
+    rows = session.scalars(
+        select(PlanRow)
+        .where(PlanRow.organisation_id == caller.organisation_id)
+        .order_by(PlanRow.created_at.desc())
+        .limit(100)
+    )
+    return [_public(session, r, with_plan=False) for r in rows]
+
+
+def _public(session: SessionDep, row: PlanRow, *, with_plan: bool = True) -> PlanPublic:
+    return PlanPublic(
+        id=row.id,
+        kind=row.kind,
+        status=row.status,
+        parent_plan_id=row.parent_plan_id,
+        created_at=row.created_at,
+        dispatched_at=row.dispatched_at,
+        progress=_progress(_job_of(session, row.id)),
+        plan=row.result if with_plan else None,
+        error=row.error,
+    )
+
+
+@router.get("/{plan_id}", responses=ERRORS, summary="A plan: status, progress and result.")
+def get_plan(plan_id: str, caller: Reader, session: SessionDep) -> PlanPublic:
+    return _public(session, _plan_row(session, caller.organisation_id, plan_id))
+
+
+@router.get("/{plan_id}/geojson", responses=ERRORS, summary="The plan's routes as GeoJSON.")
+def get_geojson(plan_id: str, caller: Reader, session: SessionDep) -> dict[str, Any]:
+    row = _plan_row(session, caller.organisation_id, plan_id)
+    if row.geojson is None:
+        raise conflict(f"plan {plan_id!r} has no routes yet (status {row.status})")
+    return row.geojson
+
+
+@router.get(
+    "/{plan_id}/events",
+    responses=ERRORS,
+    summary="Server-sent events: progress until the job ends.",
+    response_class=StreamingResponse,
+)
+def plan_events(
+    plan_id: str, request: Request, caller: Reader, session: SessionDep
+) -> StreamingResponse:
+    _plan_row(session, caller.organisation_id, plan_id)
+    sessions = request.app.state.sessions
+
+    async def stream() -> AsyncIterator[str]:
+        sent = 0
+        while True:
+            with sessions() as s:
+                plan = s.get(PlanRow, plan_id)
+                job = _job_of(s, plan_id)
+                status = plan.status if plan else "failed"
+                points = job.progress if job else []
+            for elapsed, cost in points[sent:]:
+                point = json.dumps({"elapsed_s": elapsed, "cost": cost})
+                yield f"event: progress\ndata: {point}\n\n"
+            sent = len(points)
+            if status in FINISHED:
+                done = json.dumps({"plan_id": plan_id, "status": status})
+                yield f"event: {status}\ndata: {done}\n\n"
+                return
+            if await request.is_disconnected():
+                return
+            await asyncio.sleep(0.25)
+
+    return StreamingResponse(stream(), media_type="text/event-stream")
+
+
+@router.post(
+    "/{plan_id}/dispatch",
+    responses=ERRORS,
+    summary="Make the plan's routes the vehicles' active routes.",
+)
+def dispatch(plan_id: str, caller: Dispatcher, session: SessionDep) -> PlanPublic:
+    row = _plan_row(session, caller.organisation_id, plan_id)
+    if row.status != "succeeded" or row.result is None or row.kind == "vroom":
+        raise conflict(
+            f"plan {plan_id!r} cannot be dispatched (status {row.status}, kind {row.kind})"
+        )
+    vehicle_ids = [r["vehicle_id"] for r in row.result["routes"] if r["stops"]]
+    order_ids = [s["order_id"] for r in row.result["routes"] for s in r["stops"]]
+    for vehicle in session.scalars(
+        select(VehicleRow).where(
+            VehicleRow.organisation_id == caller.organisation_id,
+            VehicleRow.external_id.in_(vehicle_ids),
+        )
+    ):
+        vehicle.active_plan_id = row.id
+    for order in session.scalars(
+        select(OrderRow).where(
+            OrderRow.organisation_id == caller.organisation_id, OrderRow.external_id.in_(order_ids)
+        )
+    ):
+        if order.status != "cancelled":
+            order.status = "dispatched"
+    row.dispatched_at = datetime.now(UTC)
+    return _public(session, row)
+
+
+@router.post("/{plan_id}/cancel", responses=ERRORS, summary="Cancel a plan (stops a queued job).")
+def cancel(plan_id: str, caller: Dispatcher, session: SessionDep) -> PlanPublic:
+    row = _plan_row(session, caller.organisation_id, plan_id)
+    if row.status == "cancelled":
+        raise conflict(f"plan {plan_id!r} is already cancelled")
+    row.status = "cancelled"
+    row.cancelled_at = datetime.now(UTC)
+    return _public(session, row)
+
+
+def _changeable(session: SessionDep, organisation_id: str, plan_id: str) -> PlanRow:
+    row = _plan_row(session, organisation_id, plan_id)
+    if row.status != "succeeded" or row.result is None or row.kind == "vroom":
+        raise conflict(f"plan {plan_id!r} cannot be changed (status {row.status}, kind {row.kind})")
+    return row
+
+
+@router.post(
+    "/{plan_id}/replan",
+    status_code=202,
+    responses=ERRORS,
+    summary="Re-plan the rest of the day from where vehicles are.",
+)
+def replan(
+    plan_id: str, body: ReplanCreate, request: Request, caller: Dispatcher, session: SessionDep
+) -> PlanJobPublic:
+    _changeable(session, caller.organisation_id, plan_id)
+    data = body.model_dump(mode="json")
+    data["now"] = (body.now or datetime.now(UTC)).isoformat()
+    return _start(request, caller.organisation_id, "replan", data, parent=plan_id)
+
+
+@router.post(
+    "/{plan_id}/insert",
+    status_code=202,
+    responses=ERRORS,
+    summary="Insert an order with the least change.",
+)
+def insert(
+    plan_id: str, body: InsertCreate, request: Request, caller: Dispatcher, session: SessionDep
+) -> PlanJobPublic:
+    _changeable(session, caller.organisation_id, plan_id)
+    order = order_row(session, caller.organisation_id, body.order_id)
+    if order.status == "cancelled":
+        raise conflict(f"order {body.order_id!r} is cancelled")
+    data = body.model_dump(mode="json")
+    data["now"] = (body.now or datetime.now(UTC)).isoformat()
+    return _start(request, caller.organisation_id, "insert", data, parent=plan_id)

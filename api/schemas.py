@@ -1,0 +1,224 @@
+"""Request and response bodies of the HTTP API (pydantic). Domain types stay separate."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+Role = Literal["dispatcher", "device", "support", "admin"]
+NonNegative = Annotated[int, Field(ge=0)]
+
+EXAMPLE_START = "2026-11-26T08:00:00+02:00"
+EXAMPLE_END = "2026-11-26T18:00:00+02:00"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LatLonIn(Strict):
+    lat: float = Field(ge=-90, le=90, description="Latitude, WGS84 degrees.", examples=[60.1699])
+    lon: float = Field(ge=-180, le=180, description="Longitude, WGS84 degrees.", examples=[24.9384])
+
+
+class WindowIn(Strict):
+    start: AwareDatetime = Field(
+        description="Start, with its UTC offset.", examples=[EXAMPLE_START]
+    )
+    end: AwareDatetime = Field(description="End, with its UTC offset.", examples=[EXAMPLE_END])
+
+    @model_validator(mode="after")
+    def _ordered(self) -> WindowIn:
+        if self.end < self.start:
+            raise ValueError("the window ends before it starts")
+        return self
+
+
+class ProblemOut(BaseModel):
+    field: str = Field(description="Dotted path of the offending input.")
+    message: str
+
+
+class ErrorOut(BaseModel):
+    code: str = Field(description="Machine-readable kind: invalid, not_found, conflict, ...")
+    message: str
+    problems: list[ProblemOut] = Field(default_factory=list)
+
+
+class ErrorBody(BaseModel):
+    error: ErrorOut
+
+
+class KeyCreate(Strict):
+    name: str = Field("", max_length=200, description="What the key is for.")
+    role: Role = Field(description="What the key may do.")
+
+
+class KeyCreated(BaseModel):
+    id: str
+    name: str
+    role: Role
+    key: str = Field(description="The key itself, shown only now. Send it as a Bearer token.")
+
+
+class KeyPublic(BaseModel):
+    id: str
+    name: str
+    role: Role
+    prefix: str
+    created_at: datetime
+    revoked: bool
+
+
+class DepotCreate(Strict):
+    id: str = Field(min_length=1, max_length=100, description="Your id for the depot.")
+    name: str = Field("", max_length=200)
+    location: LatLonIn
+
+
+class DepotPublic(BaseModel):
+    id: str
+    name: str
+    location: LatLonIn
+
+
+class BreakIn(Strict):
+    duration_s: int = Field(gt=0, le=86_400, description="Length of the break in seconds.")
+    window: WindowIn = Field(description="When the break may start.")
+
+
+class VehicleCreate(Strict):
+    id: str = Field(min_length=1, max_length=100, description="Your id for the vehicle.")
+    depot_id: str | None = Field(None, description="Start (and end) at this depot.")
+    start: LatLonIn | None = Field(None, description="Start here instead of a depot.")
+    end: LatLonIn | None = Field(None, description="End here instead of the start.")
+    open_route: bool = Field(False, description="The day ends at the last stop.")
+    shift: WindowIn
+    capacity: list[NonNegative] = Field(
+        default_factory=list, description="Per dimension, e.g. [parcels, kg]."
+    )
+    skills: list[str] = Field(default_factory=list, examples=[["fridge"]])
+    max_duration_s: int | None = Field(None, gt=0)
+    max_distance_m: int | None = Field(None, gt=0)
+    fixed_cost: float = Field(0, ge=0, description="Cost of using the vehicle at all.")
+    cost_per_hour: float = Field(0, ge=0)
+    cost_per_km: float = Field(0, ge=0)
+    breaks: list[BreakIn] = Field(default_factory=list)
+    driver_first_name: str = Field("", max_length=100, description="Shown to customers.")
+
+
+class VehiclePublic(BaseModel):
+    id: str
+    start: LatLonIn
+    end: LatLonIn | None
+    shift: WindowIn
+    capacity: list[int]
+    skills: list[str]
+    active_plan_id: str | None
+
+
+class DeviceCredentials(BaseModel):
+    device_id: str
+    vehicle_id: str
+    mqtt_username: str
+    mqtt_password: str = Field(description="Shown only now.")
+    publish_topic: str = Field(description="Where the device publishes its positions.")
+
+
+class ContactIn(Strict):
+    name: str = Field("", max_length=200)
+    phone: str = Field("", max_length=50, examples=["+358401234567"])
+    email: str = Field("", max_length=200, examples=["customer@example.com"])
+
+
+class OrderCreate(Strict):
+    id: str = Field(min_length=1, max_length=100, description="Your id for the order.")
+    location: LatLonIn
+    windows: list[WindowIn] = Field(default_factory=list, description="Empty: any time.")
+    service_s: int = Field(0, ge=0, le=86_400, description="Time at the stop, seconds.")
+    demand: list[NonNegative] = Field(default_factory=list, description="Per capacity dimension.")
+    skills: list[str] = Field(default_factory=list)
+    priority: int = Field(0, ge=0, le=100)
+    optional: bool = False
+    penalty: float | None = Field(None, ge=0, description="Cost of leaving an optional order out.")
+    customer_ref: str = Field("", max_length=200)
+    contact: ContactIn = Field(default_factory=ContactIn)
+    language: str = Field("en", max_length=16, examples=["it"])
+    timezone: str = Field("UTC", max_length=64, examples=["Europe/Helsinki"])
+    channels: list[Literal["email", "sms", "webhook", "mqtt"]] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _penalty_only_if_optional(self) -> OrderCreate:
+        if self.penalty is not None and not self.optional:
+            raise ValueError("only optional orders carry a penalty")
+        return self
+
+
+class OrderPublic(BaseModel):
+    id: str
+    location: LatLonIn
+    windows: list[WindowIn]
+    service_s: int
+    demand: list[int]
+    status: Literal["open", "planned", "dispatched", "cancelled"]
+    customer_ref: str
+    tracking_token: str = Field(description="For the customer's tracking link.")
+
+
+class PlanCreate(Strict):
+    order_ids: list[str] | None = Field(None, description="Default: every open order.")
+    vehicle_ids: list[str] | None = Field(None, description="Default: every vehicle.")
+    time_limit_s: float | None = Field(None, gt=0, description="Solver time limit.")
+    seed: int = 0
+    vroom: dict[str, Any] | None = Field(
+        None, description="A problem in VROOM's JSON format instead of stored orders."
+    )
+
+
+class ProgressPoint(BaseModel):
+    elapsed_s: float
+    cost: int
+
+
+class PlanJobPublic(BaseModel):
+    plan_id: str
+    job_id: str
+    status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    progress: list[ProgressPoint]
+
+
+class PlanPublic(BaseModel):
+    id: str
+    kind: str
+    status: str
+    parent_plan_id: str | None
+    created_at: datetime
+    dispatched_at: datetime | None
+    progress: list[ProgressPoint]
+    plan: dict[str, Any] | None = Field(None, description="Routes, stops and unassigned orders.")
+    error: str | None
+
+
+class VehicleStateIn(Strict):
+    vehicle_id: str
+    position: LatLonIn
+    done: list[str] = Field(default_factory=list, description="Orders served or failed.")
+    next_order_id: str | None = Field(None, description="The stop it is driving to now.")
+    on_board: list[str] = Field(default_factory=list, description="Orders loaded on it.")
+
+
+class ReplanCreate(Strict):
+    now: AwareDatetime | None = Field(None, description="Default: the server's clock.")
+    vehicles: list[VehicleStateIn] = Field(default_factory=list)
+    told_windows: dict[str, WindowIn] = Field(
+        default_factory=dict, description="Windows already told to customers, by order id."
+    )
+    time_limit_s: float | None = Field(None, gt=0)
+
+
+class InsertCreate(Strict):
+    order_id: str = Field(description="A stored order to slot into the plan.")
+    now: AwareDatetime | None = None
+    told_windows: dict[str, WindowIn] = Field(default_factory=dict)

@@ -1,0 +1,259 @@
+"""Database tables (SQLAlchemy 2). The domain types know nothing of these; store/repo.py maps.
+
+Every record belongs to an organisation (tenant). Times are stored timezone-aware in UTC.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out, on SQLite (which forgets zones) too."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        dict[str, Any]: JSON,
+        list[Any]: JSON,
+        datetime: UTCDateTime,
+    }
+
+
+class Organisation(Base):
+    __tablename__ = "organisations"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(200))
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    branding: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    notification_policy: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    organisation_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    role: Mapped[str] = mapped_column(String(20))
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class DepotRow(Base):
+    __tablename__ = "depots"
+    __table_args__ = (UniqueConstraint("organisation_id", "external_id"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    organisation_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"), index=True)
+    external_id: Mapped[str] = mapped_column(String(100))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    lat: Mapped[float] = mapped_column(Float)
+    lon: Mapped[float] = mapped_column(Float)
+
+
+class VehicleRow(Base):
+    __tablename__ = "vehicles"
+    __table_args__ = (UniqueConstraint("organisation_id", "external_id"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    organisation_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"), index=True)
+    external_id: Mapped[str] = mapped_column(String(100))
+    driver_first_name: Mapped[str] = mapped_column(String(100), default="")
+    start_lat: Mapped[float] = mapped_column(Float)
+    start_lon: Mapped[float] = mapped_column(Float)
+    end_lat: Mapped[float | None] = mapped_column(Float, default=None)
+    end_lon: Mapped[float | None] = mapped_column(Float, default=None)
+    shift_start: Mapped[datetime] = mapped_column()
+    shift_end: Mapped[datetime] = mapped_column()
+    capacity: Mapped[list[Any]] = mapped_column(default=list)
+    skills: Mapped[list[Any]] = mapped_column(default=list)
+    max_duration_s: Mapped[int | None] = mapped_column(Integer, default=None)
+    max_distance_m: Mapped[int | None] = mapped_column(Integer, default=None)
+    fixed_cost: Mapped[float] = mapped_column(Float, default=0.0)
+    cost_per_hour: Mapped[float] = mapped_column(Float, default=0.0)
+    cost_per_km: Mapped[float] = mapped_column(Float, default=0.0)
+    breaks: Mapped[list[Any]] = mapped_column(default=list)
+    active_plan_id: Mapped[str | None] = mapped_column(String(32), default=None)
+
+
+class DeviceRow(Base):
+    __tablename__ = "devices"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    organisation_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"), index=True)
+    vehicle_id: Mapped[str] = mapped_column(ForeignKey("vehicles.id"), index=True)
+    mqtt_username: Mapped[str] = mapped_column(String(100), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class OrderRow(Base):
+    __tablename__ = "orders"
+    __table_args__ = (UniqueConstraint("organisation_id", "external_id"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    organisation_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"), index=True)
+    external_id: Mapped[str] = mapped_column(String(100))
+    lat: Mapped[float] = mapped_column(Float)
+    lon: Mapped[float] = mapped_column(Float)
+    windows: Mapped[list[Any]] = mapped_column(default=list)
+    service_s: Mapped[int] = mapped_column(Integer, default=0)
+    demand: Mapped[list[Any]] = mapped_column(default=list)
+    skills: Mapped[list[Any]] = mapped_column(default=list)
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    optional: Mapped[bool] = mapped_column(Boolean, default=False)
+    penalty: Mapped[float | None] = mapped_column(Float, default=None)
+    customer_ref: Mapped[str] = mapped_column(String(200), default="")
+    contact_name: Mapped[str] = mapped_column(String(200), default="")
+    contact_phone: Mapped[str] = mapped_column(String(50), default="", index=True)
+    contact_email: Mapped[str] = mapped_column(String(200), default="", index=True)
+    language: Mapped[str] = mapped_column(String(16), default="en")
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    channels: Mapped[list[Any]] = mapped_column(default=list)
+    status: Mapped[str] = mapped_column(String(20), default="open", index=True)
+    tracking_token: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    cancelled_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class PlanRow(Base):
+    __tablename__ = "plans"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    organisation_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"), index=True)
+    parent_plan_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    kind: Mapped[str] = mapped_column(String(20), default="plan")  # plan | replan | insert
+    status: Mapped[str] = mapped_column(String(20), default="queued", index=True)
+    request: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    geojson: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    dispatched_at: Mapped[datetime | None] = mapped_column(default=None)
+    cancelled_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class PlanJobRow(Base):
+    __tablename__ = "plan_jobs"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    organisation_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"), index=True)
+    plan_id: Mapped[str] = mapped_column(ForeignKey("plans.id"), index=True)
+    status: Mapped[str] = mapped_column(String(20), default="queued", index=True)
+    progress: Mapped[list[Any]] = mapped_column(default=list)  # [[elapsed_s, cost], ...]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class PlanRouteRow(Base):
+    __tablename__ = "plan_routes"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    plan_id: Mapped[str] = mapped_column(ForeignKey("plans.id"), index=True)
+    vehicle_id: Mapped[str] = mapped_column(ForeignKey("vehicles.id"), index=True)
+    start: Mapped[datetime] = mapped_column()
+    end: Mapped[datetime] = mapped_column()
+    distance_m: Mapped[int] = mapped_column(Integer)
+    duration_s: Mapped[int] = mapped_column(Integer)
+
+
+class PlanStopRow(Base):
+    __tablename__ = "plan_stops"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    route_id: Mapped[str] = mapped_column(ForeignKey("plan_routes.id"), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"), index=True)
+    arrival: Mapped[datetime] = mapped_column()
+    service_start: Mapped[datetime] = mapped_column()
+    departure: Mapped[datetime] = mapped_column()
+    wait_s: Mapped[int] = mapped_column(Integer)
+
+
+# Room for the live parts (positions, ETAs, events, notifications); later issues fill them.
+class PositionRow(Base):
+    __tablename__ = "positions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    organisation_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"), index=True)
+    vehicle_id: Mapped[str] = mapped_column(ForeignKey("vehicles.id"), index=True)
+    fix_time: Mapped[datetime] = mapped_column(index=True)
+    lat: Mapped[float] = mapped_column(Float)
+    lon: Mapped[float] = mapped_column(Float)
+    speed_mps: Mapped[float | None] = mapped_column(Float, default=None)
+    heading_deg: Mapped[float | None] = mapped_column(Float, default=None)
+    accuracy_m: Mapped[float | None] = mapped_column(Float, default=None)
+    source: Mapped[str] = mapped_column(String(20), default="")
+
+
+class EtaRow(Base):
+    __tablename__ = "eta_history"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"), index=True)
+    computed_at: Mapped[datetime] = mapped_column(index=True)
+    eta: Mapped[datetime] = mapped_column()
+    window_start: Mapped[datetime] = mapped_column()
+    window_end: Mapped[datetime] = mapped_column()
+
+
+class EventRow(Base):
+    __tablename__ = "events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    organisation_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"), index=True)
+    order_id: Mapped[str | None] = mapped_column(String(32), index=True, default=None)
+    vehicle_id: Mapped[str | None] = mapped_column(String(32), index=True, default=None)
+    kind: Mapped[str] = mapped_column(String(40))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class OutboxRow(Base):
+    __tablename__ = "notification_outbox"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    organisation_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"), index=True)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"), index=True)
+    channel: Mapped[str] = mapped_column(String(20))
+    trigger: Mapped[str] = mapped_column(String(40))
+    dedupe_key: Mapped[str] = mapped_column(String(200), unique=True)
+    status: Mapped[str] = mapped_column(String(20), default="pending", index=True)
+    due_at: Mapped[datetime] = mapped_column(index=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    sent_at: Mapped[datetime | None] = mapped_column(default=None)
