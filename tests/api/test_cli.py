@@ -23,6 +23,11 @@ runner = CliRunner()
         ["network", "route"],
         ["demo"],
         ["plan"],
+        ["serve"],
+        ["db"],
+        ["db", "upgrade"],
+        ["org"],
+        ["org", "create"],
     ],
 )
 def test_every_command_has_help(command: list[str]) -> None:
@@ -100,3 +105,29 @@ def test_plan_with_bad_input_exits_2_and_lists_problems(tmp_path: Path) -> None:
     result = runner.invoke(app, ["plan", str(bad)])
     assert result.exit_code == 2
     assert '"vehicles[0].id"' in result.stdout
+
+
+def test_db_upgrade_and_org_create(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """db upgrade migrates the default SQLite file; org create prints a working admin key."""
+    monkeypatch.setenv("LASTMILE_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("LASTMILE_DATABASE_URL", raising=False)
+    result = runner.invoke(app, ["db", "upgrade"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "lastmile.db").is_file()
+    result = runner.invoke(app, ["org", "create", "Shop", "--timezone", "Europe/Rome"])
+    assert result.exit_code == 0, result.output
+    created = json.loads(result.stdout[result.stdout.index("{") :])
+    assert created["admin_key"].startswith("lm_")
+
+    from store.db import make_engine, session_factory
+    from store.schema import ApiKey, Organisation
+    from store.secrets import hash_api_key
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'lastmile.db'}")
+    with session_factory(engine)() as session:
+        org = session.get(Organisation, created["organisation_id"])
+        assert org is not None
+        assert org.timezone == "Europe/Rome"
+        keys = session.query(ApiKey).all()
+        assert [k.key_hash for k in keys] == [hash_api_key(created["admin_key"])]
+    engine.dispose()
