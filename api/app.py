@@ -47,7 +47,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.graph = graph
         app.state.snapper = Snapper(graph)
         app.state.runner = PlanRunner(
-            sessions, graph, app.state.snapper, default_time_limit_s=settings.plan_time_limit_s
+            sessions,
+            graph,
+            app.state.snapper,
+            default_time_limit_s=settings.plan_time_limit_s,
+            on_solved=lambda kind, status, s: solve_time.labels(kind, status).observe(s),
         )
         app.state.runner.resume()
         try:
@@ -72,6 +76,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "lastmile_http_request_seconds", "HTTP request time", ["route"], registry=registry
     )
     app.state.plan_jobs = Counter("lastmile_plan_jobs", "Planning jobs started", registry=registry)
+    solve_time = Histogram(
+        "lastmile_plan_job_seconds",
+        "Time a planning job took, by kind and outcome",
+        ["kind", "status"],
+        buckets=(0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300),
+        registry=registry,
+    )
 
     @app.middleware("http")
     async def measure(

@@ -10,9 +10,11 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import Progress
 from rich.status import Status
 from rich.table import Table
 
+from api.problem_file import problem_from_json
 from api.settings import Settings
 from domain.errors import ValidationError
 from domain.geo import LatLon
@@ -22,13 +24,13 @@ from routing.geometry import route_geojson
 from routing.matrix import travel_matrix
 from routing.network import load_road_graph
 from routing.osm_reader import NetworkLoadError
-from routing.planner import plan_routes
+from routing.planner import plan_geojson, plan_routes
 from routing.road_graph import RoadGraph
 from routing.scenario import random_day
 from routing.snapping import DEFAULT_MAX_SNAP_M, Snapper
 from routing.vroom_format import solve_vroom
 from store.db import make_engine, session_factory, upgrade
-from store.repo import create_organisation
+from store.repo import create_organisation, plan_to_dict
 
 app = typer.Typer(
     help="Route planning and live ETAs for last-mile delivery fleets.",
@@ -200,32 +202,65 @@ def _progress_to(status: Status) -> ProgressCallback:
 @app.command("plan")
 def plan_file(
     problem_file: Annotated[
-        Path, typer.Argument(help="A problem in VROOM's JSON format (jobs, shipments, vehicles).")
+        Path,
+        typer.Argument(
+            help="A problem in our JSON format (depots, vehicles, orders) or VROOM's (jobs, "
+            "shipments, vehicles)."
+        ),
     ],
     osm: OsmOption = None,
     out: Annotated[
-        Path | None, typer.Option(help="Write the VROOM-like solution here (default: stdout).")
+        Path | None, typer.Option(help="Write the plan (JSON) here (default: stdout).")
+    ] = None,
+    geojson: Annotated[
+        Path | None, typer.Option(help="Also write the routes as GeoJSON (our format).")
     ] = None,
     time_limit: Annotated[float, typer.Option(min=0.1, help="Solver time limit (s).")] = 10.0,
     seed: Annotated[int, typer.Option(help="Solver seed.")] = 0,
 ) -> None:
-    """Plan a VROOM-format problem; road times from the OSM network unless it has matrices."""
+    """Plan a problem file on the road network (or a VROOM file's own matrices)."""
     try:
         doc = json.loads(problem_file.read_text())
     except (OSError, ValueError) as exc:
         _error(ValueError(f"cannot read {problem_file}: {exc}"))
         raise typer.Exit(2) from exc
     params = SolverParams(time_limit_s=time_limit, seed=seed)
-    has_matrix = isinstance(doc, dict) and ("matrices" in doc or "matrix" in doc)
-    graph = None if has_matrix else _load(osm)
-    snapper = Snapper(graph) if graph is not None else None
-    result = solve_vroom(doc, params, graph=graph, snapper=snapper)
+    is_vroom = isinstance(doc, dict) and ("jobs" in doc or "shipments" in doc)
+    if is_vroom:
+        has_matrix = "matrices" in doc or "matrix" in doc
+        graph = None if has_matrix else _load(osm)
+        snapper = Snapper(graph) if graph is not None else None
+        result = solve_vroom(doc, params, graph=graph, snapper=snapper)
+        failed = result["code"] != 0
+    else:
+        try:
+            problem = problem_from_json(doc)
+        except ValidationError as exc:
+            _error(exc)
+            raise typer.Exit(2) from exc
+        graph = _load(osm)
+        snapper = Snapper(graph)
+        with Progress(transient=True, console=err) as bar:
+            task = bar.add_task("solving", total=time_limit)
+
+            def show(elapsed_s: float, cost: int) -> None:
+                bar.update(task, completed=elapsed_s, description=f"best cost {cost:,}")
+
+            try:
+                plan = plan_routes(problem, graph, snapper, params, on_improve=show)
+            except ValidationError as exc:
+                _error(exc)
+                raise typer.Exit(2) from exc
+        result = plan_to_dict(plan)
+        failed = False
+        if geojson is not None:
+            geojson.write_text(json.dumps(plan_geojson(problem, plan, graph, snapper)))
     text = json.dumps(result, indent=2)
     if out is not None:
         out.write_text(text)
     else:
         console.print_json(text)
-    if result["code"] != 0:
+    if failed:
         raise typer.Exit(2)
 
 

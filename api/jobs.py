@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -44,13 +45,15 @@ class PlanRunner:
         snapper: Snapper,
         *,
         default_time_limit_s: float,
+        on_solved: Callable[[str, str, float], None] | None = None,
     ) -> None:
         self.sessions = sessions
         self.graph = graph
         self.snapper = snapper
         self.default_time_limit_s = default_time_limit_s
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="planner")
-        self.solve_seconds: list[float] = []
+        #: Told (kind, status, seconds) after every job, for the service's metrics.
+        self.on_solved = on_solved
 
     def resume(self) -> int:
         """Queue again every job a previous run left queued or running; returns how many."""
@@ -112,6 +115,7 @@ class PlanRunner:
                         row.progress = list(points)
 
         started = time.perf_counter()
+        status = "failed"
         try:
             result, geojson, plan_obj = self._solve(kind, org, request, parent_id, on_improve)
         except ValidationError as exc:
@@ -120,8 +124,12 @@ class PlanRunner:
         except Exception as exc:
             self._finish(job_id, "failed", points, error=f"{type(exc).__name__}: {exc}")
             raise
-        self.solve_seconds.append(time.perf_counter() - started)
-        self._finish(job_id, "succeeded", points, result=result, geojson=geojson, plan=plan_obj)
+        else:
+            status = "succeeded"
+            self._finish(job_id, status, points, result=result, geojson=geojson, plan=plan_obj)
+        finally:
+            if self.on_solved is not None:
+                self.on_solved(kind, status, time.perf_counter() - started)
 
     def _params(self, request: dict[str, Any]) -> SolverParams:
         limit = request.get("time_limit_s") or self.default_time_limit_s

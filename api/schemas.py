@@ -222,3 +222,27 @@ class InsertCreate(Strict):
     order_id: str = Field(description="A stored order to slot into the plan.")
     now: AwareDatetime | None = None
     told_windows: dict[str, WindowIn] = Field(default_factory=dict)
+
+
+class Branding(Strict):
+    name: str = Field("", max_length=200, description="Shown to customers.")
+    primary_colour: str = Field("#0b5fff", pattern=r"^#[0-9a-fA-F]{6}$")
+    logo_url: str = Field("", max_length=500)
+    sender: str = Field("", max_length=200, description="From: of customer e-mails.")
+
+
+class OrganisationPublic(BaseModel):
+    id: str
+    name: str
+    timezone: str
+    branding: Branding
+    notification_policy: dict[str, Any]
+
+
+class OrganisationUpdate(Strict):
+    name: str | None = Field(None, min_length=1, max_length=200)
+    timezone: str | None = Field(None, description="IANA zone.", examples=["Europe/Rome"])
+    branding: Branding | None = None
+    notification_policy: dict[str, Any] | None = Field(
+        None, description="Triggers, thresholds, quiet hours (used by notifications)."
+    )

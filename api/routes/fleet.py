@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter
 from sqlalchemy import select
@@ -11,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from api.deps import Admin, Dispatcher, Reader, SessionDep
 from api.errors import conflict, not_found
 from api.schemas import (
+    Branding,
     DepotCreate,
     DepotPublic,
     DeviceCredentials,
@@ -19,12 +21,14 @@ from api.schemas import (
     KeyCreated,
     KeyPublic,
     LatLonIn,
+    OrganisationPublic,
+    OrganisationUpdate,
     VehicleCreate,
     VehiclePublic,
     WindowIn,
 )
 from domain.errors import Problem, ValidationError
-from store.schema import ApiKey, DepotRow, DeviceRow, VehicleRow
+from store.schema import ApiKey, DepotRow, DeviceRow, Organisation, VehicleRow
 from store.secrets import hash_device_password, new_api_key, new_device_password
 
 router = APIRouter(prefix="/v1", responses={401: {"model": ErrorBody}, 403: {"model": ErrorBody}})
@@ -64,6 +68,51 @@ def list_keys(caller: Admin, session: SessionDep) -> list[KeyPublic]:
         )
         for r in rows
     ]
+
+
+def _organisation_public(row: Organisation) -> OrganisationPublic:
+    return OrganisationPublic(
+        id=row.id,
+        name=row.name,
+        timezone=row.timezone,
+        branding=Branding.model_validate(row.branding or {}),
+        notification_policy=row.notification_policy or {},
+    )
+
+
+@router.get("/organisation", tags=["organisation"], summary="The caller's organisation.")
+def get_organisation(caller: Reader, session: SessionDep) -> OrganisationPublic:
+    row = session.get(Organisation, caller.organisation_id)
+    assert row is not None  # a key always belongs to an existing organisation
+    return _organisation_public(row)
+
+
+@router.patch(
+    "/organisation",
+    tags=["organisation"],
+    responses=ERRORS,
+    summary="Change the organisation's settings (admin).",
+)
+def update_organisation(
+    body: OrganisationUpdate, caller: Admin, session: SessionDep
+) -> OrganisationPublic:
+    row = session.get(Organisation, caller.organisation_id)
+    assert row is not None
+    if body.timezone is not None:
+        try:
+            ZoneInfo(body.timezone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValidationError(
+                [Problem("timezone", f"unknown time zone {body.timezone!r}")]
+            ) from exc
+        row.timezone = body.timezone
+    if body.name is not None:
+        row.name = body.name
+    if body.branding is not None:
+        row.branding = body.branding.model_dump()
+    if body.notification_policy is not None:
+        row.notification_policy = body.notification_policy
+    return _organisation_public(row)
 
 
 def _depot_public(row: DepotRow) -> DepotPublic:

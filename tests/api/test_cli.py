@@ -131,3 +131,48 @@ def test_db_upgrade_and_org_create(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         keys = session.query(ApiKey).all()
         assert [k.key_hash for k in keys] == [hash_api_key(created["admin_key"])]
     engine.dispose()
+
+
+def test_plan_our_format_writes_plan_and_geojson(tmp_path: Path) -> None:
+    """Our problem file: planned with skills, breaks, an open route and a pair; plan and
+    GeoJSON written."""
+    problem = Path(__file__).parent / "golden_problem.json"
+    out, geo = tmp_path / "plan.json", tmp_path / "routes.geojson"
+    result = runner.invoke(
+        app,
+        ["plan", str(problem), "--out", str(out), "--geojson", str(geo), "--time-limit", "1.5"],
+    )
+    assert result.exit_code == 0, result.output
+    plan = json.loads(out.read_text())
+    assert not plan["unassigned"]
+    by_order = {s["order_id"]: r["vehicle_id"] for r in plan["routes"] for s in r["stops"]}
+    assert by_order["o2"] == "van-1"
+    assert by_order["p1"] == by_order["p2"]
+    van1 = next(r for r in plan["routes"] if r["vehicle_id"] == "van-1")
+    assert len(van1["breaks"]) == 1
+    assert json.loads(geo.read_text())["type"] == "FeatureCollection"
+
+
+def test_plan_our_format_bad_input_lists_fields(tmp_path: Path) -> None:
+    """A bad problem file exits 2 naming each bad field."""
+    bad = tmp_path / "bad.json"
+    bad.write_text(
+        json.dumps(
+            {
+                "vehicles": [
+                    {
+                        "id": "v",
+                        "depot_id": "x",
+                        "shift": {
+                            "start": "2026-11-26T08:00:00+02:00",
+                            "end": "2026-11-26T18:00:00+02:00",
+                        },
+                    }
+                ],
+                "orders": [{"id": "o", "location": {"lat": 99, "lon": 0}}],
+            }
+        )
+    )
+    result = runner.invoke(app, ["plan", str(bad)])
+    assert result.exit_code == 2
+    assert "orders.0.location.lat" in result.output

@@ -255,3 +255,43 @@ def test_restart_keeps_plans_and_resumes_jobs(database_url: str, tmp_path: Path)
         )
         resumed = second.wait(pending["plan_id"])
         assert resumed["status"] == "succeeded"
+
+
+def test_organisation_settings(service: Service) -> None:
+    """Admins set the time zone, branding and notification policy; a bad zone is a 422."""
+    h = service.headers()
+    r = service.client.patch(
+        "/v1/organisation",
+        json={
+            "timezone": "Europe/Rome",
+            "branding": {"name": "Shop", "primary_colour": "#112233"},
+            "notification_policy": {"delay_threshold_s": 600},
+        },
+        headers=h,
+    )
+    assert r.status_code == 200, r.text
+    got = service.client.get("/v1/organisation", headers=h).json()
+    assert got["timezone"] == "Europe/Rome"
+    assert got["branding"]["primary_colour"] == "#112233"
+    assert got["notification_policy"] == {"delay_threshold_s": 600}
+    bad = service.client.patch("/v1/organisation", json={"timezone": "Mars/Olympus"}, headers=h)
+    assert bad.status_code == 422
+    assert bad.json()["error"]["problems"][0]["field"] == "timezone"
+    support = service.key("support")
+    assert (
+        service.client.patch(
+            "/v1/organisation", json={}, headers=service.headers(support)
+        ).status_code
+        == 403
+    )
+
+
+def test_solve_times_reach_the_metrics(service: Service) -> None:
+    """A finished job shows in the plan-job histogram."""
+    _fleet(service, orders=2)
+    plan_id = service.client.post(
+        "/v1/plans", json={"time_limit_s": 0.5}, headers=service.headers()
+    ).json()["plan_id"]
+    service.wait(plan_id)
+    text = service.client.get("/metrics").text
+    assert 'lastmile_plan_job_seconds_count{kind="plan",status="succeeded"} 1.0' in text
