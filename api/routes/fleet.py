@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from api.deps import Admin, Dispatcher, Reader, SessionDep
+from api.deps import Admin, Dispatcher, Reader, SessionDep, VehicleId
 from api.errors import conflict, not_found
 from api.schemas import (
     Branding,
@@ -241,7 +241,7 @@ def list_vehicles(caller: Reader, session: SessionDep) -> list[VehiclePublic]:
 
 
 @router.get("/vehicles/{vehicle_id}", tags=["vehicles"], responses=ERRORS, summary="One vehicle.")
-def get_vehicle(vehicle_id: str, caller: Reader, session: SessionDep) -> VehiclePublic:
+def get_vehicle(vehicle_id: VehicleId, caller: Reader, session: SessionDep) -> VehiclePublic:
     return _vehicle_public(vehicle_row(session, caller.organisation_id, vehicle_id))
 
 
@@ -252,7 +252,9 @@ def get_vehicle(vehicle_id: str, caller: Reader, session: SessionDep) -> Vehicle
     responses=ERRORS,
     summary="Register a GPS device for a vehicle; returns its MQTT credentials once.",
 )
-def register_device(vehicle_id: str, caller: Dispatcher, session: SessionDep) -> DeviceCredentials:
+def register_device(
+    vehicle_id: VehicleId, caller: Dispatcher, session: SessionDep
+) -> DeviceCredentials:
     vehicle = vehicle_row(session, caller.organisation_id, vehicle_id)
     password = new_device_password()
     username = f"dev-{vehicle.id[:8]}-{new_device_password()[:6].lower()}"

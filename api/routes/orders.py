@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from api.deps import Dispatcher, Reader, SessionDep
+from api.deps import Dispatcher, OrderId, Reader, SessionDep
 from api.errors import conflict, not_found
 from api.routes.fleet import ERRORS
 from api.schemas import ErrorBody, LatLonIn, OrderCreate, OrderPublic, WindowIn
@@ -95,12 +95,12 @@ def list_orders(
 
 
 @router.get("/{order_id}", responses=ERRORS, summary="One order.")
-def get_order(order_id: str, caller: Reader, session: SessionDep) -> OrderPublic:
+def get_order(order_id: OrderId, caller: Reader, session: SessionDep) -> OrderPublic:
     return order_public(order_row(session, caller.organisation_id, order_id))
 
 
 @router.post("/{order_id}/cancel", responses=ERRORS, summary="Cancel an order.")
-def cancel_order(order_id: str, caller: Dispatcher, session: SessionDep) -> OrderPublic:
+def cancel_order(order_id: OrderId, caller: Dispatcher, session: SessionDep) -> OrderPublic:
     row = order_row(session, caller.organisation_id, order_id)
     if row.status == "cancelled":
         raise conflict(f"order {order_id!r} is already cancelled")

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 
-from api.deps import Dispatcher, Reader, SessionDep
+from api.deps import Dispatcher, PlanId, Reader, SessionDep
 from api.errors import conflict, not_found
 from api.routes.fleet import ERRORS
 from api.routes.orders import order_row
@@ -124,12 +124,12 @@ def _public(session: SessionDep, row: PlanRow, *, with_plan: bool = True) -> Pla
 
 
 @router.get("/{plan_id}", responses=ERRORS, summary="A plan: status, progress and result.")
-def get_plan(plan_id: str, caller: Reader, session: SessionDep) -> PlanPublic:
+def get_plan(plan_id: PlanId, caller: Reader, session: SessionDep) -> PlanPublic:
     return _public(session, _plan_row(session, caller.organisation_id, plan_id))
 
 
 @router.get("/{plan_id}/geojson", responses=ERRORS, summary="The plan's routes as GeoJSON.")
-def get_geojson(plan_id: str, caller: Reader, session: SessionDep) -> dict[str, Any]:
+def get_geojson(plan_id: PlanId, caller: Reader, session: SessionDep) -> dict[str, Any]:
     row = _plan_row(session, caller.organisation_id, plan_id)
     if row.geojson is None:
         raise conflict(f"plan {plan_id!r} has no routes yet (status {row.status})")
@@ -143,7 +143,7 @@ def get_geojson(plan_id: str, caller: Reader, session: SessionDep) -> dict[str, 
     response_class=StreamingResponse,
 )
 def plan_events(
-    plan_id: str, request: Request, caller: Reader, session: SessionDep
+    plan_id: PlanId, request: Request, caller: Reader, session: SessionDep
 ) -> StreamingResponse:
     _plan_row(session, caller.organisation_id, plan_id)
     sessions = request.app.state.sessions
@@ -176,7 +176,7 @@ def plan_events(
     responses=ERRORS,
     summary="Make the plan's routes the vehicles' active routes.",
 )
-def dispatch(plan_id: str, caller: Dispatcher, session: SessionDep) -> PlanPublic:
+def dispatch(plan_id: PlanId, caller: Dispatcher, session: SessionDep) -> PlanPublic:
     row = _plan_row(session, caller.organisation_id, plan_id)
     if row.status != "succeeded" or row.result is None or row.kind == "vroom":
         raise conflict(
@@ -203,7 +203,7 @@ def dispatch(plan_id: str, caller: Dispatcher, session: SessionDep) -> PlanPubli
 
 
 @router.post("/{plan_id}/cancel", responses=ERRORS, summary="Cancel a plan (stops a queued job).")
-def cancel(plan_id: str, caller: Dispatcher, session: SessionDep) -> PlanPublic:
+def cancel(plan_id: PlanId, caller: Dispatcher, session: SessionDep) -> PlanPublic:
     row = _plan_row(session, caller.organisation_id, plan_id)
     if row.status == "cancelled":
         raise conflict(f"plan {plan_id!r} is already cancelled")
@@ -226,7 +226,7 @@ def _changeable(session: SessionDep, organisation_id: str, plan_id: str) -> Plan
     summary="Re-plan the rest of the day from where vehicles are.",
 )
 def replan(
-    plan_id: str, body: ReplanCreate, request: Request, caller: Dispatcher, session: SessionDep
+    plan_id: PlanId, body: ReplanCreate, request: Request, caller: Dispatcher, session: SessionDep
 ) -> PlanJobPublic:
     _changeable(session, caller.organisation_id, plan_id)
     data = body.model_dump(mode="json")
@@ -241,7 +241,7 @@ def replan(
     summary="Insert an order with the least change.",
 )
 def insert(
-    plan_id: str, body: InsertCreate, request: Request, caller: Dispatcher, session: SessionDep
+    plan_id: PlanId, body: InsertCreate, request: Request, caller: Dispatcher, session: SessionDep
 ) -> PlanJobPublic:
     _changeable(session, caller.organisation_id, plan_id)
     order = order_row(session, caller.organisation_id, body.order_id)
