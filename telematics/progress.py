@@ -1,0 +1,295 @@
+"""Where a vehicle is along its planned route, and when it arrives at and leaves its stops.
+
+Pure: :func:`apply_fix` takes the route, the progress so far and one screened fix, and returns
+the new progress and the events it caused. The route is kept as its road line in local metres
+(an equirectangular projection around its first point: centimetre-exact over a city).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+import numpy as np
+import numpy.typing as npt
+
+from domain.geo import EARTH_RADIUS_M
+from domain.position import Position
+
+XY = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True, slots=True)
+class ProgressParams:
+    #: Within this of the route line the vehicle is on it (GPS noise is about ±30 m).
+    on_route_m: float = 50.0
+    #: Farther than ``on_route_m`` for this long: off the route.
+    off_route_after_s: float = 60.0
+    #: Matching looks back this far and ahead this far plus what the elapsed time allows,
+    #: so a route that passes a street twice is matched to the right pass.
+    search_back_m: float = 100.0
+    search_ahead_m: float = 1500.0
+    max_speed_mps: float = 40.0
+    #: Geofence of a stop, and how long the vehicle must stay inside to have arrived.
+    arrive_radius_m: float = 50.0
+    dwell_s: float = 30.0
+    #: Leaving is only counted beyond this wider radius, so noise at the fence is no departure.
+    depart_radius_m: float = 80.0
+    #: Speed assumed between two sparse fixes that straddle a stop: if the gap is longer than
+    #: driving it at this speed plus ``dwell_s``, the vehicle must have stopped.
+    assumed_speed_mps: float = 12.0
+
+
+@dataclass(frozen=True, slots=True)
+class RouteTrack:
+    """A planned route as a line in local metres, with each stop's place along it."""
+
+    vehicle_id: str
+    plan_id: str
+    origin_lat: float
+    origin_lon: float
+    xy: XY
+    cum_m: XY
+    stop_ids: tuple[str, ...]
+    stop_xy: XY
+    stop_along_m: tuple[float, ...]
+
+    @property
+    def length_m(self) -> float:
+        return float(self.cum_m[-1])
+
+    def to_xy(self, lat: float, lon: float) -> XY:
+        point: XY = _project(np.array([[lon, lat]]), self.origin_lat, self.origin_lon)[0]
+        return point
+
+
+def _project(lonlat: XY, lat0: float, lon0: float) -> XY:
+    k = math.pi / 180 * EARTH_RADIUS_M
+    x = (lonlat[:, 0] - lon0) * k * math.cos(math.radians(lat0))
+    y = (lonlat[:, 1] - lat0) * k
+    return np.column_stack((x, y))
+
+
+def _nearest_on(
+    xy: XY, cum: XY, point: XY, lo_m: float = -math.inf, hi_m: float = math.inf
+) -> tuple[float, float]:
+    """(distance along the line, distance from it) of the nearest point, among segments that
+    overlap [lo_m, hi_m] of the line."""
+    a, b = xy[:-1], xy[1:]
+    seg = b - a
+    length2 = (seg**2).sum(axis=1)
+    t = np.clip(((point - a) * seg).sum(axis=1) / np.where(length2 > 0, length2, 1), 0, 1)
+    nearest = a + seg * t[:, None]
+    dist = np.hypot(*(nearest - point).T)
+    along = cum[:-1] + t * np.sqrt(length2)
+    window = (cum[1:] >= lo_m) & (cum[:-1] <= hi_m)
+    if not window.any():
+        window[:] = True
+    dist = np.where(window, dist, np.inf)
+    best = int(np.argmin(dist))
+    return float(along[best]), float(dist[best])
+
+
+def route_track(
+    vehicle_id: str,
+    plan_id: str,
+    line_lonlat: Sequence[Sequence[float]],
+    stops: Sequence[tuple[str, float, float]],
+) -> RouteTrack:
+    """Build a track from the route's road line ([lon, lat] points, depot to depot) and its
+    stops (order id, lat, lon) in visiting order."""
+    lonlat = np.asarray(line_lonlat, dtype=np.float64)
+    if len(lonlat) < 2:
+        lonlat = np.vstack((lonlat, lonlat))
+    lat0, lon0 = float(lonlat[0, 1]), float(lonlat[0, 0])
+    xy = _project(lonlat, lat0, lon0)
+    cum = np.concatenate(([0.0], np.cumsum(np.hypot(*np.diff(xy, axis=0).T))))
+    stop_xy = (
+        _project(np.array([[lon, lat] for _, lat, lon in stops]), lat0, lon0)
+        if stops
+        else np.zeros((0, 2))
+    )
+    along: list[float] = []
+    floor = 0.0
+    for point in stop_xy:
+        # Stops come in order: each is placed at or after the previous one.
+        at, _ = _nearest_on(xy, cum, point, floor, math.inf)
+        along.append(at)
+        floor = at
+    return RouteTrack(
+        vehicle_id, plan_id, lat0, lon0, xy, cum, tuple(s[0] for s in stops), stop_xy, tuple(along)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class StopStatus:
+    order_id: str
+    arrived_at: datetime | None = None
+    departed_at: datetime | None = None
+    #: Inferred from fixes on both sides of the stop, none inside its fence.
+    inferred: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    vehicle_id: str
+    plan_id: str
+    stops: tuple[StopStatus, ...]
+    fix_time: datetime | None = None
+    lat: float | None = None
+    lon: float | None = None
+    along_m: float = 0.0
+    off_route_m: float = 0.0
+    on_route: bool = True
+    off_route_since: datetime | None = None
+    inside_since: datetime | None = None
+
+    @property
+    def next_stop(self) -> int:
+        """Index of the first stop not yet left (len(stops) when all are done)."""
+        for k, s in enumerate(self.stops):
+            if s.departed_at is None:
+                return k
+        return len(self.stops)
+
+
+@dataclass(frozen=True, slots=True)
+class Arrived:
+    order_id: str
+    at: datetime
+    inferred: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Departed:
+    order_id: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class LeftRoute:
+    at: datetime
+    distance_m: float
+
+
+@dataclass(frozen=True, slots=True)
+class RejoinedRoute:
+    at: datetime
+
+
+Event = Arrived | Departed | LeftRoute | RejoinedRoute
+
+
+def start(track: RouteTrack) -> Progress:
+    return Progress(track.vehicle_id, track.plan_id, tuple(StopStatus(o) for o in track.stop_ids))
+
+
+def apply_fix(
+    track: RouteTrack, progress: Progress, fix: Position, params: ProgressParams
+) -> tuple[Progress, list[Event]]:
+    """Move the vehicle to ``fix`` (already screened: newer than ``progress.fix_time``)."""
+    events: list[Event] = []
+    point = track.to_xy(fix.lat, fix.lon)
+    elapsed = (fix.fix_time - progress.fix_time).total_seconds() if progress.fix_time else math.inf
+    reach = params.search_ahead_m + params.max_speed_mps * min(elapsed, 3600.0)
+    along, off = _nearest_on(
+        track.xy,
+        track.cum_m,
+        point,
+        progress.along_m - params.search_back_m,
+        progress.along_m + reach,
+    )
+    state = replace(progress, fix_time=fix.fix_time, lat=fix.lat, lon=fix.lon, off_route_m=off)
+    if off <= params.on_route_m:
+        if not progress.on_route:
+            events.append(RejoinedRoute(fix.fix_time))
+        # Progress never runs backwards on noise at a stop.
+        state = replace(
+            state, along_m=max(progress.along_m, along), on_route=True, off_route_since=None
+        )
+    else:
+        since = progress.off_route_since or fix.fix_time
+        state = replace(state, off_route_since=since)
+        if progress.on_route and (fix.fix_time - since).total_seconds() >= params.off_route_after_s:
+            state = replace(state, on_route=False)
+            events.append(LeftRoute(fix.fix_time, off))
+    state, stop_events = _stops(track, progress, state, point, fix, params)
+    return state, events + stop_events
+
+
+def _stops(
+    track: RouteTrack,
+    before: Progress,
+    state: Progress,
+    point: XY,
+    fix: Position,
+    params: ProgressParams,
+) -> tuple[Progress, list[Event]]:
+    events: list[Event] = []
+    stops = list(state.stops)
+    inside_since = state.inside_since
+    k = state.next_stop
+    while k < len(stops):
+        stop = stops[k]
+        distance = float(np.hypot(*(track.stop_xy[k] - point)))
+        if stop.arrived_at is not None:
+            if distance > params.depart_radius_m or _inside_next(track, k, point, params):
+                stops[k] = replace(stop, departed_at=fix.fix_time)
+                events.append(Departed(stop.order_id, fix.fix_time))
+                inside_since = None
+                k += 1
+                continue
+            break
+        if distance <= params.arrive_radius_m:
+            inside_since = inside_since or fix.fix_time
+            if (fix.fix_time - inside_since).total_seconds() >= params.dwell_s:
+                stops[k] = replace(stop, arrived_at=inside_since)
+                events.append(Arrived(stop.order_id, inside_since, False))
+            break
+        inside_since = None
+        passed = _passed_with_time_to_stop(track, before, state, k, fix, params)
+        if passed is None:
+            break
+        arrived, departed = passed
+        stops[k] = replace(stop, arrived_at=arrived, departed_at=departed, inferred=True)
+        events += [Arrived(stop.order_id, arrived, True), Departed(stop.order_id, departed)]
+        k += 1
+    return replace(state, stops=tuple(stops), inside_since=inside_since), events
+
+
+def _inside_next(track: RouteTrack, k: int, point: XY, params: ProgressParams) -> bool:
+    """Already inside the next stop's fence (stops next door): this one is left."""
+    if k + 1 >= len(track.stop_ids):
+        return False
+    return (
+        float(np.hypot(*(track.stop_xy[k + 1] - point))) <= params.arrive_radius_m
+        and float(np.hypot(*(track.stop_xy[k + 1] - track.stop_xy[k]))) > params.arrive_radius_m
+    )
+
+
+def _passed_with_time_to_stop(
+    track: RouteTrack,
+    before: Progress,
+    after: Progress,
+    k: int,
+    fix: Position,
+    params: ProgressParams,
+) -> tuple[datetime, datetime] | None:
+    """If two fixes straddle stop ``k`` with time enough to have stopped there: when."""
+    if before.fix_time is None or not after.on_route:
+        return None
+    at = track.stop_along_m[k]
+    r = params.arrive_radius_m
+    if not (before.along_m < at - r and after.along_m > at + r):
+        return None
+    gap_s = (fix.fix_time - before.fix_time).total_seconds()
+    to_stop_s = (at - before.along_m) / params.assumed_speed_mps
+    from_stop_s = (after.along_m - at) / params.assumed_speed_mps
+    if gap_s - to_stop_s - from_stop_s < params.dwell_s:
+        return None  # driving past: no time to stop
+    return (
+        before.fix_time + timedelta(seconds=to_stop_s),
+        fix.fix_time - timedelta(seconds=from_stop_s),
+    )

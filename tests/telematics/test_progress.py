@@ -1,0 +1,125 @@
+"""Progress along a route: matching through noise, arrivals with dwell, drive-bys, sparse
+fixes that jump over a stop, leaving and rejoining the route."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from domain.position import Position
+from telematics.progress import (
+    Arrived,
+    Departed,
+    Event,
+    LeftRoute,
+    Progress,
+    ProgressParams,
+    RejoinedRoute,
+    RouteTrack,
+    apply_fix,
+    route_track,
+    start,
+)
+
+LAT0, LON0 = 60.17, 24.90
+M_PER_DEG_LAT = 111_195.0
+M_PER_DEG_LON = M_PER_DEG_LAT * math.cos(math.radians(LAT0))
+T0 = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
+P = ProgressParams()
+
+
+def at(x_m: float, y_m: float = 0.0) -> tuple[float, float]:
+    """(lat, lon) of a point x metres east and y metres north of the route's start."""
+    return LAT0 + y_m / M_PER_DEG_LAT, LON0 + x_m / M_PER_DEG_LON
+
+
+def track() -> RouteTrack:
+    """A straight 2 km street with stops at 500 m and 1,500 m."""
+    line = [[at(x)[1], at(x)[0]] for x in range(0, 2001, 100)]
+    stops = [("s1", *at(500, 10)), ("s2", *at(1500, -10))]
+    return route_track("van-1", "plan-1", line, stops)
+
+
+def drive(points: list[tuple[float, float, float]]) -> tuple[Progress, list[Event]]:
+    """Apply fixes given as (seconds from T0, x m, y m)."""
+    t = track()
+    state = start(t)
+    events: list[Event] = []
+    for s, x, y in points:
+        lat, lon = at(x, y)
+        state, new = apply_fix(t, state, Position("van-1", T0 + timedelta(seconds=s), lat, lon), P)
+        events += new
+    return state, events
+
+
+def test_stops_are_placed_along_the_route() -> None:
+    """Each stop sits at its distance along the line."""
+    t = track()
+    assert abs(t.length_m - 2000) < 2
+    assert [round(a) for a in t.stop_along_m] == [500, 1500]
+
+
+def test_arrival_needs_dwell_and_departure_needs_distance() -> None:
+    """40 s inside the fence: arrived at the first fix inside; then 100 m on: departed."""
+    fixes = [(0, 300, 0), (15, 480, 5), (30, 500, 12), (45, 505, -8), (60, 498, 3), (75, 600, 0)]
+    state, events = drive(fixes)
+    assert events == [
+        Arrived("s1", T0 + timedelta(seconds=15), False),
+        Departed("s1", T0 + timedelta(seconds=75)),
+    ]
+    assert state.next_stop == 1
+
+
+def test_driving_past_a_stop_is_not_an_arrival() -> None:
+    """Through the fence at 12 m/s with fixes every 5 s: no arrival, the stop stays next."""
+    fixes = [(s, 400 + 12 * s, 0) for s in range(0, 21, 5)]
+    state, events = drive(fixes)
+    assert events == []
+    assert state.next_stop == 0
+    assert state.along_m > 600
+
+
+def test_sparse_fixes_that_jump_over_a_stop_still_catch_it() -> None:
+    """A fix before the stop, the next 4 minutes later beyond it: arrival and departure
+    inferred, with times from the distances."""
+    _, events = drive([(0, 300, 0), (240, 800, 0)])
+    assert [type(e) for e in events] == [Arrived, Departed]
+    arrived, departed = events
+    assert isinstance(arrived, Arrived)
+    assert arrived.inferred
+    assert abs((arrived.at - T0).total_seconds() - 200 / 12) < 0.01
+    assert isinstance(departed, Departed)
+    assert abs((departed.at - T0).total_seconds() - (240 - 300 / 12)) < 0.01
+
+
+def test_leaving_and_rejoining_the_route() -> None:
+    """200 m off the street for more than a minute: left; back on it: rejoined, once each."""
+    fixes = [(0, 100, 0), (10, 200, 200), (40, 250, 220), (80, 300, 210), (120, 400, 0)]
+    state, events = drive(fixes)
+    assert [type(e) for e in events] == [LeftRoute, RejoinedRoute]
+    assert state.on_route
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.floats(0, 2000), st.floats(-30, 30)), min_size=1, max_size=40))
+def test_progress_never_runs_backwards_and_stops_arrive_once(
+    path: list[tuple[float, float]],
+) -> None:
+    """Whatever the (noisy) fixes, distance along never decreases and no stop arrives twice."""
+    fixes = [(10.0 * k, x, y) for k, (x, y) in enumerate(sorted(path))]
+    t = track()
+    state = start(t)
+    arrivals: list[str] = []
+    last = 0.0
+    for s, x, y in fixes:
+        lat, lon = at(x, y)
+        state, events = apply_fix(
+            t, state, Position("van-1", T0 + timedelta(seconds=s), lat, lon), P
+        )
+        assert state.along_m >= last
+        last = state.along_m
+        arrivals += [e.order_id for e in events if isinstance(e, Arrived)]
+    assert len(arrivals) == len(set(arrivals))
