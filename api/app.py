@@ -15,11 +15,12 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from api import errors
 from api.jobs import PlanRunner
-from api.routes import fleet, health, orders, plans
+from api.routes import fleet, health, orders, plans, telematics
 from api.settings import Settings
 from routing.network import load_road_graph
 from routing.snapping import Snapper
 from store.db import make_engine, session_factory, upgrade
+from telematics.ingest import Ingester
 
 DESCRIPTION = """
 Route planning and live ETAs for last-mile delivery fleets.
@@ -54,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             on_solved=lambda kind, status, s: solve_time.labels(kind, status).observe(s),
         )
         app.state.runner.resume()
+        app.state.ingester = Ingester(sessions)
         try:
             yield
         finally:
@@ -97,6 +99,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return response
 
     errors.install(app)
-    for module in (health, fleet, orders, plans):
+    for module in (health, fleet, orders, plans, telematics):
         app.include_router(module.router)
     return app

@@ -162,7 +162,7 @@ class OrderPublic(BaseModel):
     windows: list[WindowIn]
     service_s: int
     demand: list[int]
-    status: Literal["open", "planned", "dispatched", "cancelled"]
+    status: Literal["open", "planned", "dispatched", "cancelled", "delivered", "failed", "skipped"]
     customer_ref: str
     tracking_token: str = Field(description="For the customer's tracking link.")
 
@@ -246,3 +246,48 @@ class OrganisationUpdate(Strict):
     notification_policy: dict[str, Any] | None = Field(
         None, description="Triggers, thresholds, quiet hours (used by notifications)."
     )
+
+
+class DeviceCreate(Strict):
+    protocol: Literal["fleet", "owntracks", "osmand"] = Field(
+        "fleet",
+        description="fleet: our JSON over MQTT on fleet/{vehicle_id}/position; owntracks: the "
+        "OwnTracks app; osmand: Traccar Client over HTTP.",
+    )
+    external_device_id: str | None = Field(
+        None,
+        max_length=200,
+        description="OsmAnd: the device identifier set in the app. OwnTracks: user/device.",
+        examples=["862051040148331"],
+    )
+
+
+class DriverEventIn(Strict):
+    order_id: str
+    kind: Literal["delivered", "failed", "skipped"]
+    reason: str = Field("", max_length=500, description="Why it failed or was skipped.")
+    at: AwareDatetime | None = Field(None, description="Default: now.")
+
+
+class IngestOut(BaseModel):
+    status: Literal["applied", "history", "rejected"]
+    reason: str = ""
+
+
+class StopProgressOut(BaseModel):
+    order_id: str
+    arrived_at: datetime | None
+    departed_at: datetime | None
+    inferred: bool
+
+
+class ProgressOut(BaseModel):
+    vehicle_id: str
+    plan_id: str | None
+    fix_time: datetime | None
+    lat: float | None
+    lon: float | None
+    along_m: float | None = Field(None, description="Distance driven along the active route.")
+    on_route: bool | None
+    next_stop: int | None
+    stops: list[StopProgressOut]

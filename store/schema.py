@@ -124,6 +124,10 @@ class DeviceRow(Base):
     vehicle_id: Mapped[str] = mapped_column(ForeignKey("vehicles.id"), index=True)
     mqtt_username: Mapped[str] = mapped_column(String(100), unique=True)
     password_hash: Mapped[str] = mapped_column(String(200))
+    #: How the device reports: "fleet" (our JSON over MQTT), "owntracks" or "osmand".
+    protocol: Mapped[str] = mapped_column(String(20), default="fleet")
+    #: The device's own id: OsmAnd's ``id``, or OwnTracks' ``user/device``.
+    external_device_id: Mapped[str | None] = mapped_column(String(200), default=None, index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
 
@@ -221,6 +225,9 @@ class PositionRow(Base):
     heading_deg: Mapped[float | None] = mapped_column(Float, default=None)
     accuracy_m: Mapped[float | None] = mapped_column(Float, default=None)
     source: Mapped[str] = mapped_column(String(20), default="")
+    #: False for fixes kept only as history (arrived out of order).
+    applied: Mapped[bool] = mapped_column(Boolean, default=True)
+    received_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class EtaRow(Base):
@@ -257,3 +264,30 @@ class OutboxRow(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     sent_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class ProgressRow(Base):
+    """Each vehicle's progress along its active route (the live ETA core's input)."""
+
+    __tablename__ = "vehicle_progress"
+    vehicle_id: Mapped[str] = mapped_column(ForeignKey("vehicles.id"), primary_key=True)
+    organisation_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"), index=True)
+    plan_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    last_fix_time: Mapped[datetime | None] = mapped_column(default=None)
+    last_lat: Mapped[float | None] = mapped_column(Float, default=None)
+    last_lon: Mapped[float | None] = mapped_column(Float, default=None)
+    state: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DeadLetterRow(Base):
+    """A message that could not be used, with why (never silently dropped)."""
+
+    __tablename__ = "dead_letters"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    source: Mapped[str] = mapped_column(String(20))
+    topic: Mapped[str] = mapped_column(String(300), default="")
+    reason: Mapped[str] = mapped_column(String(40), index=True)
+    detail: Mapped[str] = mapped_column(Text, default="")
+    payload: Mapped[str] = mapped_column(Text, default="")

@@ -11,6 +11,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -292,4 +293,58 @@ def _passed_with_time_to_stop(
     return (
         before.fix_time + timedelta(seconds=to_stop_s),
         fix.fix_time - timedelta(seconds=from_stop_s),
+    )
+
+
+def progress_to_dict(progress: Progress) -> dict[str, object]:
+    """JSON-ready progress (ISO times)."""
+
+    def iso(t: datetime | None) -> str | None:
+        return t.isoformat() if t is not None else None
+
+    return {
+        "vehicle_id": progress.vehicle_id,
+        "plan_id": progress.plan_id,
+        "fix_time": iso(progress.fix_time),
+        "lat": progress.lat,
+        "lon": progress.lon,
+        "along_m": round(progress.along_m, 1),
+        "off_route_m": round(progress.off_route_m, 1),
+        "on_route": progress.on_route,
+        "off_route_since": iso(progress.off_route_since),
+        "inside_since": iso(progress.inside_since),
+        "next_stop": progress.next_stop,
+        "stops": [
+            {
+                "order_id": s.order_id,
+                "arrived_at": iso(s.arrived_at),
+                "departed_at": iso(s.departed_at),
+                "inferred": s.inferred,
+            }
+            for s in progress.stops
+        ],
+    }
+
+
+def progress_from_dict(data: dict[str, Any]) -> Progress:
+    def when(value: object) -> datetime | None:
+        return datetime.fromisoformat(value) if isinstance(value, str) else None
+
+    return Progress(
+        vehicle_id=str(data["vehicle_id"]),
+        plan_id=str(data["plan_id"]),
+        stops=tuple(
+            StopStatus(
+                s["order_id"], when(s["arrived_at"]), when(s["departed_at"]), bool(s["inferred"])
+            )
+            for s in data["stops"]
+        ),
+        fix_time=when(data.get("fix_time")),
+        lat=data.get("lat"),
+        lon=data.get("lon"),
+        along_m=float(data.get("along_m", 0.0)),
+        off_route_m=float(data.get("off_route_m", 0.0)),
+        on_route=bool(data.get("on_route", True)),
+        off_route_since=when(data.get("off_route_since")),
+        inside_since=when(data.get("inside_since")),
     )

@@ -15,6 +15,7 @@ from api.schemas import (
     Branding,
     DepotCreate,
     DepotPublic,
+    DeviceCreate,
     DeviceCredentials,
     ErrorBody,
     KeyCreate,
@@ -253,16 +254,37 @@ def get_vehicle(vehicle_id: VehicleId, caller: Reader, session: SessionDep) -> V
     summary="Register a GPS device for a vehicle; returns its MQTT credentials once.",
 )
 def register_device(
-    vehicle_id: VehicleId, caller: Dispatcher, session: SessionDep
+    vehicle_id: VehicleId,
+    caller: Dispatcher,
+    session: SessionDep,
+    body: DeviceCreate | None = None,
 ) -> DeviceCredentials:
     vehicle = vehicle_row(session, caller.organisation_id, vehicle_id)
     password = new_device_password()
     username = f"dev-{vehicle.id[:8]}-{new_device_password()[:6].lower()}"
+    body = body or DeviceCreate()
+    if body.protocol != "fleet" and not body.external_device_id:
+        raise ValidationError(
+            [Problem("external_device_id", f"a {body.protocol} device needs its own id")]
+        )
+    if body.protocol == "owntracks" and len((body.external_device_id or "").split("/")) != 2:
+        raise ValidationError([Problem("external_device_id", "OwnTracks ids are user/device")])
+    taken = session.scalar(
+        select(DeviceRow).where(
+            DeviceRow.protocol == body.protocol,
+            DeviceRow.external_device_id == body.external_device_id,
+            DeviceRow.revoked_at.is_(None),
+        )
+    )
+    if body.external_device_id and taken is not None:
+        raise conflict(f"device {body.external_device_id!r} is already registered")
     row = DeviceRow(
         organisation_id=caller.organisation_id,
         vehicle_id=vehicle.id,
         mqtt_username=username,
         password_hash=hash_device_password(password),
+        protocol=body.protocol,
+        external_device_id=body.external_device_id,
     )
     session.add(row)
     session.flush()

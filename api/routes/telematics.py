@@ -1,0 +1,126 @@
+"""Positions and driver events over HTTP (OsmAnd / Traccar Client, our JSON), and progress."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+from urllib.parse import parse_qsl
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+
+from api.auth import Caller, require
+from api.deps import Reader, SessionDep, VehicleId
+from api.errors import ApiError, not_found
+from api.routes.fleet import ERRORS, vehicle_row
+from api.routes.orders import order_row
+from api.schemas import DriverEventIn, ErrorBody, IngestOut, ProgressOut, StopProgressOut
+from store.schema import EventRow, ProgressRow
+
+router = APIRouter(tags=["telematics"], responses={401: {"model": ErrorBody}})
+Device = Annotated[Caller, Depends(require("device", "dispatcher"))]
+#: Traccar Client posts small bodies; anything larger is not a position.
+MAX_BODY_BYTES = 16_384
+
+
+def _answer(result: Any) -> JSONResponse:
+    body = IngestOut(status=result.status, reason=result.reason).model_dump()
+    return JSONResponse(body, status_code=400 if result.status == "rejected" else 200)
+
+
+@router.api_route(
+    "/osmand",
+    methods=["GET", "POST"],
+    summary="Traccar Client / OsmAnd positions (query fields or JSON body).",
+    response_model=IngestOut,
+    responses={400: {"model": IngestOut}, 413: {"model": ErrorBody}},
+)
+async def osmand(request: Request) -> JSONResponse:
+    """Devices are known by their registered device id (no API key, as OsmAnd sends none)."""
+    body = await request.body()
+    if len(body) > MAX_BODY_BYTES:
+        raise ApiError(413, "too_large", f"body over {MAX_BODY_BYTES} bytes")
+    ingester = request.app.state.ingester
+    if body.strip().startswith(b"{"):
+        return _answer(ingester.osmand_json(body))
+    fields = dict(request.query_params)
+    if body:
+        # Traccar Client may POST its fields form-encoded instead of in the query.
+        fields.update(parse_qsl(body.decode("utf-8", errors="replace")))
+    return _answer(ingester.osmand_query(fields))
+
+
+@router.post(
+    "/v1/vehicles/{vehicle_id}/positions",
+    summary="A position in our JSON (the same body as on MQTT fleet/{vehicle_id}/position).",
+    response_model=IngestOut,
+    responses={400: {"model": IngestOut}, **ERRORS},
+)
+async def post_position(vehicle_id: VehicleId, request: Request, caller: Device) -> JSONResponse:
+    body = await request.body()
+    if len(body) > MAX_BODY_BYTES:
+        raise ApiError(413, "too_large", f"body over {MAX_BODY_BYTES} bytes")
+    with request.app.state.sessions() as session:
+        vehicle_row(session, caller.organisation_id, vehicle_id)
+    return _answer(request.app.state.ingester.fleet_message(f"fleet/{vehicle_id}/position", body))
+
+
+@router.post(
+    "/v1/vehicles/{vehicle_id}/events",
+    status_code=201,
+    summary="A driver's event: delivered, failed (with reason) or skipped.",
+    responses=ERRORS,
+)
+def driver_event(
+    vehicle_id: VehicleId, body: DriverEventIn, caller: Device, session: SessionDep
+) -> dict[str, str]:
+    vehicle = vehicle_row(session, caller.organisation_id, vehicle_id)
+    order = order_row(session, caller.organisation_id, body.order_id)
+    at = body.at or datetime.now(UTC)
+    session.add(
+        EventRow(
+            organisation_id=caller.organisation_id,
+            order_id=order.id,
+            vehicle_id=vehicle.id,
+            kind=body.kind,
+            at=at,
+            data={"reason": body.reason, "by": "driver"},
+        )
+    )
+    # The driver's word overrides what the fixes suggested.
+    order.status = body.kind
+    progress = session.get(ProgressRow, vehicle.id)
+    if progress is not None and progress.state:
+        state = dict(progress.state)
+        state["stops"] = [
+            {**s, "departed_at": s["departed_at"] or at.isoformat()}
+            if s["order_id"] == body.order_id
+            else s
+            for s in state["stops"]
+        ]
+        progress.state = state
+    return {"order_id": body.order_id, "status": body.kind}
+
+
+@router.get(
+    "/v1/vehicles/{vehicle_id}/progress",
+    summary="The vehicle's progress along its active route.",
+    responses=ERRORS,
+)
+def get_progress(vehicle_id: VehicleId, caller: Reader, session: SessionDep) -> ProgressOut:
+    vehicle = vehicle_row(session, caller.organisation_id, vehicle_id)
+    row = session.get(ProgressRow, vehicle.id)
+    if row is None:
+        raise not_found("progress for vehicle", vehicle_id)
+    state = row.state or {}
+    return ProgressOut(
+        vehicle_id=vehicle_id,
+        plan_id=row.plan_id,
+        fix_time=row.last_fix_time,
+        lat=row.last_lat,
+        lon=row.last_lon,
+        along_m=state.get("along_m"),
+        on_route=state.get("on_route"),
+        next_stop=state.get("next_stop"),
+        stops=[StopProgressOut.model_validate(s) for s in state.get("stops", [])],
+    )
