@@ -28,15 +28,36 @@ def _answer(result: Any) -> JSONResponse:
     return JSONResponse(body, status_code=400 if result.status == "rejected" else 200)
 
 
-@router.api_route(
+OSMAND_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": IngestOut},
+    413: {"model": ErrorBody},
+}
+
+
+@router.get(
     "/osmand",
-    methods=["GET", "POST"],
-    summary="Traccar Client / OsmAnd positions (query fields or JSON body).",
+    summary="Traccar Client / OsmAnd position in query fields.",
     response_model=IngestOut,
-    responses={400: {"model": IngestOut}, 413: {"model": ErrorBody}},
+    responses=OSMAND_RESPONSES,
 )
-async def osmand(request: Request) -> JSONResponse:
-    """Devices are known by their registered device id (no API key, as OsmAnd sends none)."""
+async def osmand_get(request: Request) -> JSONResponse:
+    """Devices are known by their registered device id (OsmAnd sends no API key)."""
+    return await _osmand(request)
+
+
+@router.post(
+    "/osmand",
+    summary="Traccar Client / OsmAnd position: query fields, a form body, or the JSON body "
+    "of newer clients.",
+    response_model=IngestOut,
+    responses=OSMAND_RESPONSES,
+)
+async def osmand_post(request: Request) -> JSONResponse:
+    """Devices are known by their registered device id (OsmAnd sends no API key)."""
+    return await _osmand(request)
+
+
+async def _osmand(request: Request) -> JSONResponse:
     body = await request.body()
     if len(body) > MAX_BODY_BYTES:
         raise ApiError(413, "too_large", f"body over {MAX_BODY_BYTES} bytes")
