@@ -6,6 +6,7 @@ graph and its spatial index, and the planning worker (which resumes unfinished j
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -20,7 +21,11 @@ from api.settings import Settings
 from routing.network import load_road_graph
 from routing.snapping import Snapper
 from store.db import make_engine, session_factory, upgrade
+from telematics.broker import BrokerUnavailableError, start_private_broker
 from telematics.ingest import Ingester
+from telematics.mqtt import BrokerAddress, MqttIngester
+
+log = logging.getLogger(__name__)
 
 DESCRIPTION = """
 Route planning and live ETAs for last-mile delivery fleets.
@@ -56,9 +61,35 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         app.state.runner.resume()
         app.state.ingester = Ingester(sessions)
+        private = None
+        app.state.mqtt = None
+        if settings.mqtt:
+            address = None
+            if settings.mqtt_url:
+                address = BrokerAddress.parse(settings.mqtt_url)
+            else:
+                try:
+                    private = start_private_broker(settings.data_dir / "broker")
+                    address = private.address
+                except BrokerUnavailableError as exc:
+                    # HTTP ingestion still works; /readyz says why MQTT does not.
+                    log.warning("no MQTT ingestion: %s", exc)
+                    app.state.mqtt_unavailable = str(exc)
+            if address is not None:
+                app.state.mqtt = MqttIngester(
+                    app.state.ingester,
+                    address,
+                    client_id=settings.mqtt_client_id,
+                    shared_group=settings.mqtt_shared_group,
+                )
+                app.state.mqtt.start()
         try:
             yield
         finally:
+            if app.state.mqtt is not None:
+                app.state.mqtt.stop()
+            if private is not None:
+                private.stop()
             app.state.runner.shutdown()
             engine.dispose()
 

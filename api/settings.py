@@ -18,8 +18,12 @@ class Settings(BaseSettings):
     osm_path: Path | None = Field(None, description="Road network file; default Helsinki.")
     plan_time_limit_s: float = Field(10.0, gt=0, description="Default solver time limit.")
     max_plan_time_limit_s: float = Field(300.0, gt=0, description="Largest limit a job may ask.")
-    mqtt_host: str | None = Field(None, description="Broker checked by /readyz, if set.")
-    mqtt_port: int = 1883
+    mqtt_url: str | None = Field(
+        None, description="mqtt://host:port of the broker; unset: a private Mosquitto."
+    )
+    mqtt: bool = Field(True, description="Ingest positions over MQTT at all.")
+    mqtt_client_id: str = Field("lastmile-ingester", description="Fixed: keeps the session.")
+    mqtt_shared_group: str | None = Field(None, description="Split load: $share/{group}/...")
     public_base_url: str = Field("http://127.0.0.1:8000", description="For tracking links.")
 
     @property

@@ -125,6 +125,16 @@ class Ingester:
             lambda: self._by_external(decode_gpsd_tpv(vehicle_id, payload)),
         )
 
+    def reject(
+        self, source: str, topic: str, payload: bytes, reason: str, detail: str
+    ) -> IngestResult:
+        """Refuse a message before decoding (e.g. too large), recording why."""
+
+        def run() -> IngestResult:
+            raise DecodeError(reason, detail)
+
+        return self._guard(source, topic, payload, run)
+
     # Plumbing -----------------------------------------------------------------------
     def _guard(
         self, source: str, topic: str, payload: bytes, run: Callable[[], IngestResult]

@@ -26,14 +26,17 @@ def readyz(request: Request) -> JSONResponse:
         checks["database"] = "ok"
     except Exception as exc:  # any driver error means not ready
         checks["database"] = f"unreachable: {type(exc).__name__}"
-    settings = request.app.state.settings
-    if settings.mqtt_host:
+    mqtt = getattr(request.app.state, "mqtt", None)
+    if mqtt is not None:
         try:
-            socket.create_connection((settings.mqtt_host, settings.mqtt_port), timeout=1).close()
-            checks["broker"] = "ok"
+            socket.create_connection((mqtt.broker.host, mqtt.broker.port), timeout=1).close()
+            checks["broker"] = "ok" if mqtt.connected.is_set() else "not connected yet"
         except OSError as exc:
             checks["broker"] = f"unreachable: {exc}"
-    ready = all(v == "ok" for v in checks.values())
+    unavailable = getattr(request.app.state, "mqtt_unavailable", None)
+    if unavailable:
+        checks["broker"] = f"none (HTTP ingestion only): {unavailable}"
+    ready = all(v == "ok" or v.startswith("none") for v in checks.values())
     return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
 

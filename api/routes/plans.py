@@ -30,6 +30,7 @@ from domain.errors import Problem, ValidationError
 from store.db import transaction
 from store.repo import load_problem
 from store.schema import OrderRow, PlanJobRow, PlanRow, VehicleRow
+from telematics.mqtt import publish_checked
 
 router = APIRouter(
     prefix="/v1/plans",
@@ -176,7 +177,9 @@ def plan_events(
     responses=ERRORS,
     summary="Make the plan's routes the vehicles' active routes.",
 )
-def dispatch(plan_id: PlanId, caller: Dispatcher, session: SessionDep) -> PlanPublic:
+def dispatch(
+    plan_id: PlanId, request: Request, caller: Dispatcher, session: SessionDep
+) -> PlanPublic:
     row = _plan_row(session, caller.organisation_id, plan_id)
     if row.status != "succeeded" or row.result is None or row.kind == "vroom":
         raise conflict(
@@ -199,7 +202,61 @@ def dispatch(plan_id: PlanId, caller: Dispatcher, session: SessionDep) -> PlanPu
         if order.status != "cancelled":
             order.status = "dispatched"
     row.dispatched_at = datetime.now(UTC)
+    mqtt = getattr(request.app.state, "mqtt", None)
+    if mqtt is not None and row.geojson is not None:
+        for topic, message in route_messages(
+            row.id, row.result, row.geojson, session, caller.organisation_id
+        ):
+            # Retained: a device that connects later still gets its route at once.
+            publish_checked(mqtt.client, topic, message, qos=1, retain=True)
     return _public(session, row)
+
+
+def route_messages(
+    plan_id: str,
+    result: dict[str, Any],
+    geojson: dict[str, Any],
+    session: SessionDep,
+    organisation_id: str,
+) -> list[tuple[str, str]]:
+    """(topic, JSON) of each vehicle's active route: ordered stops and road geometry."""
+    lines = {f["properties"]["vehicle_id"]: f["geometry"] for f in geojson["features"]}
+    ids = [s["order_id"] for r in result["routes"] for s in r["stops"]]
+    orders = {
+        o.external_id: o
+        for o in session.scalars(
+            select(OrderRow).where(
+                OrderRow.organisation_id == organisation_id, OrderRow.external_id.in_(ids)
+            )
+        )
+    }
+    out = []
+    for route in result["routes"]:
+        if not route["stops"]:
+            continue
+        stops = [
+            {
+                "order_id": s["order_id"],
+                "lat": orders[s["order_id"]].lat,
+                "lon": orders[s["order_id"]].lon,
+                "arrival": s["arrival"],
+                "service_start": s["service_start"],
+                "departure": s["departure"],
+                "windows": orders[s["order_id"]].windows,
+            }
+            for s in route["stops"]
+            if s["order_id"] in orders
+        ]
+        message = {
+            "plan_id": plan_id,
+            "vehicle_id": route["vehicle_id"],
+            "start": route["start"],
+            "end": route["end"],
+            "stops": stops,
+            "geometry": lines.get(route["vehicle_id"]),
+        }
+        out.append((f"fleet/{route['vehicle_id']}/route", json.dumps(message)))
+    return out
 
 
 @router.post("/{plan_id}/cancel", responses=ERRORS, summary="Cancel a plan (stops a queued job).")

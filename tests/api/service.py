@@ -46,7 +46,7 @@ class Service:
 
 @contextmanager
 def running(url: str, data_dir: Path, admin: str | None = None) -> Iterator[Service]:
-    settings = Settings(data_dir=data_dir, database_url=url, plan_time_limit_s=1.0)
+    settings = Settings(data_dir=data_dir, database_url=url, plan_time_limit_s=1.0, mqtt=False)
     with TestClient(create_app(settings)) as client:
         if admin is None:
             engine = make_engine(url)

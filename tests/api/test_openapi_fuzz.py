@@ -40,7 +40,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     _, key = create_organisation(session_factory(engine), "Fuzz", "UTC")
     engine.dispose()
     port = _free_port()
-    app = create_app(Settings(data_dir=data, database_url=url, plan_time_limit_s=0.3))
+    app = create_app(Settings(data_dir=data, database_url=url, plan_time_limit_s=0.3, mqtt=False))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

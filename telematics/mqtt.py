@@ -1,0 +1,149 @@
+"""The MQTT side of ingestion (paho-mqtt 2, MQTT 5).
+
+- A fixed client id, ``clean_start=False`` and a session expiry: QoS 1 fixes published while
+  the ingester is down wait in the broker and arrive when it returns.
+- Manual acknowledgement: a message is acked only after the ingester has committed its
+  effects (or its dead letter), so a crash mid-message means redelivery, never loss.
+- One network thread delivers messages in order, so one vehicle's fixes keep their order.
+  With ``shared_group`` several ingesters split the load (``$share/{group}/...``); the broker
+  then spreads a vehicle's fixes over them, which the screening's out-of-order rule absorbs.
+- Automatic reconnect with backoff (1 s doubling to 30 s).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlparse
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from telematics.ingest import Ingester, IngestResult
+
+log = logging.getLogger(__name__)
+MAX_PAYLOAD_BYTES = 16_384
+TOPICS = ("fleet/+/position", "fleet/+/gpsd", "owntracks/+/+")
+
+
+class PublishError(RuntimeError):
+    """paho refused a publish (e.g. its in-flight queue is full): never ignore it."""
+
+
+def publish_checked(
+    client: mqtt.Client, topic: str, payload: bytes | str, *, qos: int = 1, retain: bool = False
+) -> mqtt.MQTTMessageInfo:
+    """Publish and raise if paho did not accept the message (it drops QoS 1 silently when its
+    in-flight queue is full, reporting only through this return code)."""
+    info = client.publish(topic, payload, qos=qos, retain=retain)
+    if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+        raise PublishError(f"publish to {topic} refused: {mqtt.error_string(info.rc)}")
+    return info
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerAddress:
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = None
+
+    @classmethod
+    def parse(cls, url: str) -> BrokerAddress:
+        """``mqtt://user:pass@host:port`` (port default 1883)."""
+        parsed = urlparse(url if "://" in url else f"mqtt://{url}")
+        if parsed.scheme not in ("mqtt", "tcp"):
+            raise ValueError(f"LASTMILE_MQTT_URL must be mqtt://host:port, got {url!r}")
+        return cls(
+            parsed.hostname or "127.0.0.1", parsed.port or 1883, parsed.username, parsed.password
+        )
+
+
+class MqttIngester:
+    """Subscribes to device topics and hands each message to an :class:`Ingester`."""
+
+    def __init__(
+        self,
+        ingester: Ingester,
+        broker: BrokerAddress,
+        *,
+        client_id: str = "lastmile-ingester",
+        shared_group: str | None = None,
+        session_expiry_s: int = 86_400,
+    ) -> None:
+        self.ingester = ingester
+        self.broker = broker
+        self.shared_group = shared_group
+        self.session_expiry_s = session_expiry_s
+        self.connected = threading.Event()
+        self.processed = 0
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        client.manual_ack_set(True)
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        if broker.username:
+            client.username_pw_set(broker.username, broker.password)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        self.client = client
+
+    def start(self) -> None:
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        properties.SessionExpiryInterval = self.session_expiry_s
+        self.client.connect_async(
+            self.broker.host,
+            self.broker.port,
+            keepalive=30,
+            clean_start=False,
+            properties=properties,
+        )
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+        self.connected.clear()
+
+    def _topic(self, topic: str) -> str:
+        return f"$share/{self.shared_group}/{topic}" if self.shared_group else topic
+
+    def _on_connect(
+        self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any
+    ) -> None:
+        if reason.is_failure:
+            log.error("MQTT connection refused: %s", reason)
+            return
+        client.subscribe([(self._topic(t), 1) for t in TOPICS])
+        self.connected.set()
+
+    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        self.connected.clear()
+        if reason.is_failure:
+            log.warning("MQTT disconnected (%s); reconnecting", reason)
+
+    def _on_message(self, client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+        try:
+            self.handle(message.topic, bytes(message.payload))
+        except Exception:
+            # Not acked: the broker redelivers it (to us after reconnect, or to a peer).
+            log.exception("could not process a message on %s", message.topic)
+            return
+        client.ack(message.mid, message.qos)
+        self.processed += 1
+
+    def handle(self, topic: str, payload: bytes) -> IngestResult:
+        """Route one message by topic; its effects are committed when this returns."""
+        if len(payload) > MAX_PAYLOAD_BYTES:
+            return self.ingester.reject(
+                "mqtt", topic, payload, "too_large", f"{len(payload)} bytes"
+            )
+        parts = topic.split("/")
+        if parts[0] == "owntracks":
+            return self.ingester.owntracks_message(topic, payload)
+        if len(parts) == 3 and parts[2] == "gpsd":
+            return self.ingester.gpsd_message(parts[1], payload)
+        return self.ingester.fleet_message(topic, payload)

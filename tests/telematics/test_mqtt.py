@@ -1,0 +1,199 @@
+"""The MQTT ingester against the real Mosquitto: QoS 1 fixes stored, none lost while the
+ingester was down (persistent session), junk dead-lettered."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from sqlalchemy import func, select
+
+from store.db import make_engine, session_factory, transaction, upgrade
+from store.schema import DeadLetterRow, Organisation, PositionRow, VehicleRow
+from telematics.ingest import Ingester
+from telematics.mqtt import BrokerAddress, MqttIngester, publish_checked
+from tests.conftest import require_servers
+
+pytestmark = pytest.mark.integration
+BROKER = BrokerAddress("127.0.0.1", 1883)
+
+
+@pytest.fixture
+def broker() -> BrokerAddress:
+    try:
+        socket.create_connection((BROKER.host, BROKER.port), timeout=1).close()
+    except OSError as exc:
+        message = f"Mosquitto not reachable at {BROKER.host}:{BROKER.port}: {exc}"
+        if require_servers():
+            pytest.fail(message)
+        pytest.skip(message)
+    return BROKER
+
+
+@pytest.fixture
+def sessions(tmp_path: Path) -> Iterator[object]:
+    url = f"sqlite:///{tmp_path / 'lastmile.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    factory = session_factory(engine)
+    with transaction(factory) as session:
+        org = Organisation(name="Test")
+        session.add(org)
+        session.flush()
+        session.add(
+            VehicleRow(
+                organisation_id=org.id,
+                external_id=VEHICLE,
+                start_lat=60.17,
+                start_lon=24.94,
+                shift_start=datetime(2026, 1, 1, tzinfo=UTC),
+                shift_end=datetime(2027, 1, 1, tzinfo=UTC),
+            )
+        )
+    yield factory
+    engine.dispose()
+
+
+VEHICLE = f"van-{uuid.uuid4().hex[:8]}"
+
+
+def _publisher() -> mqtt.Client:
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=f"pub-{uuid.uuid4().hex[:8]}", protocol=mqtt.MQTTv5
+    )
+    client.connect(BROKER.host, BROKER.port)
+    client.loop_start()
+    return client
+
+
+def _fix(k: int) -> bytes:
+    t = datetime.now(UTC) - timedelta(minutes=30) + timedelta(seconds=5 * k)
+    return json.dumps({"lat": 60.17 + k * 1e-5, "lon": 24.94, "time": t.isoformat()}).encode()
+
+
+def _count(sessions: object, model: type) -> int:
+    with sessions() as session:  # type: ignore[operator]
+        return int(session.scalar(select(func.count()).select_from(model)))
+
+
+def _wait(predicate: object, timeout_s: float = 20) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+def test_fixes_published_while_the_ingester_is_down_are_not_lost(
+    broker: BrokerAddress, sessions: object
+) -> None:
+    """Ingester up: 20 fixes stored. Ingester down: 30 QoS 1 fixes wait in the broker.
+    Ingester back (same client id, persistent session): all 30 arrive. Junk: a dead letter."""
+    client_id = f"ingester-{uuid.uuid4().hex[:8]}"
+    ingester = MqttIngester(Ingester(sessions), broker, client_id=client_id)  # type: ignore[arg-type]
+    ingester.start()
+    assert ingester.connected.wait(10)
+    publisher = _publisher()
+    try:
+        for k in range(20):
+            publish_checked(
+                publisher, f"fleet/{VEHICLE}/position", _fix(k), qos=1
+            ).wait_for_publish(5)
+        _wait(lambda: _count(sessions, PositionRow) == 20)
+        ingester.stop()
+        for k in range(20, 50):
+            publish_checked(
+                publisher, f"fleet/{VEHICLE}/position", _fix(k), qos=1
+            ).wait_for_publish(5)
+        publish_checked(
+            publisher, f"fleet/{VEHICLE}/position", b"\x00 not json", qos=1
+        ).wait_for_publish(5)
+        again = MqttIngester(Ingester(sessions), broker, client_id=client_id)  # type: ignore[arg-type]
+        again.start()
+        try:
+            _wait(
+                lambda: _count(sessions, PositionRow) == 50 and _count(sessions, DeadLetterRow) == 1
+            )
+        finally:
+            again.stop()
+    finally:
+        publisher.loop_stop()
+        publisher.disconnect()
+    with sessions() as session:  # type: ignore[operator]
+        times = list(session.scalars(select(PositionRow.fix_time).order_by(PositionRow.id)))
+    assert times == sorted(times)  # per-vehicle order kept
+
+
+def test_service_with_a_private_broker_ingests_mqtt(tmp_path: Path) -> None:
+    """No broker configured: the service starts its own Mosquitto and ingests from it."""
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from api.settings import Settings
+    from telematics.broker import BrokerUnavailableError, start_private_broker
+
+    try:
+        start_private_broker(tmp_path / "probe").stop()
+    except BrokerUnavailableError as exc:
+        if require_servers():
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+    url = f"sqlite:///{tmp_path / 'lastmile.db'}"
+    settings = Settings(
+        data_dir=tmp_path, database_url=url, mqtt_client_id=f"svc-{uuid.uuid4().hex[:6]}"
+    )
+    with TestClient(create_app(settings)) as client:
+        app = client.app
+        mqtt_ingester = app.state.mqtt  # type: ignore[attr-defined]
+        assert mqtt_ingester.connected.wait(10)
+        assert client.get("/readyz").json()["checks"]["broker"] == "ok"
+        broker = mqtt_ingester.broker
+        publisher = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        publisher.connect(broker.host, broker.port)
+        publisher.loop_start()
+        publish_checked(publisher, "fleet/nobody/position", _fix(0), qos=1).wait_for_publish(5)
+        sessions = app.state.sessions  # type: ignore[attr-defined]
+        _wait(lambda: _count(sessions, DeadLetterRow) == 1)
+        publisher.loop_stop()
+        publisher.disconnect()
+        with sessions() as session:
+            assert session.scalar(select(DeadLetterRow.reason)) == "unknown_vehicle"
+
+        # Dispatching publishes each vehicle's route, retained, for its device.
+        from store.repo import create_organisation
+
+        _, key = create_organisation(sessions, "Shop", "UTC")
+        h = {"Authorization": f"Bearer {key}"}
+        shift = {"start": "2026-11-26T08:00:00+02:00", "end": "2026-11-26T18:00:00+02:00"}
+        client.post(
+            "/v1/depots", json={"id": "d", "location": {"lat": 60.1699, "lon": 24.9384}}, headers=h
+        )
+        client.post("/v1/vehicles", json={"id": "rv", "depot_id": "d", "shift": shift}, headers=h)
+        client.post(
+            "/v1/orders", json={"id": "ro", "location": {"lat": 60.1665, "lon": 24.9433}}, headers=h
+        )
+        plan_id = client.post("/v1/plans", json={"time_limit_s": 0.5}, headers=h).json()["plan_id"]
+        _wait(lambda: client.get(f"/v1/plans/{plan_id}", headers=h).json()["status"] == "succeeded")
+        assert client.post(f"/v1/plans/{plan_id}/dispatch", headers=h).status_code == 200
+        received: list[bytes] = []
+        reader = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        reader.on_message = lambda _c, _u, m: received.append(m.payload)
+        reader.connect(broker.host, broker.port)
+        reader.subscribe("fleet/rv/route", qos=1)
+        reader.loop_start()
+        _wait(lambda: bool(received))
+        reader.loop_stop()
+        reader.disconnect()
+        route = json.loads(received[0])
+        assert route["plan_id"] == plan_id
+        assert [s["order_id"] for s in route["stops"]] == ["ro"]
+        assert route["geometry"]["type"] == "LineString"
