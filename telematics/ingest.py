@@ -10,7 +10,8 @@ from __future__ import annotations
 import base64
 import threading
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -72,7 +73,34 @@ class Ingester:
     osmand_speed_unit: str = "knots"
     counts: Counter[str] = field(default_factory=Counter)
     _tracks: dict[str, RouteTrack] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _vehicle_ids: dict[str, str] = field(default_factory=dict)
+    _lock: threading.RLock = field(default_factory=threading.RLock)
+    _batch: Session | None = None
+    _batch_rows: dict[str, ProgressRow | None] = field(default_factory=dict)
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Process several messages in one transaction (committed when the block ends):
+        the MQTT side acks them all after that commit."""
+        with self._lock, transaction(self.sessions) as session:
+            self._batch = session
+            self._batch_rows.clear()
+            try:
+                # Flushing before every read would send each fix on its own; the batch
+                # flushes once, at commit.
+                with session.no_autoflush:
+                    yield
+            finally:
+                self._batch = None
+                self._batch_rows.clear()
+
+    @contextmanager
+    def _scope(self) -> Iterator[Session]:
+        if self._batch is not None:
+            yield self._batch
+        else:
+            with transaction(self.sessions) as session:
+                yield session
 
     # One method per transport/format -------------------------------------------------
     def fleet_message(self, topic: str, payload: bytes) -> IngestResult:
@@ -148,7 +176,7 @@ class Ingester:
             detail = ""
         if result.status == "rejected":
             self.counts[result.reason] += 1
-            with transaction(self.sessions) as session:
+            with self._scope() as session:
                 session.add(
                     DeadLetterRow(
                         source=source,
@@ -181,6 +209,9 @@ class Ingester:
             return list(rows)[:1]
 
     def _by_external(self, position: Position) -> IngestResult:
+        known = self._vehicle_ids.get(position.vehicle_id)
+        if known is not None:
+            return self._ingest(_with_vehicle(position, known))
         with self.sessions() as session:
             ids = list(
                 session.scalars(
@@ -191,16 +222,21 @@ class Ingester:
             raise DecodeError(
                 "unknown_vehicle" if not ids else "ambiguous_vehicle", position.vehicle_id[:100]
             )
+        # Vehicles are never renamed or deleted, so the mapping can be kept.
+        self._vehicle_ids[position.vehicle_id] = ids[0]
         return self._ingest(_with_vehicle(position, ids[0]))
 
     def _ingest(self, position: Position) -> IngestResult:
         """``position.vehicle_id`` is the vehicle's row id here."""
         now = self.clock()
-        with self._lock, transaction(self.sessions) as session:
+        with self._lock, self._scope() as session:
             vehicle = session.get(VehicleRow, position.vehicle_id)
             if vehicle is None:
                 return IngestResult("rejected", "unknown_vehicle")
-            row = session.get(ProgressRow, vehicle.id, with_for_update=True)
+            if vehicle.id in self._batch_rows:
+                row = self._batch_rows[vehicle.id]  # locked and loaded earlier in this batch
+            else:
+                row = session.get(ProgressRow, vehicle.id, with_for_update=True)
             last = None
             if (
                 row is not None
@@ -233,6 +269,10 @@ class Ingester:
             if row is None:
                 row = ProgressRow(vehicle_id=vehicle.id, organisation_id=vehicle.organisation_id)
                 session.add(row)
+                # In a batch the same vehicle's next fix must find this row.
+                session.flush()
+            if self._batch is not None:
+                self._batch_rows[vehicle.id] = row
             row.last_fix_time, row.last_lat, row.last_lon = (
                 position.fix_time,
                 position.lat,
@@ -250,7 +290,8 @@ class Ingester:
                 state, events = apply_fix(track, state, position, self.progress)
                 row.plan_id = track.plan_id
                 row.state = progress_to_dict(state)
-                _record(session, vehicle, track, events)
+                if events:
+                    _record(session, vehicle, track, events)
             return IngestResult("applied", "", vehicle.external_id, tuple(events))
 
     def _track(self, session: Session, vehicle: VehicleRow) -> RouteTrack | None:

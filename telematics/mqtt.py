@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,8 @@ from telematics.ingest import Ingester, IngestResult
 
 log = logging.getLogger(__name__)
 MAX_PAYLOAD_BYTES = 16_384
+#: Messages committed together: one transaction and one fsync for up to this many fixes.
+BATCH_MAX = 200
 TOPICS = ("fleet/+/position", "fleet/+/gpsd", "owntracks/+/+")
 
 
@@ -81,6 +84,8 @@ class MqttIngester:
         self.session_expiry_s = session_expiry_s
         self.connected = threading.Event()
         self.processed = 0
+        self._queue: queue.Queue[mqtt.MQTTMessage | None] = queue.Queue()
+        self._worker: threading.Thread | None = None
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
         client.manual_ack_set(True)
         client.reconnect_delay_set(min_delay=1, max_delay=30)
@@ -102,11 +107,18 @@ class MqttIngester:
             properties=properties,
         )
         self.client.loop_start()
+        self._worker = threading.Thread(target=self._work, name="mqtt-ingest", daemon=True)
+        self._worker.start()
 
     def stop(self) -> None:
+        """Disconnect; messages received but not yet committed stay unacked, so the broker
+        delivers them again next time (the session persists)."""
         self.client.disconnect()
         self.client.loop_stop()
         self.connected.clear()
+        self._queue.put(None)
+        if self._worker is not None:
+            self._worker.join(timeout=30)
 
     def _topic(self, topic: str) -> str:
         return f"$share/{self.shared_group}/{topic}" if self.shared_group else topic
@@ -125,15 +137,47 @@ class MqttIngester:
         if reason.is_failure:
             log.warning("MQTT disconnected (%s); reconnecting", reason)
 
-    def _on_message(self, client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+    def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+        # paho's network thread only queues; the worker stores and then acks.
+        self._queue.put(message)
+
+    def _work(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < BATCH_MAX:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._queue.put(None)
+                    break
+                batch.append(item)
+            self._process(batch)
+
+    def _process(self, batch: list[mqtt.MQTTMessage]) -> None:
+        """One transaction for the batch, then the acks; on any failure, one at a time."""
         try:
-            self.handle(message.topic, bytes(message.payload))
+            with self.ingester.batch():
+                for message in batch:
+                    self.handle(message.topic, bytes(message.payload))
+            done = batch
         except Exception:
-            # Not acked: the broker redelivers it (to us after reconnect, or to a peer).
-            log.exception("could not process a message on %s", message.topic)
-            return
-        client.ack(message.mid, message.qos)
-        self.processed += 1
+            log.exception("batch of %d failed; processing one by one", len(batch))
+            done = []
+            for message in batch:
+                try:
+                    self.handle(message.topic, bytes(message.payload))
+                    done.append(message)
+                except Exception:
+                    # Not acked: the broker redelivers it after reconnect (or to a peer).
+                    log.exception("could not process a message on %s", message.topic)
+        for message in done:
+            self.client.ack(message.mid, message.qos)
+        self.processed += len(done)
 
     def handle(self, topic: str, payload: bytes) -> IngestResult:
         """Route one message by topic; its effects are committed when this returns."""

@@ -1,0 +1,265 @@
+"""MQTT ingestion benchmark: the real pipeline against a bare paho relay, same broker.
+
+    python -m bench.ingest --vehicles V --seconds S [--rate R] [--broker mqtt://127.0.0.1:1883]
+                           [--database-url URL]
+
+Each of V vehicles has an active route; fixes move along it, so every message goes through
+decode → screen → store → place on the route → store progress. Two phases per side:
+- flood: publish V x 100 fixes (QoS 1) as fast as they are consumed (at most 500 waiting, as
+  Mosquitto's default queue is 1,000 per client); throughput = messages / time until the
+  last one is stored;
+- paced: publish at R msgs/s for S seconds; latency = from publish to effects committed.
+The relay subscribes and counts, nothing else. Last line: one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from store.db import make_engine, session_factory, transaction, upgrade
+from store.schema import Organisation, PlanRow, VehicleRow
+from telematics.ingest import Ingester
+from telematics.mqtt import BrokerAddress, MqttIngester, publish_checked
+
+LAT0, LON0 = 60.17, 24.90
+
+
+def _setup(url: str, vehicles: int) -> list[str]:
+    upgrade(url)
+    engine = make_engine(url)
+    factory = session_factory(engine)
+    ids = [f"bench-{uuid.uuid4().hex[:6]}-{k}" for k in range(vehicles)]
+    line = [[LON0 + k * 0.001, LAT0] for k in range(0, 60)]  # ~3.3 km east
+    with transaction(factory) as session:
+        org = Organisation(name="bench")
+        session.add(org)
+        session.flush()
+        features = [
+            {"type": "Feature", "geometry": {"type": "LineString", "coordinates": line},
+             "properties": {"vehicle_id": vid, "order_ids": []}}
+            for vid in ids
+        ]  # fmt: skip
+        plan = PlanRow(organisation_id=org.id, status="succeeded", result={"routes": []},
+                       geojson={"type": "FeatureCollection", "features": features})  # fmt: skip
+        session.add(plan)
+        session.flush()
+        for vid in ids:
+            session.add(
+                VehicleRow(
+                    organisation_id=org.id, external_id=vid, start_lat=LAT0, start_lon=LON0,
+                    shift_start=datetime(2026, 1, 1, tzinfo=UTC),
+                    shift_end=datetime(2027, 1, 1, tzinfo=UTC), active_plan_id=plan.id,
+                )
+            )  # fmt: skip
+    engine.dispose()
+    return ids
+
+
+class _Fixes:
+    """Monotone fixes per vehicle moving along the line, stamped with their send time."""
+
+    def __init__(self, ids: list[str]) -> None:
+        self.ids = ids
+        self.step = dict.fromkeys(ids, 0)
+        self.t0 = datetime.now(UTC) - timedelta(hours=2)
+
+    def next(self, k: int) -> tuple[str, bytes]:
+        vid = self.ids[k % len(self.ids)]
+        n = self.step[vid] = self.step[vid] + 1
+        fix = {
+            "lat": LAT0,
+            "lon": LON0 + (n % 3000) * 1e-5,
+            "time": (self.t0 + timedelta(seconds=n)).isoformat(),
+            "speed_mps": 10.0,
+            "sent": time.time(),
+        }
+        return f"fleet/{vid}/position", json.dumps(fix).encode()
+
+
+def _publisher(broker: BrokerAddress) -> mqtt.Client:
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=f"bench-pub-{uuid.uuid4().hex[:6]}",
+        protocol=mqtt.MQTTv5,
+    )
+    client.max_inflight_messages_set(1000)
+    client.max_queued_messages_set(0)
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    return client
+
+
+def _publish_all(client: mqtt.Client, messages: list[tuple[str, bytes]]) -> None:
+    for topic, payload in messages:
+        while True:
+            try:
+                publish_checked(client, topic, payload, qos=1)
+                break
+            except Exception:
+                time.sleep(0.001)  # paho's queue is full: wait, never drop
+
+
+#: Mosquitto queues at most 1,000 QoS 1 messages per client by default and drops the rest, so
+#: the flood keeps at most this many unprocessed (real devices never flood like this).
+WINDOW = 500
+
+
+def _publish_windowed(
+    client: mqtt.Client, messages: list[tuple[str, bytes]], processed: Any
+) -> None:
+    for k, message in enumerate(messages):
+        while k - processed() >= WINDOW:
+            time.sleep(0.0005)
+        _publish_all(client, [message])
+
+
+def _paced(client: mqtt.Client, fixes: _Fixes, rate: float, seconds: float) -> int:
+    sent = 0
+    start = time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds:
+        due = int(elapsed * rate)
+        while sent < due:
+            topic, payload = fixes.next(sent)
+            _publish_all(client, [(topic, payload)])
+            sent += 1
+        time.sleep(0.001)
+    return sent
+
+
+def run_pipeline(
+    broker: BrokerAddress, url: str, vehicles: int, seconds: float, rate: float
+) -> dict[str, Any]:
+    ids = _setup(url, vehicles)
+    engine = make_engine(url)
+    latencies: list[float] = []
+    done = [0]
+    lock = threading.Lock()
+    ingester = MqttIngester(
+        Ingester(session_factory(engine)), broker, client_id=f"bench-{uuid.uuid4().hex[:6]}"
+    )
+    process = ingester._process
+
+    def timed(batch: list[Any]) -> None:
+        process(batch)  # stores, commits, then acks
+        stored = time.time()
+        with lock:
+            done[0] += len(batch)
+            latencies.extend((stored - json.loads(m.payload)["sent"]) * 1000 for m in batch)
+
+    ingester._process = timed  # type: ignore[method-assign]
+    ingester.start()
+    ingester.connected.wait(10)
+    time.sleep(0.5)
+    fixes = _Fixes(ids)
+    publisher = _publisher(broker)
+    flood = [fixes.next(k) for k in range(vehicles * 100)]
+    start = time.perf_counter()
+    _publish_windowed(publisher, flood, lambda: done[0])
+    _wait_for(lambda: done[0] >= len(flood), 300)
+    flood_s = time.perf_counter() - start
+    latencies.clear()
+    before = done[0]
+    sent = _paced(publisher, fixes, rate, seconds)
+    # The broker drops what its queue cannot hold (Mosquitto's default: 1,000 per client):
+    # counted as lost below, not hidden.
+    with contextlib.suppress(TimeoutError):
+        _wait_for(lambda: done[0] - before >= sent, 60)
+    publisher.loop_stop()
+    publisher.disconnect()
+    ingester.stop()
+    counts = dict(ingester.ingester.counts)
+    engine.dispose()
+    published = len(flood) + sent
+    return {
+        "msgs_per_s": len(flood) / flood_s,
+        "p50_ms": statistics.median(latencies) if latencies else None,
+        "p99_ms": statistics.quantiles(latencies, n=100)[98] if len(latencies) > 100 else None,
+        "paced_sent": sent,
+        "lost": published - done[0],
+        "outcomes": counts,
+    }
+
+
+def run_relay(broker: BrokerAddress, vehicles: int) -> float:
+    received = [0]
+    ids = [f"relay-{k}" for k in range(vehicles)]
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=f"relay-{uuid.uuid4().hex[:6]}", protocol=mqtt.MQTTv5
+    )
+    ready = threading.Event()
+    def on_connect(c: mqtt.Client, *_: Any) -> None:
+        c.subscribe("fleet/+/position", qos=1)
+        ready.set()
+
+    client.on_connect = on_connect
+    client.on_message = lambda *_: received.__setitem__(0, received[0] + 1)
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    ready.wait(10)
+    time.sleep(0.5)
+    fixes = _Fixes(ids)
+    flood = [fixes.next(k) for k in range(vehicles * 100)]
+    publisher = _publisher(broker)
+    start = time.perf_counter()
+    _publish_windowed(publisher, flood, lambda: received[0])
+    _wait_for(lambda: received[0] >= len(flood), 120)
+    elapsed = time.perf_counter() - start
+    publisher.loop_stop()
+    publisher.disconnect()
+    client.loop_stop()
+    client.disconnect()
+    return len(flood) / elapsed
+
+
+def _wait_for(predicate: Any, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("benchmark messages did not all arrive")
+        time.sleep(0.005)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--vehicles", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--rate", type=float, default=2000.0, help="paced phase, msgs/s")
+    parser.add_argument("--broker", default="mqtt://127.0.0.1:1883")
+    parser.add_argument("--database-url", default=None, help="default: a temporary SQLite file")
+    args = parser.parse_args(argv)
+    broker = BrokerAddress.parse(args.broker)
+    url = args.database_url or f"sqlite:///{Path(tempfile.mkdtemp()) / 'bench.db'}"
+    relay = run_relay(broker, args.vehicles)
+    pipeline = run_pipeline(broker, url, args.vehicles, args.seconds, args.rate)
+    print(f"database {url.split('@')[-1]}; outcomes {pipeline['outcomes']}", file=sys.stderr)
+    result = {
+        "msgs_per_s": round(pipeline["msgs_per_s"], 1),
+        "relay_msgs_per_s": round(relay, 1),
+        "ratio": round(pipeline["msgs_per_s"] / relay, 3),
+        "p50_ms": None if pipeline["p50_ms"] is None else round(pipeline["p50_ms"], 1),
+        "p99_ms": None if pipeline["p99_ms"] is None else round(pipeline["p99_ms"], 1),
+        "paced_rate": args.rate,
+        "lost": pipeline["lost"],
+        "vehicles": args.vehicles,
+        "database": url.split(":")[0],
+    }
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
