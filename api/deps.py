@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Path, Request
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.auth import Caller, require
+from api.errors import not_found
 
 
 def _session(request: Request) -> Iterator[Session]:
@@ -24,3 +26,15 @@ Admin = Annotated[Caller, Depends(require("admin"))]
 PlanId = Annotated[str, Path(description="The plan's id, as returned by POST /v1/plans.")]
 OrderId = Annotated[str, Path(description="Your id for the order.")]
 VehicleId = Annotated[str, Path(description="Your id for the vehicle.")]
+
+
+def owned(session: Session, model: Any, organisation_id: str, external_id: str, kind: str) -> Any:
+    """The caller's record of ``model`` with this external id, or a 404 naming it."""
+    row = session.scalar(
+        select(model).where(
+            model.organisation_id == organisation_id, model.external_id == external_id
+        )
+    )
+    if row is None:
+        raise not_found(kind, external_id)
+    return row

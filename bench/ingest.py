@@ -201,6 +201,7 @@ def run_relay(broker: BrokerAddress, vehicles: int) -> float:
         CallbackAPIVersion.VERSION2, client_id=f"relay-{uuid.uuid4().hex[:6]}", protocol=mqtt.MQTTv5
     )
     ready = threading.Event()
+
     def on_connect(c: mqtt.Client, *_: Any) -> None:
         c.subscribe("fleet/+/position", qos=1)
         ready.set()

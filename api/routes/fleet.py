@@ -9,8 +9,8 @@ from fastapi import APIRouter
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from api.deps import Admin, Dispatcher, Reader, SessionDep, VehicleId
-from api.errors import conflict, not_found
+from api.deps import Admin, Dispatcher, Reader, SessionDep, VehicleId, owned
+from api.errors import conflict
 from api.schemas import (
     Branding,
     DepotCreate,
@@ -165,13 +165,7 @@ def _vehicle_public(row: VehicleRow) -> VehiclePublic:
 
 
 def vehicle_row(session: SessionDep, organisation_id: str, vehicle_id: str) -> VehicleRow:
-    row = session.scalar(
-        select(VehicleRow).where(
-            VehicleRow.organisation_id == organisation_id, VehicleRow.external_id == vehicle_id
-        )
-    )
-    if row is None:
-        raise not_found("vehicle", vehicle_id)
+    row: VehicleRow = owned(session, VehicleRow, organisation_id, vehicle_id, "vehicle")
     return row
 
 

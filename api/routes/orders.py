@@ -9,8 +9,8 @@ from fastapi import APIRouter, Query
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from api.deps import Dispatcher, OrderId, Reader, SessionDep
-from api.errors import conflict, not_found
+from api.deps import Dispatcher, OrderId, Reader, SessionDep, owned
+from api.errors import conflict
 from api.routes.fleet import ERRORS
 from api.schemas import ErrorBody, LatLonIn, OrderCreate, OrderPublic, WindowIn
 from store.schema import OrderRow
@@ -37,13 +37,7 @@ def order_public(row: OrderRow) -> OrderPublic:
 
 
 def order_row(session: SessionDep, organisation_id: str, order_id: str) -> OrderRow:
-    row = session.scalar(
-        select(OrderRow).where(
-            OrderRow.organisation_id == organisation_id, OrderRow.external_id == order_id
-        )
-    )
-    if row is None:
-        raise not_found("order", order_id)
+    row: OrderRow = owned(session, OrderRow, organisation_id, order_id, "order")
     return row
 
 

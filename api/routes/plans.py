@@ -180,11 +180,8 @@ def plan_events(
 def dispatch(
     plan_id: PlanId, request: Request, caller: Dispatcher, session: SessionDep
 ) -> PlanPublic:
-    row = _plan_row(session, caller.organisation_id, plan_id)
-    if row.status != "succeeded" or row.result is None or row.kind == "vroom":
-        raise conflict(
-            f"plan {plan_id!r} cannot be dispatched (status {row.status}, kind {row.kind})"
-        )
+    row = _usable(session, caller.organisation_id, plan_id, "dispatched")
+    assert row.result is not None
     vehicle_ids = [r["vehicle_id"] for r in row.result["routes"] if r["stops"]]
     order_ids = [s["order_id"] for r in row.result["routes"] for s in r["stops"]]
     for vehicle in session.scalars(
@@ -269,11 +266,26 @@ def cancel(plan_id: PlanId, caller: Dispatcher, session: SessionDep) -> PlanPubl
     return _public(session, row)
 
 
-def _changeable(session: SessionDep, organisation_id: str, plan_id: str) -> PlanRow:
+def _usable(session: SessionDep, organisation_id: str, plan_id: str, action: str) -> PlanRow:
+    """A plan with routes of our own (not cancelled, not a VROOM answer), or a 409."""
     row = _plan_row(session, organisation_id, plan_id)
     if row.status != "succeeded" or row.result is None or row.kind == "vroom":
-        raise conflict(f"plan {plan_id!r} cannot be changed (status {row.status}, kind {row.kind})")
+        raise conflict(
+            f"plan {plan_id!r} cannot be {action} (status {row.status}, kind {row.kind})"
+        )
     return row
+
+
+def _start_change(
+    request: Request,
+    organisation_id: str,
+    kind: str,
+    body: ReplanCreate | InsertCreate,
+    plan_id: str,
+) -> PlanJobPublic:
+    data = body.model_dump(mode="json")
+    data["now"] = (body.now or datetime.now(UTC)).isoformat()
+    return _start(request, organisation_id, kind, data, parent=plan_id)
 
 
 @router.post(
@@ -285,10 +297,8 @@ def _changeable(session: SessionDep, organisation_id: str, plan_id: str) -> Plan
 def replan(
     plan_id: PlanId, body: ReplanCreate, request: Request, caller: Dispatcher, session: SessionDep
 ) -> PlanJobPublic:
-    _changeable(session, caller.organisation_id, plan_id)
-    data = body.model_dump(mode="json")
-    data["now"] = (body.now or datetime.now(UTC)).isoformat()
-    return _start(request, caller.organisation_id, "replan", data, parent=plan_id)
+    _usable(session, caller.organisation_id, plan_id, "changed")
+    return _start_change(request, caller.organisation_id, "replan", body, plan_id)
 
 
 @router.post(
@@ -300,10 +310,8 @@ def replan(
 def insert(
     plan_id: PlanId, body: InsertCreate, request: Request, caller: Dispatcher, session: SessionDep
 ) -> PlanJobPublic:
-    _changeable(session, caller.organisation_id, plan_id)
+    _usable(session, caller.organisation_id, plan_id, "changed")
     order = order_row(session, caller.organisation_id, body.order_id)
     if order.status == "cancelled":
         raise conflict(f"order {body.order_id!r} is cancelled")
-    data = body.model_dump(mode="json")
-    data["now"] = (body.now or datetime.now(UTC)).isoformat()
-    return _start(request, caller.organisation_id, "insert", data, parent=plan_id)
+    return _start_change(request, caller.organisation_id, "insert", body, plan_id)
