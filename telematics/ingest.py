@@ -8,6 +8,7 @@ committed. A refused message goes to the dead letters with its reason and bumps 
 from __future__ import annotations
 
 import base64
+import json
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
@@ -38,6 +39,8 @@ from telematics.decoders import (
     decode_osmand,
     decode_osmand_json,
     decode_owntracks,
+    parse_time,
+    topic_part,
 )
 from telematics.hygiene import HygieneParams, Verdict, screen
 from telematics.progress import (
@@ -135,8 +138,6 @@ class Ingester:
 
     def osmand_json(self, payload: bytes) -> IngestResult:
         def run() -> IngestResult:
-            import json
-
             try:
                 device = str(json.loads(payload).get("device_id") or "")
             except (ValueError, AttributeError):
@@ -152,6 +153,34 @@ class Ingester:
             payload,
             lambda: self._by_external(decode_gpsd_tpv(vehicle_id, payload)),
         )
+
+    def driver_event_message(self, topic: str, payload: bytes) -> IngestResult:
+        """``fleet/{vehicle_id}/events``: ``{"order_id", "kind": delivered|failed|skipped,
+        "reason", "at"}`` (``at`` optional, default now)."""
+
+        def run() -> IngestResult:
+            vehicle_id = topic_part(topic, 1, expect=("fleet", "", "events"))
+            data = _event_json(payload)
+            with self._lock, self._scope() as session:
+                vehicles = list(
+                    session.scalars(select(VehicleRow).where(VehicleRow.external_id == vehicle_id))
+                )
+                if len(vehicles) != 1:
+                    raise DecodeError("unknown_vehicle", vehicle_id[:100])
+                vehicle = vehicles[0]
+                order = session.scalar(
+                    select(OrderRow).where(
+                        OrderRow.organisation_id == vehicle.organisation_id,
+                        OrderRow.external_id == data["order_id"],
+                    )
+                )
+                if order is None:
+                    raise DecodeError("unknown_order", str(data["order_id"])[:100])
+                at = parse_time(data["at"]) if data.get("at") else self.clock()
+                record_driver_event(session, vehicle, order, data["kind"], data["reason"], at)
+            return IngestResult("applied", "", vehicle_id)
+
+        return self._guard("events", topic, payload, run)
 
     def reject(
         self, source: str, topic: str, payload: bytes, reason: str, detail: str
@@ -330,6 +359,26 @@ class Ingester:
         return track
 
 
+def _event_json(payload: bytes) -> dict[str, str]:
+    try:
+        data = json.loads(payload)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise DecodeError("malformed_json", str(exc)[:200]) from exc
+    if not isinstance(data, dict):
+        raise DecodeError("malformed_json", "expected a JSON object")
+    if not isinstance(data.get("order_id"), str) or not data["order_id"]:
+        raise DecodeError("missing_field", "'order_id' is required")
+    if data.get("kind") not in DRIVER_EVENTS:
+        raise DecodeError("bad_field", f"'kind' must be one of {', '.join(DRIVER_EVENTS)}")
+    reason = data.get("reason", "")
+    return {
+        "order_id": data["order_id"],
+        "kind": data["kind"],
+        "reason": reason if isinstance(reason, str) else "",
+        "at": data.get("at") if isinstance(data.get("at"), str | int | float) else "",
+    }
+
+
 def _with_vehicle(position: Position, vehicle_row_id: str) -> Position:
     from dataclasses import replace
 
@@ -373,3 +422,41 @@ def _record(session: Session, vehicle: VehicleRow, track: RouteTrack, events: li
                 data=data,
             )
         )
+
+
+DRIVER_EVENTS = ("delivered", "failed", "skipped")
+
+
+def record_driver_event(
+    session: Session,
+    vehicle: VehicleRow,
+    order: OrderRow,
+    kind: str,
+    reason: str,
+    at: datetime,
+) -> None:
+    """A driver's delivered / failed / skipped: stored, and it overrides what the fixes
+    suggested (the order's status, and the stop counts as left)."""
+    if kind not in DRIVER_EVENTS:
+        raise ValueError(f"kind must be one of {', '.join(DRIVER_EVENTS)}")
+    session.add(
+        EventRow(
+            organisation_id=vehicle.organisation_id,
+            order_id=order.id,
+            vehicle_id=vehicle.id,
+            kind=kind,
+            at=at,
+            data={"reason": reason, "by": "driver"},
+        )
+    )
+    order.status = kind
+    progress = session.get(ProgressRow, vehicle.id)
+    if progress is not None and progress.state:
+        state = dict(progress.state)
+        state["stops"] = [
+            {**s, "departed_at": s["departed_at"] or at.isoformat()}
+            if s["order_id"] == order.external_id
+            else s
+            for s in state["stops"]
+        ]
+        progress.state = state

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 MAX_PAYLOAD_BYTES = 16_384
 #: Messages committed together: one transaction and one fsync for up to this many fixes.
 BATCH_MAX = 200
-TOPICS = ("fleet/+/position", "fleet/+/gpsd", "owntracks/+/+")
+TOPICS = ("fleet/+/position", "fleet/+/gpsd", "fleet/+/events", "owntracks/+/+")
 
 
 class PublishError(RuntimeError):
@@ -190,4 +190,6 @@ class MqttIngester:
             return self.ingester.owntracks_message(topic, payload)
         if len(parts) == 3 and parts[2] == "gpsd":
             return self.ingester.gpsd_message(parts[1], payload)
+        if len(parts) == 3 and parts[2] == "events":
+            return self.ingester.driver_event_message(topic, payload)
         return self.ingester.fleet_message(topic, payload)

@@ -15,7 +15,8 @@ from api.errors import ApiError, not_found
 from api.routes.fleet import ERRORS, vehicle_row
 from api.routes.orders import order_row
 from api.schemas import DriverEventIn, ErrorBody, IngestOut, ProgressOut, StopProgressOut
-from store.schema import EventRow, ProgressRow
+from store.schema import ProgressRow
+from telematics.ingest import record_driver_event
 
 router = APIRouter(tags=["telematics"], responses={401: {"model": ErrorBody}})
 Device = Annotated[Caller, Depends(require("device", "dispatcher"))]
@@ -97,29 +98,9 @@ def driver_event(
 ) -> dict[str, str]:
     vehicle = vehicle_row(session, caller.organisation_id, vehicle_id)
     order = order_row(session, caller.organisation_id, body.order_id)
-    at = body.at or datetime.now(UTC)
-    session.add(
-        EventRow(
-            organisation_id=caller.organisation_id,
-            order_id=order.id,
-            vehicle_id=vehicle.id,
-            kind=body.kind,
-            at=at,
-            data={"reason": body.reason, "by": "driver"},
-        )
+    record_driver_event(
+        session, vehicle, order, body.kind, body.reason, body.at or datetime.now(UTC)
     )
-    # The driver's word overrides what the fixes suggested.
-    order.status = body.kind
-    progress = session.get(ProgressRow, vehicle.id)
-    if progress is not None and progress.state:
-        state = dict(progress.state)
-        state["stops"] = [
-            {**s, "departed_at": s["departed_at"] or at.isoformat()}
-            if s["order_id"] == body.order_id
-            else s
-            for s in state["stops"]
-        ]
-        progress.state = state
     return {"order_id": body.order_id, "status": body.kind}
 
 
