@@ -291,3 +291,8 @@ class ProgressOut(BaseModel):
     on_route: bool | None
     next_stop: int | None
     stops: list[StopProgressOut]
+    way_back: dict[str, Any] | None = Field(
+        None,
+        description="When off the route: the drive back to the next stop (duration_s, "
+        "distance_m, GeoJSON LineString).",
+    )

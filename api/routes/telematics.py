@@ -15,8 +15,10 @@ from api.errors import ApiError, not_found
 from api.routes.fleet import ERRORS, vehicle_row
 from api.routes.orders import order_row
 from api.schemas import DriverEventIn, ErrorBody, IngestOut, ProgressOut, StopProgressOut
+from domain.geo import LatLon
 from store.schema import ProgressRow
 from telematics.ingest import record_driver_event
+from telematics.way_back import way_back
 
 router = APIRouter(tags=["telematics"], responses={401: {"model": ErrorBody}})
 Device = Annotated[Caller, Depends(require("device", "dispatcher"))]
@@ -109,12 +111,37 @@ def driver_event(
     summary="The vehicle's progress along its active route.",
     responses=ERRORS,
 )
-def get_progress(vehicle_id: VehicleId, caller: Reader, session: SessionDep) -> ProgressOut:
+def get_progress(
+    vehicle_id: VehicleId, request: Request, caller: Reader, session: SessionDep
+) -> ProgressOut:
     vehicle = vehicle_row(session, caller.organisation_id, vehicle_id)
     row = session.get(ProgressRow, vehicle.id)
     if row is None:
         raise not_found("progress for vehicle", vehicle_id)
     state = row.state or {}
+    back = None
+    stops = state.get("stops", [])
+    upcoming = state.get("next_stop")
+    if (
+        state.get("on_route") is False
+        and isinstance(upcoming, int)
+        and upcoming < len(stops)
+        and row.last_lat is not None
+        and row.last_lon is not None
+    ):
+        order = order_row(session, caller.organisation_id, stops[upcoming]["order_id"])
+        found = way_back(
+            request.app.state.graph,
+            request.app.state.snapper,
+            LatLon(row.last_lat, row.last_lon),
+            LatLon(order.lat, order.lon),
+        )
+        back = {
+            "to_order_id": order.external_id,
+            "duration_s": round(found.duration_s),
+            "distance_m": round(found.distance_m),
+            "geometry": {"type": "LineString", "coordinates": found.coordinates},
+        }
     return ProgressOut(
         vehicle_id=vehicle_id,
         plan_id=row.plan_id,
@@ -124,5 +151,6 @@ def get_progress(vehicle_id: VehicleId, caller: Reader, session: SessionDep) -> 
         along_m=state.get("along_m"),
         on_route=state.get("on_route"),
         next_stop=state.get("next_stop"),
-        stops=[StopProgressOut.model_validate(s) for s in state.get("stops", [])],
+        stops=[StopProgressOut.model_validate(s) for s in stops],
+        way_back=back,
     )

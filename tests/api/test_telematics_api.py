@@ -127,3 +127,19 @@ def test_our_json_over_http_and_driver_events(live: Service) -> None:
         ).status_code
         == 403
     )
+
+
+def test_off_route_vehicle_gets_its_way_back(live: Service) -> None:
+    """Far from the route for over a minute: off route, with the drive back to its next stop."""
+    t = datetime.now(UTC) - timedelta(minutes=5)
+    lat, lon = STOPS["a"]
+    _fix(live, lat, lon, t)
+    for k in range(1, 5):  # ~330 m north of the stop, 80 s in all
+        _fix(live, lat + 0.003, lon, t + timedelta(seconds=20 * k))
+    progress = live.client.get("/v1/vehicles/v1/progress", headers=live.headers()).json()
+    assert progress["on_route"] is False
+    back = progress["way_back"]
+    assert back is not None
+    assert back["duration_s"] > 0
+    assert back["distance_m"] > 100
+    assert back["geometry"]["type"] == "LineString"
