@@ -5,42 +5,26 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from store.db import make_engine, session_factory, transaction, upgrade
-from store.schema import DeadLetterRow, EventRow, OrderRow, Organisation, VehicleRow
+from store.db import transaction
+from store.schema import DeadLetterRow, EventRow, OrderRow
 from telematics.ingest import Ingester
 from telematics.mqtt import BrokerAddress, MqttIngester
+from tests.telematics.conftest import store_with_vehicle
 
 
 @pytest.fixture
 def handler(tmp_path: Path) -> Iterator[tuple[MqttIngester, sessionmaker[Session]]]:
-    url = f"sqlite:///{tmp_path / 'lastmile.db'}"
-    upgrade(url)
-    engine = make_engine(url)
-    sessions = session_factory(engine)
+    sessions, org_id, engine = store_with_vehicle(tmp_path, "van-1")
     with transaction(sessions) as session:
-        org = Organisation(name="t")
-        session.add(org)
-        session.flush()
-        session.add(
-            VehicleRow(
-                organisation_id=org.id,
-                external_id="van-1",
-                start_lat=60.17,
-                start_lon=24.94,
-                shift_start=datetime(2026, 1, 1, tzinfo=UTC),
-                shift_end=datetime(2027, 1, 1, tzinfo=UTC),
-            )
-        )
         session.add(
             OrderRow(
-                organisation_id=org.id, external_id="o1", lat=60.17, lon=24.95, tracking_token="x"
+                organisation_id=org_id, external_id="o1", lat=60.17, lon=24.95, tracking_token="x"
             )
         )
     yield MqttIngester(Ingester(sessions), BrokerAddress("127.0.0.1", 1)), sessions

@@ -16,11 +16,11 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import func, select
 
-from store.db import make_engine, session_factory, transaction, upgrade
-from store.schema import DeadLetterRow, Organisation, PositionRow, VehicleRow
+from store.schema import DeadLetterRow, PositionRow
 from telematics.ingest import Ingester
 from telematics.mqtt import BrokerAddress, MqttIngester, publish_checked
 from tests.conftest import require_servers
+from tests.telematics.conftest import store_with_vehicle
 
 pytestmark = pytest.mark.integration
 BROKER = BrokerAddress("127.0.0.1", 1883)
@@ -40,24 +40,7 @@ def broker() -> BrokerAddress:
 
 @pytest.fixture
 def sessions(tmp_path: Path) -> Iterator[object]:
-    url = f"sqlite:///{tmp_path / 'lastmile.db'}"
-    upgrade(url)
-    engine = make_engine(url)
-    factory = session_factory(engine)
-    with transaction(factory) as session:
-        org = Organisation(name="Test")
-        session.add(org)
-        session.flush()
-        session.add(
-            VehicleRow(
-                organisation_id=org.id,
-                external_id=VEHICLE,
-                start_lat=60.17,
-                start_lon=24.94,
-                shift_start=datetime(2026, 1, 1, tzinfo=UTC),
-                shift_end=datetime(2027, 1, 1, tzinfo=UTC),
-            )
-        )
+    factory, _, engine = store_with_vehicle(tmp_path, VEHICLE)
     yield factory
     engine.dispose()
 
