@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import shapely
+import shapely.ops
 from scipy.sparse.csgraph import dijkstra
 
 from routing.matrix import augmented_graph, decode

@@ -13,18 +13,25 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from domain.position import Position
+from eta.delay import DelayEvent, DelayParams, EtaChanged, Told, WindowTold
+from eta.live import recompute, route_from_track, route_progress, told_from_dict, told_to_dict
+from eta.pace import Pace
+from eta.params import EtaParams
+from eta.predict import StopEta
+from eta.route import EtaBreak, EtaRoute
 from store.db import transaction
 from store.schema import (
     DeadLetterRow,
     DeviceRow,
+    EtaRow,
     EventRow,
     OrderRow,
     PlanRow,
@@ -48,8 +55,8 @@ from telematics.progress import (
     Departed,
     Event,
     LeftRoute,
+    Progress,
     ProgressParams,
-    RejoinedRoute,
     RouteTrack,
     apply_fix,
     progress_from_dict,
@@ -67,43 +74,102 @@ class IngestResult:
     events: tuple[Event, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class _RoutePlan:
+    """A vehicle's dispatched route, ready for the hot path (cached per plan and vehicle)."""
+
+    track: RouteTrack
+    #: None when the plan carries no schedule for the route (then no ETAs, progress only).
+    eta: EtaRoute | None
+    #: External order id -> order row id.
+    order_rows: dict[str, str]
+
+
+@dataclass
+class _Live:
+    """One vehicle's state while a batch runs: read once, written once at its end."""
+
+    row: ProgressRow
+    vehicle_id: str
+    organisation_id: str
+    external_id: str
+    plan_id: str | None
+    progress: Progress | None
+    told: dict[str, Told]
+    #: order id -> (ETA, computed at) last written to the ETA history, epoch seconds.
+    eta_log: dict[str, tuple[float, float]]
+    etas: tuple[StopEta, ...] = ()
+    pace: Pace | None = None
+    rev: int = 0
+    dirty: bool = False
+
+
+@dataclass
+class _Batch:
+    session: Session
+    live: dict[str, _Live] = field(default_factory=dict)
+    positions: list[dict[str, Any]] = field(default_factory=list)
+    etas: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+
+#: The ETA history keeps a stop's ETA when it moved this much since the last one kept...
+ETA_LOG_CHANGE_S = 60.0
+#: ...or when the last one kept is this old (so accuracy can be measured at every horizon).
+ETA_LOG_EVERY_S = 300.0
+
+
 @dataclass
 class Ingester:
     sessions: sessionmaker[Session]
     hygiene: HygieneParams = field(default_factory=HygieneParams)
     progress: ProgressParams = field(default_factory=ProgressParams)
+    eta_params: EtaParams = field(default_factory=EtaParams)
+    delay_params: DelayParams = field(default_factory=DelayParams)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     osmand_speed_unit: str = "knots"
     counts: Counter[str] = field(default_factory=Counter)
-    _tracks: dict[str, RouteTrack] = field(default_factory=dict)
+    _routes: dict[str, _RoutePlan | None] = field(default_factory=dict)
     _vehicle_ids: dict[str, str] = field(default_factory=dict)
+    #: vehicle row id -> its live state as last written (reused while the stored ``rev`` is
+    #: unchanged, so a steady stream never re-parses its own JSON).
+    _cache: dict[str, _Live] = field(default_factory=dict)
     _lock: threading.RLock = field(default_factory=threading.RLock)
-    _batch: Session | None = None
-    _batch_rows: dict[str, ProgressRow | None] = field(default_factory=dict)
+    _batch: _Batch | None = None
 
     @contextmanager
     def batch(self) -> Iterator[None]:
         """Process several messages in one transaction (committed when the block ends):
         the MQTT side acks them all after that commit."""
-        with self._lock, transaction(self.sessions) as session:
-            self._batch = session
-            self._batch_rows.clear()
+        with self._lock:
+            if self._batch is not None:  # nested: the outer batch commits
+                yield
+                return
             try:
-                # Flushing before every read would send each fix on its own; the batch
-                # flushes once, at commit.
-                with session.no_autoflush:
-                    yield
+                with transaction(self.sessions) as session:
+                    batch = _Batch(session)
+                    self._batch = batch
+                    # Flushing before every read would send each fix on its own; the batch
+                    # writes once, at its end.
+                    with session.no_autoflush:
+                        yield
+                    self._finish(batch)
+            except BaseException:
+                # Rolled back: what was cached from this batch never reached the store.
+                for vehicle_id in self._batch.live if self._batch else ():
+                    self._cache.pop(vehicle_id, None)
+                raise
             finally:
                 self._batch = None
-                self._batch_rows.clear()
 
     @contextmanager
     def _scope(self) -> Iterator[Session]:
         if self._batch is not None:
-            yield self._batch
+            yield self._batch.session
         else:
-            with transaction(self.sessions) as session:
-                yield session
+            with self.batch():
+                assert self._batch is not None
+                yield self._batch.session
 
     # One method per transport/format -------------------------------------------------
     def fleet_message(self, topic: str, payload: bytes) -> IngestResult:
@@ -177,6 +243,11 @@ class Ingester:
                 if order is None:
                     raise DecodeError("unknown_order", str(data["order_id"])[:100])
                 at = parse_time(data["at"]) if data.get("at") else self.clock()
+                # The vehicle's pending state goes to its row first, so the event applies on
+                # top of every fix before it; its next fix reads the row again.
+                if self._batch is not None and vehicle.id in self._batch.live:
+                    self._write_state(self._batch.live.pop(vehicle.id))
+                self._cache.pop(vehicle.id, None)
                 record_driver_event(session, vehicle, order, data["kind"], data["reason"], at)
             return IngestResult("applied", "", vehicle_id)
 
@@ -255,108 +326,313 @@ class Ingester:
         self._vehicle_ids[position.vehicle_id] = ids[0]
         return self._ingest(_with_vehicle(position, ids[0]))
 
+    def _live(self, batch: _Batch, vehicle_id: str) -> _Live | None:
+        """The vehicle's state for this batch: its progress row locked, read once."""
+        live = batch.live.get(vehicle_id)
+        if live is not None:
+            return live
+        session = batch.session
+        vehicle = session.get(VehicleRow, vehicle_id)
+        if vehicle is None:
+            return None
+        row = session.get(ProgressRow, vehicle.id, with_for_update=True)
+        if row is None:
+            row = ProgressRow(vehicle_id=vehicle.id, organisation_id=vehicle.organisation_id)
+            session.add(row)
+        state = row.state or {}
+        cached = self._cache.get(vehicle.id)
+        plan_id = vehicle.active_plan_id
+        if (
+            cached is not None
+            and cached.rev == state.get("rev", 0)
+            and cached.plan_id == plan_id
+            and row.plan_id == plan_id
+        ):
+            live = replace(cached, row=row)
+        else:
+            same_plan = bool(state.get("stops")) and row.plan_id == plan_id
+            live = _Live(
+                row=row,
+                vehicle_id=vehicle.id,
+                organisation_id=vehicle.organisation_id,
+                external_id=vehicle.external_id,
+                plan_id=plan_id,
+                progress=progress_from_dict(state) if same_plan else None,
+                told={k: told_from_dict(v) for k, v in (state.get("told") or {}).items()}
+                if same_plan
+                else {},
+                eta_log={k: (v[0], v[1]) for k, v in (state.get("eta_log") or {}).items()}
+                if same_plan
+                else {},
+                rev=int(state.get("rev", 0)),
+            )
+        batch.live[vehicle.id] = live
+        return live
+
     def _ingest(self, position: Position) -> IngestResult:
         """``position.vehicle_id`` is the vehicle's row id here."""
         now = self.clock()
-        with self._lock, self._scope() as session:
-            vehicle = session.get(VehicleRow, position.vehicle_id)
-            if vehicle is None:
+        with self._lock, self._scope():
+            batch = self._batch
+            assert batch is not None
+            live = self._live(batch, position.vehicle_id)
+            if live is None:
                 return IngestResult("rejected", "unknown_vehicle")
-            if vehicle.id in self._batch_rows:
-                row = self._batch_rows[vehicle.id]  # locked and loaded earlier in this batch
-            else:
-                row = session.get(ProgressRow, vehicle.id, with_for_update=True)
+            row = live.row
             last = None
             if (
-                row is not None
-                and row.last_fix_time is not None
+                row.last_fix_time is not None
                 and row.last_lat is not None
                 and row.last_lon is not None
             ):
-                last = Position(vehicle.id, row.last_fix_time, row.last_lat, row.last_lon)
+                last = Position(live.vehicle_id, row.last_fix_time, row.last_lat, row.last_lon)
             verdict = screen(position, last, now, self.hygiene)
             if verdict.verdict is Verdict.REJECT:
-                return IngestResult("rejected", verdict.reason, vehicle.external_id)
+                return IngestResult("rejected", verdict.reason, live.external_id)
             applied = verdict.verdict is Verdict.APPLY
-            session.add(
-                PositionRow(
-                    organisation_id=vehicle.organisation_id,
-                    vehicle_id=vehicle.id,
-                    fix_time=position.fix_time,
-                    lat=position.lat,
-                    lon=position.lon,
-                    speed_mps=position.speed_mps,
-                    heading_deg=position.heading_deg,
-                    accuracy_m=position.accuracy_m,
-                    source=position.source,
-                    applied=applied,
-                    received_at=now,
-                )
+            batch.positions.append(
+                {
+                    "organisation_id": live.organisation_id,
+                    "vehicle_id": live.vehicle_id,
+                    "fix_time": position.fix_time,
+                    "lat": position.lat,
+                    "lon": position.lon,
+                    "speed_mps": position.speed_mps,
+                    "heading_deg": position.heading_deg,
+                    "accuracy_m": position.accuracy_m,
+                    "source": position.source,
+                    "applied": applied,
+                    "received_at": now,
+                }
             )
             if not applied:
-                return IngestResult("history", verdict.reason, vehicle.external_id)
-            if row is None:
-                row = ProgressRow(vehicle_id=vehicle.id, organisation_id=vehicle.organisation_id)
-                session.add(row)
-                # In a batch the same vehicle's next fix must find this row.
-                session.flush()
-            if self._batch is not None:
-                self._batch_rows[vehicle.id] = row
+                return IngestResult("history", verdict.reason, live.external_id)
             row.last_fix_time, row.last_lat, row.last_lon = (
                 position.fix_time,
                 position.lat,
                 position.lon,
             )
             row.updated_at = now
+            live.dirty = True
             events: list[Event] = []
-            track = self._track(session, vehicle)
-            if track is not None:
-                state = (
-                    progress_from_dict(row.state)
-                    if row.state and row.plan_id == track.plan_id
-                    else start(track)
+            route = self._route(batch.session, live)
+            if route is not None:
+                if live.progress is None or live.progress.plan_id != route.track.plan_id:
+                    live.progress, live.told, live.eta_log = start(route.track), {}, {}
+                live.progress, events = apply_fix(
+                    route.track, live.progress, position, self.progress
                 )
-                state, events = apply_fix(track, state, position, self.progress)
-                row.plan_id = track.plan_id
-                row.state = progress_to_dict(state)
-                if events:
-                    _record(session, vehicle, track, events)
-            return IngestResult("applied", "", vehicle.external_id, tuple(events))
+                for event in events:
+                    batch.events.append(_progress_event(live, route, event))
+                if route.eta is not None:
+                    self._recompute(batch, live, route, route.eta, now)
+            return IngestResult("applied", "", live.external_id, tuple(events))
 
-    def _track(self, session: Session, vehicle: VehicleRow) -> RouteTrack | None:
-        """The vehicle's active route as a track (cached per plan and vehicle)."""
-        if vehicle.active_plan_id is None:
-            return None
-        key = f"{vehicle.active_plan_id}/{vehicle.id}"
-        if key in self._tracks:
-            return self._tracks[key]
-        plan = session.get(PlanRow, vehicle.active_plan_id)
-        if plan is None or plan.geojson is None:
-            return None
-        feature = next(
-            (
-                f
-                for f in plan.geojson["features"]
-                if f["properties"].get("vehicle_id") == vehicle.external_id
-            ),
-            None,
+    def _recompute(
+        self, batch: _Batch, live: _Live, route: _RoutePlan, eta: EtaRoute, now: datetime
+    ) -> None:
+        assert live.progress is not None
+        result = recompute(
+            eta, route_progress(live.progress), live.told, now, self.eta_params, self.delay_params
         )
-        if feature is None:
-            return None
-        order_ids = list(feature["properties"]["order_ids"])
-        rows = {
-            o.external_id: o
-            for o in session.scalars(
-                select(OrderRow).where(
-                    OrderRow.organisation_id == vehicle.organisation_id,
-                    OrderRow.external_id.in_(order_ids),
+        live.etas, live.told, live.pace = result.etas, result.told, result.pace
+        for event in result.events:
+            batch.events.append(_delay_event(live, route, event))
+        stamp = now.timestamp()
+        for stop in result.etas:
+            if stop.arrived:
+                continue
+            value = stop.eta.timestamp()
+            logged = live.eta_log.get(stop.order_id)
+            if (
+                logged is not None
+                and abs(value - logged[0]) < ETA_LOG_CHANGE_S
+                and stamp - logged[1] < ETA_LOG_EVERY_S
+            ):
+                continue
+            live.eta_log[stop.order_id] = (value, stamp)
+            order_row = route.order_rows.get(stop.order_id)
+            if order_row is not None:
+                batch.etas.append(
+                    {
+                        "order_id": order_row,
+                        "computed_at": now,
+                        "eta": stop.eta,
+                        "window_start": stop.earliest,
+                        "window_end": stop.latest,
+                    }
                 )
+
+    def _write_state(self, live: _Live) -> None:
+        if not live.dirty:
+            return
+        live.rev += 1
+        state: dict[str, Any] = progress_to_dict(live.progress) if live.progress is not None else {}
+        state["rev"] = live.rev
+        state["told"] = {k: told_to_dict(v) for k, v in live.told.items()}
+        state["eta_log"] = {k: [v[0], v[1]] for k, v in live.eta_log.items()}
+        state["etas"] = [eta_to_dict(e) for e in live.etas]
+        if live.pace is not None:
+            state["pace"] = {
+                "travel": round(live.pace.travel, 3),
+                "service": round(live.pace.service, 3),
+            }
+        live.row.state = state
+        live.row.plan_id = live.progress.plan_id if live.progress is not None else live.plan_id
+        live.dirty = False
+
+    def _finish(self, batch: _Batch) -> None:
+        """Write what the batch did: one statement per table, one state per vehicle."""
+        for live in batch.live.values():
+            self._write_state(live)
+            self._cache[live.vehicle_id] = live
+        session = batch.session
+        session.flush()
+        if batch.positions:
+            session.execute(insert(PositionRow), batch.positions)
+        if batch.etas:
+            session.execute(insert(EtaRow), batch.etas)
+        if batch.events:
+            session.execute(insert(EventRow), batch.events)
+
+    def _route(self, session: Session, live: _Live) -> _RoutePlan | None:
+        """The vehicle's active route (cached per plan and vehicle)."""
+        if live.plan_id is None:
+            return None
+        key = f"{live.plan_id}/{live.vehicle_id}"
+        if key in self._routes:
+            return self._routes[key]
+        plan = session.get(PlanRow, live.plan_id)
+        route = _route_plan(session, plan, live) if plan is not None else None
+        self._routes[key] = route
+        return route
+
+
+def _route_plan(session: Session, plan: PlanRow, live: _Live) -> _RoutePlan | None:
+    if plan.geojson is None:
+        return None
+    feature = next(
+        (
+            f
+            for f in plan.geojson["features"]
+            if f["properties"].get("vehicle_id") == live.external_id
+        ),
+        None,
+    )
+    if feature is None:
+        return None
+    order_ids = list(feature["properties"]["order_ids"])
+    rows = {
+        o.external_id: o
+        for o in session.scalars(
+            select(OrderRow).where(
+                OrderRow.organisation_id == live.organisation_id,
+                OrderRow.external_id.in_(order_ids),
             )
+        )
+    }
+    stops = [(oid, rows[oid].lat, rows[oid].lon) for oid in order_ids if oid in rows]
+    track = route_track(live.external_id, plan.id, feature["geometry"]["coordinates"], stops)
+    return _RoutePlan(
+        track, _eta_route(plan, track, live.external_id, rows), {k: r.id for k, r in rows.items()}
+    )
+
+
+def _eta_route(
+    plan: PlanRow, track: RouteTrack, vehicle: str, orders: Mapping[str, OrderRow]
+) -> EtaRoute | None:
+    """The route's schedule from the plan's result (leg drive times, service, breaks); None if
+    the result has no route for the vehicle or its stops differ from the track's."""
+    planned = next(
+        (r for r in (plan.result or {}).get("routes", []) if r.get("vehicle_id") == vehicle), None
+    )
+    if planned is None or [s["order_id"] for s in planned["stops"]] != list(track.stop_ids):
+        return None
+
+    def when(value: str) -> datetime:
+        return datetime.fromisoformat(value)
+
+    try:
+        return route_from_track(
+            track,
+            when(planned["start"]),
+            [float(s["duration_from_previous_s"]) for s in planned["stops"]],
+            [
+                (when(s["departure"]) - when(s["service_start"])).total_seconds()
+                for s in planned["stops"]
+            ],
+            [
+                [(when(w["start"]), when(w["end"])) for w in orders[s["order_id"]].windows]
+                for s in planned["stops"]
+            ],
+            [
+                EtaBreak(when(b["start"]), (when(b["end"]) - when(b["start"])).total_seconds())
+                for b in planned.get("breaks", [])
+            ],
+        )
+    except (KeyError, ValueError, TypeError):
+        return None
+
+
+def eta_to_dict(eta: StopEta) -> dict[str, Any]:
+    return {
+        "order_id": eta.order_id,
+        "eta": eta.eta.isoformat(),
+        "earliest": eta.earliest.isoformat(),
+        "latest": eta.latest.isoformat(),
+        "departure": eta.departure.isoformat(),
+        "arrived": eta.arrived,
+    }
+
+
+def _progress_event(live: _Live, route: _RoutePlan, event: Event) -> dict[str, Any]:
+    order_id: str | None = None
+    data: dict[str, Any]
+    if isinstance(event, Arrived):
+        kind, order_id, data = "arrived", event.order_id, {"inferred": event.inferred}
+    elif isinstance(event, Departed):
+        kind, order_id, data = "departed", event.order_id, {}
+    elif isinstance(event, LeftRoute):
+        kind, data = "left_route", {"distance_m": round(event.distance_m)}
+    else:
+        kind, data = "rejoined_route", {}
+    return {
+        "organisation_id": live.organisation_id,
+        "order_id": route.order_rows.get(order_id) if order_id else None,
+        "vehicle_id": live.vehicle_id,
+        "kind": kind,
+        "at": event.at,
+        "data": data,
+    }
+
+
+def _delay_event(live: _Live, route: _RoutePlan, event: DelayEvent) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "version": event.version,
+        "eta": event.eta.isoformat(),
+        "earliest": event.earliest.isoformat(),
+        "latest": event.latest.isoformat(),
+    }
+    if isinstance(event, WindowTold):
+        kind = "window_told"
+    elif isinstance(event, EtaChanged):
+        kind = "eta_changed"
+        data |= {"previous_eta": event.previous_eta.isoformat(), "late": event.late}
+    else:
+        kind = "window_broken"
+        data |= {
+            "told_earliest": event.told_earliest.isoformat(),
+            "told_latest": event.told_latest.isoformat(),
+            "late": event.late,
         }
-        stops = [(oid, rows[oid].lat, rows[oid].lon) for oid in order_ids if oid in rows]
-        track = route_track(vehicle.external_id, plan.id, feature["geometry"]["coordinates"], stops)
-        self._tracks[key] = track
-        return track
+    return {
+        "organisation_id": live.organisation_id,
+        "order_id": route.order_rows.get(event.order_id),
+        "vehicle_id": live.vehicle_id,
+        "kind": kind,
+        "at": event.at,
+        "data": data,
+    }
 
 
 def _event_json(payload: bytes) -> dict[str, str]:
@@ -380,48 +656,7 @@ def _event_json(payload: bytes) -> dict[str, str]:
 
 
 def _with_vehicle(position: Position, vehicle_row_id: str) -> Position:
-    from dataclasses import replace
-
     return replace(position, vehicle_id=vehicle_row_id)
-
-
-def _record(session: Session, vehicle: VehicleRow, track: RouteTrack, events: list[Event]) -> None:
-    orders = {
-        o.external_id: o
-        for o in session.scalars(
-            select(OrderRow).where(
-                OrderRow.organisation_id == vehicle.organisation_id,
-                OrderRow.external_id.in_(track.stop_ids),
-            )
-        )
-    }
-    for event in events:
-        data: dict[str, Any]
-        if isinstance(event, Arrived):
-            kind, order, data = "arrived", orders.get(event.order_id), {"inferred": event.inferred}
-            at = event.at
-        elif isinstance(event, Departed):
-            kind, order, data, at = "departed", orders.get(event.order_id), {}, event.at
-        elif isinstance(event, LeftRoute):
-            kind, order, data, at = (
-                "left_route",
-                None,
-                {"distance_m": round(event.distance_m)},
-                event.at,
-            )
-        else:
-            assert isinstance(event, RejoinedRoute)
-            kind, order, data, at = "rejoined_route", None, {}, event.at
-        session.add(
-            EventRow(
-                organisation_id=vehicle.organisation_id,
-                order_id=order.id if order else None,
-                vehicle_id=vehicle.id,
-                kind=kind,
-                at=at,
-                data=data,
-            )
-        )
 
 
 DRIVER_EVENTS = ("delivered", "failed", "skipped")
@@ -453,6 +688,8 @@ def record_driver_event(
     progress = session.get(ProgressRow, vehicle.id)
     if progress is not None and progress.state:
         state = dict(progress.state)
+        # A new revision: a worker holding this vehicle's state in memory reloads it.
+        state["rev"] = int(state.get("rev", 0)) + 1
         state["stops"] = [
             {**s, "departed_at": s["departed_at"] or at.isoformat()}
             if s["order_id"] == order.external_id

@@ -146,6 +146,8 @@ class Progress:
     on_route: bool = True
     off_route_since: datetime | None = None
     inside_since: datetime | None = None
+    #: When the vehicle was first seen away from its start (None: not yet left).
+    started_at: datetime | None = None
 
     @property
     def next_stop(self) -> int:
@@ -216,6 +218,11 @@ def apply_fix(
         if progress.on_route and (fix.fix_time - since).total_seconds() >= params.off_route_after_s:
             state = replace(state, on_route=False)
             events.append(LeftRoute(fix.fix_time, off))
+    if state.started_at is None and state.along_m > params.depart_radius_m:
+        # It left between the last fix at the start and this one: back off by the distance
+        # driven at a typical speed, so sparse fixes do not make it look late.
+        left = fix.fix_time - timedelta(seconds=state.along_m / params.assumed_speed_mps)
+        state = replace(state, started_at=max(left, progress.fix_time or left))
     state, stop_events = _stops(track, progress, state, point, fix, params)
     return state, events + stop_events
 
@@ -313,6 +320,7 @@ def progress_to_dict(progress: Progress) -> dict[str, object]:
         "on_route": progress.on_route,
         "off_route_since": iso(progress.off_route_since),
         "inside_since": iso(progress.inside_since),
+        "started_at": iso(progress.started_at),
         "next_stop": progress.next_stop,
         "stops": [
             {
@@ -347,4 +355,5 @@ def progress_from_dict(data: dict[str, Any]) -> Progress:
         on_route=bool(data.get("on_route", True)),
         off_route_since=when(data.get("off_route_since")),
         inside_since=when(data.get("inside_since")),
+        started_at=when(data.get("started_at")),
     )

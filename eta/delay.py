@@ -1,0 +1,137 @@
+"""Delay deltas: is a new ETA worth telling the customer?
+
+Each stop remembers the window last told (:class:`Told`). A new prediction produces an event
+when the told window is broken (the ETA has left it by more than a margin: hysteresis) or the
+ETA has moved more than a threshold; then the new window becomes the told one. Between two
+events at least ``min_interval_s`` pass, so an ETA wobbling around a threshold never produces
+a stream of events. The events feed customer notifications.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from eta.predict import StopEta
+
+
+@dataclass(frozen=True, slots=True)
+class DelayParams:
+    #: The ETA must be this far past the told window's end (or before its start) for the
+    #: window to count as broken: noise at the edge breaks nothing.
+    break_margin_s: float = 120.0
+    #: An ETA move this large is told even inside the window (a 4-hour window told at 8:00
+    #: should still narrow when the van is an hour late).
+    change_s: float = 1200.0
+    #: Least time between two events of one stop. The first delay event after the first
+    #: window is not held back by it: a broken promise is told at once.
+    min_interval_s: float = 900.0
+    #: Do not tell an ETA change this close to the arrival: the "arriving" milestone will.
+    quiet_horizon_s: float = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class Told:
+    """What the customer was last told about one stop."""
+
+    version: int
+    eta: datetime
+    earliest: datetime
+    latest: datetime
+    at: datetime
+    #: Window versions that were delay events (not the first window).
+    changes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class WindowTold:
+    """The first window for a stop (the plan's promise)."""
+
+    order_id: str
+    version: int
+    eta: datetime
+    earliest: datetime
+    latest: datetime
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class EtaChanged:
+    """The ETA moved by more than the threshold, still inside the told window."""
+
+    order_id: str
+    version: int
+    eta: datetime
+    earliest: datetime
+    latest: datetime
+    at: datetime
+    previous_eta: datetime
+    late: bool
+
+
+@dataclass(frozen=True, slots=True)
+class WindowBroken:
+    """The ETA left the told window: the promise is broken (late, or early)."""
+
+    order_id: str
+    version: int
+    eta: datetime
+    earliest: datetime
+    latest: datetime
+    at: datetime
+    told_earliest: datetime
+    told_latest: datetime
+    late: bool
+
+
+DelayEvent = WindowTold | EtaChanged | WindowBroken
+
+
+def detect(
+    told: Told | None, new: StopEta, now: datetime, params: DelayParams
+) -> tuple[Told | None, DelayEvent | None]:
+    """Compare a new ETA with what was told; return the new told state and the event (if
+    any)."""
+    if new.arrived:
+        return told, None
+    if told is None:
+        first = Told(1, new.eta, new.earliest, new.latest, now)
+        return first, WindowTold(new.order_id, 1, new.eta, new.earliest, new.latest, now)
+    if (new.eta - now).total_seconds() < params.quiet_horizon_s:
+        return told, None
+    late_by_s = (new.eta - told.latest).total_seconds()
+    early_by_s = (told.earliest - new.eta).total_seconds()
+    broken = late_by_s > params.break_margin_s or early_by_s > params.break_margin_s
+    moved_s = (new.eta - told.eta).total_seconds()
+    if not broken and abs(moved_s) < params.change_s:
+        return told, None
+    if told.changes > 0 and (now - told.at).total_seconds() < params.min_interval_s:
+        return told, None
+    version = told.version + 1
+    updated = replace(
+        told,
+        version=version,
+        eta=new.eta,
+        earliest=new.earliest,
+        latest=new.latest,
+        at=now,
+        changes=told.changes + 1,
+    )
+    event: DelayEvent
+    if broken:
+        event = WindowBroken(
+            new.order_id,
+            version,
+            new.eta,
+            new.earliest,
+            new.latest,
+            now,
+            told.earliest,
+            told.latest,
+            late=late_by_s > 0,
+        )
+    else:
+        event = EtaChanged(
+            new.order_id, version, new.eta, new.earliest, new.latest, now, told.eta, moved_s > 0
+        )
+    return updated, event

@@ -1,0 +1,102 @@
+"""The ETA core on a live vehicle: telematics progress in, ETAs and delay events out.
+
+The one place where the ETA core meets the telematics progress; used alike by the ingester
+(each accepted fix) and by the accuracy replay (``lastmile eval-eta``), so what is measured is
+what runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from eta.delay import DelayEvent, DelayParams, Told, detect
+from eta.pace import Pace, learn
+from eta.params import EtaParams
+from eta.predict import StopEta, predict
+from eta.progress import RouteProgress, StopVisit
+from eta.route import EtaBreak, EtaRoute, EtaStop, eta_route
+from telematics.progress import Progress, RouteTrack
+
+
+@dataclass(frozen=True, slots=True)
+class LiveEtas:
+    etas: tuple[StopEta, ...]
+    pace: Pace
+    #: The told state of every stop, updated.
+    told: dict[str, Told]
+    events: tuple[DelayEvent, ...]
+
+
+def route_progress(progress: Progress, off_route_travel_s: float | None = None) -> RouteProgress:
+    return RouteProgress(
+        fix_time=progress.fix_time,
+        along_m=progress.along_m,
+        started_at=progress.started_at,
+        visits=tuple(StopVisit(s.arrived_at, s.departed_at) for s in progress.stops),
+        off_route_travel_s=off_route_travel_s if not progress.on_route else None,
+    )
+
+
+def recompute(
+    route: EtaRoute,
+    progress: RouteProgress,
+    told: Mapping[str, Told],
+    now: datetime,
+    params: EtaParams,
+    delay: DelayParams,
+) -> LiveEtas:
+    """ETAs of every remaining stop, and the delay events they cause against what was told."""
+    pace = learn(route, progress, params)
+    etas = predict(route, progress, now, params, pace)
+    updated = dict(told)
+    events: list[DelayEvent] = []
+    for eta in etas:
+        new_told, event = detect(told.get(eta.order_id), eta, now, delay)
+        if new_told is not None:
+            updated[eta.order_id] = new_told
+        if event is not None:
+            events.append(event)
+    return LiveEtas(etas, pace, updated, tuple(events))
+
+
+def route_from_track(
+    track: RouteTrack,
+    start: datetime,
+    leg_travel_s: Sequence[float],
+    service_s: Sequence[float],
+    windows: Sequence[Sequence[tuple[datetime, datetime]]],
+    breaks: Sequence[EtaBreak] = (),
+) -> EtaRoute:
+    """An ETA route on a telematics track: the stops at the track's places along the line,
+    with the plan's leg drive times (one per stop: the drive to it), service and windows."""
+    stops = [
+        EtaStop(order_id, along_m, float(leg_travel_s[k]), float(service_s[k]), tuple(windows[k]))
+        for k, (order_id, along_m) in enumerate(
+            zip(track.stop_ids, track.stop_along_m, strict=True)
+        )
+    ]
+    return eta_route(track.vehicle_id, track.plan_id, start, stops, breaks)
+
+
+def told_to_dict(told: Told) -> dict[str, object]:
+    return {
+        "version": told.version,
+        "eta": told.eta.isoformat(),
+        "earliest": told.earliest.isoformat(),
+        "latest": told.latest.isoformat(),
+        "at": told.at.isoformat(),
+        "changes": told.changes,
+    }
+
+
+def told_from_dict(data: Mapping[str, object]) -> Told:
+    return Told(
+        version=int(str(data["version"])),
+        eta=datetime.fromisoformat(str(data["eta"])),
+        earliest=datetime.fromisoformat(str(data["earliest"])),
+        latest=datetime.fromisoformat(str(data["latest"])),
+        at=datetime.fromisoformat(str(data["at"])),
+        changes=int(str(data.get("changes", 0))),
+    )

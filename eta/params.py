@@ -1,0 +1,48 @@
+"""Every tunable of the ETA core, with its effect. Defaults were calibrated on the SUMO
+scenarios in ``bench/scenarios/`` (``python -m bench.eta_accuracy``; figures in BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class EtaParams:
+    # --- Pace: how fast this vehicle drives compared with the planned travel times --------
+    #: Planned driving seconds the prior pace of 1.0 counts for. Higher: slower to believe
+    #: the day's evidence; lower: one slow leg swings every ETA.
+    prior_travel_weight_s: float = 600.0
+    #: Each completed leg's evidence is multiplied by this per newer leg, so the pace follows
+    #: congestion as it changes through the day (1.0: all legs count alike).
+    leg_memory: float = 0.8
+    #: Legs planned shorter than this are ignored for pace: on them GPS and the geofence
+    #: dominate the measured time.
+    min_leg_evidence_s: float = 60.0
+    #: A single leg's ratio (actual / planned) is clamped to this range before averaging, so a
+    #: lunch stop in the middle of a leg cannot make the rest of the day look three times slower.
+    leg_ratio_bounds: tuple[float, float] = (0.5, 3.0)
+    #: How much the leg in progress counts, relative to a completed one: its pace so far is
+    #: the freshest evidence (a jam now) but also the noisiest.
+    current_leg_weight: float = 1.0
+
+    # --- Service: how long this vehicle's stops take compared with the plan ----------------
+    #: Completed stops the prior service factor of 1.0 counts for.
+    prior_service_weight: float = 2.0
+    service_ratio_bounds: tuple[float, float] = (0.3, 4.0)
+    #: A stop that has already overrun its expected service is still given this much more.
+    min_remaining_service_s: float = 30.0
+
+    #: Vehicles wait at a stop for its window to open (as the planner assumes).
+    wait_for_window: bool = True
+
+    # --- Window: P10-P90 around the ETA, from the uncertainty of what lies ahead ------------
+    #: Constant part of the spread before / after the ETA (geofence and GPS timing).
+    spread_base_s: float = 60.0
+    #: Spread per second of driving still ahead, before / after the ETA. Late is likelier than
+    #: early (queues, parking), so the window leans late.
+    spread_travel_early: float = 0.10
+    spread_travel_late: float = 0.18
+    #: Spread per second of service still ahead, before / after the ETA.
+    spread_service_early: float = 0.25
+    spread_service_late: float = 0.45

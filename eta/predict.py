@@ -1,0 +1,143 @@
+"""Every remaining stop's arrival, with a P10-P90 window, from where the vehicle is now.
+
+Pure and O(remaining stops): the rest of the leg under way (by the distance still to drive
+along the planned road line), then each planned leg and service scaled by the vehicle's
+learned pace, waits for windows and breaks. No graph search: when the vehicle is off its
+route the caller passes the drive time back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from eta.pace import Pace, learn
+from eta.params import EtaParams
+from eta.progress import RouteProgress
+from eta.route import EtaRoute, service_start
+
+
+@dataclass(frozen=True, slots=True)
+class StopEta:
+    order_id: str
+    #: Index of the stop in its route.
+    index: int
+    eta: datetime
+    #: P10 and P90 of the arrival: about 80% of arrivals fall between them.
+    earliest: datetime
+    latest: datetime
+    #: Expected departure (after any wait and the service).
+    departure: datetime
+    #: The vehicle is already at this stop (``eta`` is when it arrived).
+    arrived: bool = False
+
+
+def _s(seconds: float) -> timedelta:
+    return timedelta(seconds=seconds)
+
+
+def _after_breaks(route: EtaRoute, t0: datetime, arrival: datetime, taken: set[int]) -> datetime:
+    """Push ``arrival`` back by each planned break that falls before it (once each); breaks
+    whose planned end is before ``t0`` count as taken."""
+    for i, brk in enumerate(route.breaks):
+        if i in taken:
+            continue
+        end = brk.start + _s(brk.duration_s)
+        if end <= t0:
+            taken.add(i)
+        elif brk.start <= arrival:
+            arrival += end - max(brk.start, t0) if brk.start < t0 else _s(brk.duration_s)
+            taken.add(i)
+    return arrival
+
+
+def predict(
+    route: EtaRoute,
+    progress: RouteProgress,
+    now: datetime,
+    params: EtaParams,
+    pace: Pace | None = None,
+) -> tuple[StopEta, ...]:
+    """ETAs of the stops not yet left, in route order. Never before ``now``, never
+    decreasing along the route."""
+    pace = pace if pace is not None else learn(route, progress, params)
+    k0 = progress.next_stop
+    if k0 >= len(route.stops):
+        return ()
+    # Times run from the last fix; what happened since is unknown, so arrivals are clamped
+    # to now below (a stale fix shows as a later, not an earlier, ETA).
+    if progress.started_at is None or progress.fix_time is None:
+        clock = max(now, route.start)
+    else:
+        clock = progress.fix_time
+    t0 = clock
+    taken: set[int] = set()
+    travel_ahead_s = service_ahead_s = 0.0
+    out: list[StopEta] = []
+    for k in range(k0, len(route.stops)):
+        stop = route.stops[k]
+        visit = progress.visits[k]
+        if k == k0 and visit.arrived_at is not None:
+            begin = service_start(visit.arrived_at, stop.windows, wait=params.wait_for_window)
+            done_s = max((max(clock, begin) - begin).total_seconds(), 0.0)
+            left_s = max(stop.service_s * pace.service - done_s, params.min_remaining_service_s)
+            service_ahead_s += left_s
+            clock = max(clock, begin) + _s(left_s)
+            out.append(
+                StopEta(
+                    stop.order_id,
+                    k,
+                    visit.arrived_at,
+                    visit.arrived_at,
+                    visit.arrived_at,
+                    clock,
+                    arrived=True,
+                )
+            )
+            continue
+        if k == k0:
+            drive_s = _remaining_leg_s(route, progress, k) * pace.travel
+        else:
+            drive_s = stop.travel_s * pace.travel
+        travel_ahead_s += drive_s
+        arrival = max(_after_breaks(route, t0, clock + _s(drive_s), taken), now)
+        early = (
+            params.spread_base_s
+            + params.spread_travel_early * travel_ahead_s
+            + params.spread_service_early * service_ahead_s
+        )
+        late = (
+            params.spread_base_s
+            + params.spread_travel_late * travel_ahead_s
+            + params.spread_service_late * service_ahead_s
+        )
+        begin = service_start(arrival, stop.windows, wait=params.wait_for_window)
+        service_s = stop.service_s * pace.service
+        service_ahead_s += service_s
+        clock = begin + _s(service_s)
+        out.append(
+            StopEta(
+                stop.order_id,
+                k,
+                arrival,
+                max(arrival - _s(early), now),
+                arrival + _s(late),
+                clock,
+            )
+        )
+    return tuple(out)
+
+
+def _remaining_leg_s(route: EtaRoute, progress: RouteProgress, k: int) -> float:
+    """Planned drive time still ahead on leg ``k``, in proportion to the distance left."""
+    stop = route.stops[k]
+    if progress.off_route_travel_s is not None:
+        return progress.off_route_travel_s
+    if progress.started_at is None:
+        return stop.travel_s
+    start_m = route.leg_start_m(k)
+    leg_m = stop.along_m - start_m
+    if leg_m <= 0:
+        return 0.0
+    left = min(max((stop.along_m - progress.along_m) / leg_m, 0.0), 1.0)
+    return stop.travel_s * left

@@ -1,0 +1,363 @@
+"""Replaying a ground-truth scenario through the live pipeline on a simulated clock, and
+scoring the ETAs against what really happened (``lastmile eval-eta``).
+
+Each fix goes the way a live one goes: our fleet JSON → decoder → hygiene screen → progress
+on the route → ETA core → delay events. Predictions are sampled once a minute per stop not yet
+reached, and compared with the actual arrival.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+
+from domain.geo import LatLon
+from domain.position import Position
+from eta.delay import DelayParams, Told, WindowBroken
+from eta.live import recompute, route_from_track, route_progress
+from eta.noise import NoiseProfile, degrade
+from eta.pace import Pace
+from eta.params import EtaParams
+from eta.predict import predict
+from eta.progress import not_started
+from eta.route import EtaRoute
+from eta.scenario import Scenario, ScenarioStop, ScenarioVehicle
+from routing.geometry import route_geojson
+from routing.road_graph import RoadGraph
+from routing.snapping import Snapper
+from telematics.decoders import decode_fleet_json
+from telematics.hygiene import HygieneParams, Verdict, screen
+from telematics.progress import Progress, ProgressParams, RouteTrack, apply_fix, route_track, start
+from telematics.way_back import way_back
+
+HORIZONS_MIN = ((0, 10), (10, 30), (30, 60), (60, None))
+SAMPLE_EVERY_S = 60.0
+
+
+def horizon_label(lo: int, hi: int | None) -> str:
+    return f"{lo}-{hi}" if hi is not None else f"{lo}+"
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    vehicle: str
+    stop_id: str
+    at: datetime
+    eta: datetime
+    earliest: datetime
+    latest: datetime
+    static_eta: datetime
+    actual: datetime
+
+    @property
+    def horizon_s(self) -> float:
+        return (self.actual - self.at).total_seconds()
+
+
+@dataclass
+class StopNotices:
+    first_latest: datetime | None = None
+    late_notices_before_arrival: int = 0
+    messages: int = 0
+
+
+@dataclass
+class ReplayResult:
+    predictions: list[Prediction] = field(default_factory=list)
+    #: (vehicle, stop id) -> what the customer was told.
+    notices: dict[tuple[str, str], StopNotices] = field(default_factory=dict)
+    fixes: int = 0
+    fixes_applied: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class VehicleRoute:
+    track: RouteTrack
+    route: EtaRoute
+
+
+def vehicle_route(vehicle: ScenarioVehicle, graph: RoadGraph, snapper: Snapper) -> VehicleRoute:
+    """The planned road line (depot, stops in order, depot) and leg times on our network."""
+    places = [
+        LatLon(vehicle.depot_lat, vehicle.depot_lon),
+        *(LatLon(s.lat, s.lon) for s in vehicle.stops),
+        LatLon(vehicle.depot_lat, vehicle.depot_lon),
+    ]
+    feature = route_geojson(graph, snapper.snap(places, max_distance_m=math.inf))
+    legs = feature["properties"]["legs"]
+    track = route_track(
+        vehicle.id,
+        "scenario",
+        feature["geometry"]["coordinates"],
+        [(s.id, s.lat, s.lon) for s in vehicle.stops],
+    )
+    route = route_from_track(
+        track,
+        vehicle.shift_start,
+        [leg["duration_s"] for leg in legs[: len(vehicle.stops)]],
+        [s.service_s for s in vehicle.stops],
+        [s.windows for s in vehicle.stops],
+    )
+    return VehicleRoute(track, route)
+
+
+def replay_vehicle(
+    scenario: Scenario,
+    vehicle: ScenarioVehicle,
+    planned: VehicleRoute,
+    profile: NoiseProfile,
+    rng: np.random.Generator,
+    *,
+    params: EtaParams,
+    delay: DelayParams,
+    progress_params: ProgressParams,
+    hygiene: HygieneParams,
+    off_route_s: Callable[[float, float, int], float] | None,
+    result: ReplayResult,
+) -> None:
+    track, route = planned.track, planned.route
+    gps = scenario.gps.get(vehicle.id)
+    if gps is None or len(gps.timestamp) == 0:
+        return
+    noisy = degrade(gps, profile, rng)
+    static = {
+        e.order_id: e.eta
+        for e in predict(route, not_started(len(route.stops)), route.start, params, Pace())
+    }
+    actual = {
+        s.id: a.arrival
+        for s in vehicle.stops
+        if (a := scenario.actual.get((vehicle.id, s.id))) is not None and a.arrival is not None
+    }
+    for s in vehicle.stops:
+        result.notices[(vehicle.id, s.id)] = StopNotices()
+    progress = start(track)
+    last: Position | None = None
+    told: dict[str, Told] = {}
+    topic = f"fleet/{vehicle.id}/position"
+    first_t = datetime.fromtimestamp(float(noisy.timestamp[0]), UTC)
+    next_sample = first_t.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    end = max(actual.values(), default=first_t)
+
+    def sample(at: datetime) -> None:
+        travel = _off_route(progress, track, off_route_s)
+        for eta in predict(route, route_progress(progress, travel), at, params):
+            arrival = actual.get(eta.order_id)
+            if arrival is None or arrival <= at:
+                continue
+            result.predictions.append(
+                Prediction(
+                    vehicle.id,
+                    eta.order_id,
+                    at,
+                    eta.eta,
+                    eta.earliest,
+                    eta.latest,
+                    static[eta.order_id],
+                    arrival,
+                )
+            )
+
+    for i in range(len(noisy.timestamp)):
+        now = datetime.fromtimestamp(float(noisy.timestamp[i]), UTC)
+        while next_sample < now and next_sample <= end:
+            sample(next_sample)
+            next_sample += timedelta(seconds=SAMPLE_EVERY_S)
+        payload = json.dumps(
+            {
+                "time": float(noisy.timestamp[i]),
+                "lat": round(float(noisy.lat[i]), 7),
+                "lon": round(float(noisy.lon[i]), 7),
+                "speed_mps": float(noisy.speed_mps[i]),
+                "heading_deg": float(noisy.heading_deg[i]) % 360.0,
+            }
+        )
+        result.fixes += 1
+        fix = decode_fleet_json(topic, payload)
+        if screen(fix, last, now, hygiene).verdict is not Verdict.APPLY:
+            continue
+        result.fixes_applied += 1
+        last = fix
+        progress, _ = apply_fix(track, progress, fix, progress_params)
+        travel = _off_route(progress, track, off_route_s)
+        live = recompute(route, route_progress(progress, travel), told, now, params, delay)
+        told = live.told
+        for event in live.events:
+            notices = result.notices[(vehicle.id, event.order_id)]
+            if notices.first_latest is None:
+                notices.first_latest = event.latest
+                continue
+            notices.messages += 1
+            arrival = actual.get(event.order_id)
+            late = isinstance(event, WindowBroken) and event.late
+            if late and arrival is not None and event.at < arrival:
+                notices.late_notices_before_arrival += 1
+    while next_sample <= end:
+        sample(next_sample)
+        next_sample += timedelta(seconds=SAMPLE_EVERY_S)
+
+
+def _off_route(
+    progress: Progress, track: RouteTrack, off_route_s: Callable[[float, float, int], float] | None
+) -> float | None:
+    if progress.on_route or off_route_s is None or progress.lat is None or progress.lon is None:
+        return None
+    k = progress.next_stop
+    if k >= len(track.stop_ids):
+        return None
+    return off_route_s(progress.lat, progress.lon, k)
+
+
+def replay(
+    scenario: Scenario,
+    graph: RoadGraph,
+    profile: NoiseProfile,
+    *,
+    seed: int = 0,
+    params: EtaParams | None = None,
+    delay: DelayParams | None = None,
+) -> ReplayResult:
+    params = params or EtaParams()
+    delay = delay or DelayParams()
+    snapper = Snapper(graph)
+    rng = np.random.default_rng(seed)
+    result = ReplayResult()
+    for vehicle in scenario.vehicles:
+        planned = vehicle_route(vehicle, graph, snapper)
+
+        def back_s(
+            lat: float, lon: float, k: int, stops: tuple[ScenarioStop, ...] = vehicle.stops
+        ) -> float:
+            to = LatLon(stops[k].lat, stops[k].lon)
+            return way_back(graph, snapper, LatLon(lat, lon), to).duration_s
+
+        replay_vehicle(
+            scenario,
+            vehicle,
+            planned,
+            profile,
+            rng,
+            params=params,
+            delay=delay,
+            progress_params=ProgressParams(),
+            hygiene=HygieneParams(),
+            off_route_s=back_s,
+            result=result,
+        )
+    return result
+
+
+def _median(values: list[float]) -> float | None:
+    return float(np.median(values)) if values else None
+
+
+def score(result: ReplayResult) -> dict[str, object]:
+    """The figures the accuracy goals are stated in (see the module doc of bench.eta_accuracy)."""
+    by_horizon: dict[str, list[Prediction]] = defaultdict(list)
+    for p in result.predictions:
+        minutes = p.horizon_s / 60.0
+        for lo, hi in HORIZONS_MIN:
+            if minutes >= lo and (hi is None or minutes < hi):
+                by_horizon[horizon_label(lo, hi)].append(p)
+                break
+    labels = [horizon_label(lo, hi) for lo, hi in HORIZONS_MIN]
+
+    def abs_errors(ps: list[Prediction], static: bool = False) -> list[float]:
+        return [abs(((p.static_eta if static else p.eta) - p.actual).total_seconds()) for p in ps]
+
+    def rounded(x: float | None) -> float | None:
+        return round(x, 1) if x is not None else None
+
+    mae = {h: rounded(_mean(abs_errors(by_horizon[h]))) for h in labels}
+    p90 = {h: rounded(_quantile(abs_errors(by_horizon[h]), 0.9)) for h in labels}
+    baseline = {h: rounded(_mean(abs_errors(by_horizon[h], static=True))) for h in labels}
+    inside = [p.earliest <= p.actual <= p.latest for p in result.predictions]
+    coverage_by = {
+        h: rounded(_mean([float(p.earliest <= p.actual <= p.latest) for p in by_horizon[h]]))
+        for h in labels
+    }
+    delayed = notified = both = 0
+    messages: list[float] = []
+    actual_by_stop = {(p.vehicle, p.stop_id): p.actual for p in result.predictions}
+    for key, notices in result.notices.items():
+        arrival = actual_by_stop.get(key)
+        if arrival is None or notices.first_latest is None:
+            continue
+        truly = arrival > notices.first_latest
+        told = notices.late_notices_before_arrival > 0
+        delayed += truly
+        notified += told
+        both += truly and told
+        messages.append(float(notices.messages))
+    return {
+        "mae_s": mae,
+        "p90_abs_s": p90,
+        "baseline_mae_s": baseline,
+        "coverage": round(sum(inside) / len(inside), 3) if inside else None,
+        "coverage_by_horizon": coverage_by,
+        "notify_precision": round(both / notified, 3) if notified else None,
+        "notify_recall": round(both / delayed, 3) if delayed else None,
+        "messages_per_stop": _median(messages),
+        "messages_per_stop_mean": rounded(_mean(messages)),
+        "stops": len(messages),
+        "stops_delayed": delayed,
+        "stops_notified": notified,
+        "predictions": len(result.predictions),
+        "fixes": result.fixes,
+        "fixes_applied": result.fixes_applied,
+    }
+
+
+def _mean(values: list[float]) -> float | None:
+    return float(np.mean(values)) if values else None
+
+
+def _quantile(values: list[float], q: float) -> float | None:
+    return float(np.quantile(values, q)) if values else None
+
+
+def write_predictions(result: ReplayResult, path: Path) -> None:
+    def iso(t: datetime) -> str:
+        return t.isoformat()
+
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(
+            [
+                "vehicle",
+                "stop_id",
+                "predicted_at",
+                "horizon_s",
+                "eta",
+                "earliest",
+                "latest",
+                "static_eta",
+                "actual_arrival",
+                "error_s",
+                "static_error_s",
+            ]
+        )
+        for p in result.predictions:
+            w.writerow(
+                [
+                    p.vehicle,
+                    p.stop_id,
+                    iso(p.at),
+                    round(p.horizon_s),
+                    iso(p.eta),
+                    iso(p.earliest),
+                    iso(p.latest),
+                    iso(p.static_eta),
+                    iso(p.actual),
+                    round((p.eta - p.actual).total_seconds()),
+                    round((p.static_eta - p.actual).total_seconds()),
+                ]
+            )
