@@ -69,8 +69,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 address = BrokerAddress.parse(settings.mqtt_url)
             else:
                 try:
+                    # Mosquitto if installed, else the embedded amqtt; its address carries
+                    # the MQTT version it speaks (3.1.1 for amqtt) through to the ingester.
                     private = start_private_broker(settings.data_dir / "broker")
                     address = private.address
+                    log.info(
+                        "private MQTT broker (%s, MQTT %s) on %s:%d",
+                        private.kind,
+                        "5" if address.protocol == 5 else "3.1.1",
+                        address.host,
+                        address.port,
+                    )
                 except BrokerUnavailableError as exc:
                     # HTTP ingestion still works; /readyz says why MQTT does not.
                     log.warning("no MQTT ingestion: %s", exc)

@@ -279,6 +279,9 @@ class StopProgressOut(BaseModel):
     arrived_at: datetime | None
     departed_at: datetime | None
     inferred: bool
+    passed: bool = Field(
+        False, description="Left behind without an arrival: the vehicle moved on to later stops."
+    )
 
 
 class ProgressOut(BaseModel):

@@ -31,29 +31,53 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from store.db import make_engine, session_factory, transaction, upgrade
-from store.schema import Organisation, PlanRow, VehicleRow
+from store.schema import OrderRow, Organisation, PlanRow, VehicleRow
 from telematics.ingest import Ingester
 from telematics.mqtt import BrokerAddress, MqttIngester, publish_checked
 
 LAT0, LON0 = 60.17, 24.90
 
 
+STOPS = 15
+
+
 def _setup(url: str, vehicles: int) -> list[str]:
+    """Vehicles with an active route of STOPS stops along a 3.3 km line, with a schedule, so
+    each fix also recomputes STOPS ETAs."""
     upgrade(url)
     engine = make_engine(url)
     factory = session_factory(engine)
     ids = [f"bench-{uuid.uuid4().hex[:6]}-{k}" for k in range(vehicles)]
     line = [[LON0 + k * 0.001, LAT0] for k in range(0, 60)]  # ~3.3 km east
+    t0 = datetime.now(UTC) - timedelta(hours=2)
     with transaction(factory) as session:
         org = Organisation(name="bench")
         session.add(org)
         session.flush()
+        order_ids = [f"o{k}" for k in range(STOPS)]
+        for k, oid in enumerate(order_ids):
+            session.add(
+                OrderRow(organisation_id=org.id, external_id=oid, lat=LAT0,
+                         lon=LON0 + 0.002 * (k + 1), service_s=120,
+                         tracking_token=uuid.uuid4().hex)
+            )  # fmt: skip
         features = [
             {"type": "Feature", "geometry": {"type": "LineString", "coordinates": line},
-             "properties": {"vehicle_id": vid, "order_ids": []}}
+             "properties": {"vehicle_id": vid, "order_ids": order_ids}}
             for vid in ids
         ]  # fmt: skip
-        plan = PlanRow(organisation_id=org.id, status="succeeded", result={"routes": []},
+        schedule = [
+            {"order_id": oid, "arrival": (t0 + timedelta(seconds=140 * k + 20)).isoformat(),
+             "service_start": (t0 + timedelta(seconds=140 * k + 20)).isoformat(),
+             "departure": (t0 + timedelta(seconds=140 * k + 140)).isoformat(),
+             "duration_from_previous_s": 20, "distance_from_previous_m": 111}
+            for k, oid in enumerate(order_ids)
+        ]  # fmt: skip
+        routes = [
+            {"vehicle_id": vid, "start": t0.isoformat(), "stops": schedule, "breaks": []}
+            for vid in ids
+        ]
+        plan = PlanRow(organisation_id=org.id, status="succeeded", result={"routes": routes},
                        geojson={"type": "FeatureCollection", "features": features})  # fmt: skip
         session.add(plan)
         session.flush()

@@ -26,8 +26,12 @@ class DelayParams:
     #: Least time between two events of one stop. The first delay event after the first
     #: window is not held back by it: a broken promise is told at once.
     min_interval_s: float = 900.0
-    #: Do not tell an ETA change this close to the arrival: the "arriving" milestone will.
+    #: Do not tell an ETA change inside the window this close to the arrival.
     quiet_horizon_s: float = 300.0
+    #: How sure the window must be broken: 0 judges by the ETA itself, 1 by the near edge
+    #: of the new window (its P10 past the told end: about 90% sure). Higher: fewer false
+    #: alarms, later notices.
+    break_confidence: float = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,13 +101,21 @@ def detect(
     if told is None:
         first = Told(1, new.eta, new.earliest, new.latest, now)
         return first, WindowTold(new.order_id, 1, new.eta, new.earliest, new.latest, now)
-    if (new.eta - now).total_seconds() < params.quiet_horizon_s:
-        return told, None
-    late_by_s = (new.eta - told.latest).total_seconds()
-    early_by_s = (told.earliest - new.eta).total_seconds()
+    w = params.break_confidence
+    late_by_s = (new.eta - told.latest).total_seconds() - w * (
+        new.eta - new.earliest
+    ).total_seconds()
+    early_by_s = (told.earliest - new.eta).total_seconds() - w * (
+        new.latest - new.eta
+    ).total_seconds()
     broken = late_by_s > params.break_margin_s or early_by_s > params.break_margin_s
     moved_s = (new.eta - told.eta).total_seconds()
-    if not broken and abs(moved_s) < params.change_s:
+    if not broken and (
+        abs(moved_s) < params.change_s
+        # Close to the door a change inside the window is left to the "arriving" milestone;
+        # a broken window is still told.
+        or (new.eta - now).total_seconds() < params.quiet_horizon_s
+    ):
         return told, None
     if told.changes > 0 and (now - told.at).total_seconds() < params.min_interval_s:
         return told, None

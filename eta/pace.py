@@ -12,7 +12,7 @@ from datetime import datetime
 
 from eta.params import EtaParams
 from eta.progress import RouteProgress
-from eta.route import EtaRoute, service_start
+from eta.route import EtaRoute, EtaStop, service_start
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +25,16 @@ class Pace:
     travel_evidence_s: float = 0.0
     #: Completed stops behind ``service``.
     service_evidence: float = 0.0
+
+
+def expected_travel_s(stop: EtaStop, params: EtaParams) -> float:
+    """The drive to ``stop`` as the fleet's history says it takes, before today's pace."""
+    prior = params.prior
+    return prior.leg_overhead_s + prior.travel_factor * stop.travel_s
+
+
+def expected_service_s(stop: EtaStop, params: EtaParams) -> float:
+    return params.prior.service_factor * stop.service_s
 
 
 def _clamp(x: float, bounds: tuple[float, float]) -> float:
@@ -42,15 +52,19 @@ def learn(route: EtaRoute, progress: RouteProgress, params: EtaParams) -> Pace:
     for k, visit in enumerate(progress.visits):
         stop = route.stops[k]
         if visit.arrived_at is None:
-            break
-        if departed is not None and stop.travel_s >= params.min_leg_evidence_s:
+            if visit.departed_at is None:
+                break
+            departed = None  # passed without an arrival: no evidence for the next leg
+            continue
+        expected_s = expected_travel_s(stop, params)
+        if departed is not None and expected_s >= params.min_leg_evidence_s:
             actual_s = (visit.arrived_at - departed).total_seconds()
-            ratio = _clamp(actual_s / stop.travel_s, params.leg_ratio_bounds)
-            legs.append((math.log(ratio), stop.travel_s))
+            ratio = _clamp(actual_s / expected_s, params.leg_ratio_bounds)
+            legs.append((math.log(ratio), expected_s))
         if visit.departed_at is not None and stop.service_s > 0:
             begin = service_start(visit.arrived_at, stop.windows, wait=params.wait_for_window)
             actual_s = max((visit.departed_at - begin).total_seconds(), 0.0)
-            ratio = _clamp(actual_s / stop.service_s, params.service_ratio_bounds)
+            ratio = _clamp(actual_s / expected_service_s(stop, params), params.service_ratio_bounds)
             services.append(math.log(ratio))
         departed = visit.departed_at
     current = _current_leg(route, progress, departed, k_next, params)
@@ -94,12 +108,13 @@ def _current_leg(
     if leg_m <= 0:
         return None
     covered = min(max(progress.along_m - route.leg_start_m(k), 0.0) / leg_m, 1.0)
-    planned_s = stop.travel_s * covered
+    leg_s = expected_travel_s(stop, params)
+    planned_s = leg_s * covered
     elapsed_s = (progress.fix_time - departed).total_seconds()
     # A vehicle standing still in a jam covers nothing: count the time it has spent beyond
     # the whole leg's plan as evidence too, so the pace reacts before the leg ends.
-    if planned_s < params.min_leg_evidence_s and elapsed_s < stop.travel_s:
+    if planned_s < params.min_leg_evidence_s and elapsed_s < leg_s:
         return None
-    basis_s = max(planned_s, min(elapsed_s, stop.travel_s), 1.0)
+    basis_s = max(planned_s, min(elapsed_s, leg_s), 1.0)
     ratio = _clamp(elapsed_s / basis_s, params.leg_ratio_bounds)
     return math.log(ratio), basis_s * params.current_leg_weight

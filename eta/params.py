@@ -4,15 +4,30 @@ scenarios in ``bench/scenarios/`` (``python -m bench.eta_accuracy``; figures in 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class FleetPrior:
+    """What the fleet's own history says about its plans (see :mod:`eta.history`): each
+    leg takes ``leg_overhead_s + travel_factor x planned`` (pulling out and parking cost
+    time however short the drive; the road speeds may be off either way), each stop
+    ``service_factor x planned``. Neutral until history is fitted."""
+
+    leg_overhead_s: float = 0.0
+    travel_factor: float = 1.0
+    service_factor: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
 class EtaParams:
+    #: Starting point before the day's own evidence; the learned pace scales on top of it.
+    prior: FleetPrior = field(default_factory=FleetPrior)
+
     # --- Pace: how fast this vehicle drives compared with the planned travel times --------
     #: Planned driving seconds the prior pace of 1.0 counts for. Higher: slower to believe
     #: the day's evidence; lower: one slow leg swings every ETA.
-    prior_travel_weight_s: float = 600.0
+    prior_travel_weight_s: float = 2400.0
     #: Each completed leg's evidence is multiplied by this per newer leg, so the pace follows
     #: congestion as it changes through the day (1.0: all legs count alike).
     leg_memory: float = 0.8
@@ -28,7 +43,7 @@ class EtaParams:
 
     # --- Service: how long this vehicle's stops take compared with the plan ----------------
     #: Completed stops the prior service factor of 1.0 counts for.
-    prior_service_weight: float = 2.0
+    prior_service_weight: float = 8.0
     service_ratio_bounds: tuple[float, float] = (0.3, 4.0)
     #: A stop that has already overrun its expected service is still given this much more.
     min_remaining_service_s: float = 30.0
@@ -38,11 +53,12 @@ class EtaParams:
 
     # --- Window: P10-P90 around the ETA, from the uncertainty of what lies ahead ------------
     #: Constant part of the spread before / after the ETA (geofence and GPS timing).
-    spread_base_s: float = 60.0
+    spread_base_s: float = 90.0
     #: Spread per second of driving still ahead, before / after the ETA. Late is likelier than
     #: early (queues, parking), so the window leans late.
-    spread_travel_early: float = 0.10
-    spread_travel_late: float = 0.18
-    #: Spread per second of service still ahead, before / after the ETA.
-    spread_service_early: float = 0.25
-    spread_service_late: float = 0.45
+    spread_travel_early: float = 0.08
+    spread_travel_late: float = 0.14
+    #: Spread per second of service still ahead, before / after the ETA (stops vary more than
+    #: drives: a customer who does not answer, a parcel that is hard to find).
+    spread_service_early: float = 0.15
+    spread_service_late: float = 0.25

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from eta.pace import Pace, learn
+from eta.pace import Pace, expected_service_s, expected_travel_s, learn
 from eta.params import EtaParams
 from eta.progress import RouteProgress
 from eta.route import EtaRoute, service_start
@@ -80,7 +80,8 @@ def predict(
         if k == k0 and visit.arrived_at is not None:
             begin = service_start(visit.arrived_at, stop.windows, wait=params.wait_for_window)
             done_s = max((max(clock, begin) - begin).total_seconds(), 0.0)
-            left_s = max(stop.service_s * pace.service - done_s, params.min_remaining_service_s)
+            expected_s = expected_service_s(stop, params) * pace.service
+            left_s = max(expected_s - done_s, params.min_remaining_service_s)
             service_ahead_s += left_s
             clock = max(clock, begin) + _s(left_s)
             out.append(
@@ -96,9 +97,9 @@ def predict(
             )
             continue
         if k == k0:
-            drive_s = _remaining_leg_s(route, progress, k) * pace.travel
+            drive_s = _remaining_leg_s(route, progress, k, params) * pace.travel
         else:
-            drive_s = stop.travel_s * pace.travel
+            drive_s = expected_travel_s(stop, params) * pace.travel
         travel_ahead_s += drive_s
         arrival = max(_after_breaks(route, t0, clock + _s(drive_s), taken), now)
         early = (
@@ -112,7 +113,7 @@ def predict(
             + params.spread_service_late * service_ahead_s
         )
         begin = service_start(arrival, stop.windows, wait=params.wait_for_window)
-        service_s = stop.service_s * pace.service
+        service_s = expected_service_s(stop, params) * pace.service
         service_ahead_s += service_s
         clock = begin + _s(service_s)
         out.append(
@@ -128,16 +129,17 @@ def predict(
     return tuple(out)
 
 
-def _remaining_leg_s(route: EtaRoute, progress: RouteProgress, k: int) -> float:
-    """Planned drive time still ahead on leg ``k``, in proportion to the distance left."""
+def _remaining_leg_s(route: EtaRoute, progress: RouteProgress, k: int, params: EtaParams) -> float:
+    """Expected drive time still ahead on leg ``k``, in proportion to the distance left."""
     stop = route.stops[k]
     if progress.off_route_travel_s is not None:
         return progress.off_route_travel_s
+    leg_s = expected_travel_s(stop, params)
     if progress.started_at is None:
-        return stop.travel_s
+        return leg_s
     start_m = route.leg_start_m(k)
     leg_m = stop.along_m - start_m
     if leg_m <= 0:
         return 0.0
     left = min(max((stop.along_m - progress.along_m) / leg_m, 0.0), 1.0)
-    return stop.travel_s * left
+    return leg_s * left

@@ -13,7 +13,7 @@ import json
 import math
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -25,7 +25,7 @@ from eta.delay import DelayParams, Told, WindowBroken
 from eta.live import recompute, route_from_track, route_progress
 from eta.noise import NoiseProfile, degrade
 from eta.pace import Pace
-from eta.params import EtaParams
+from eta.params import EtaParams, FleetPrior
 from eta.predict import predict
 from eta.progress import not_started
 from eta.route import EtaRoute
@@ -128,9 +128,11 @@ def replay_vehicle(
     if gps is None or len(gps.timestamp) == 0:
         return
     noisy = degrade(gps, profile, rng)
+    # The static plan: the schedule as planned (no history, no pace), never updated.
+    as_planned = replace(params, prior=FleetPrior())
     static = {
         e.order_id: e.eta
-        for e in predict(route, not_started(len(route.stops)), route.start, params, Pace())
+        for e in predict(route, not_started(len(route.stops)), route.start, as_planned, Pace())
     }
     actual = {
         s.id: a.arrival
@@ -253,6 +255,28 @@ def replay(
             result=result,
         )
     return result
+
+
+def scenario_history(
+    scenario: Scenario, graph: RoadGraph
+) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
+    """A completed day as history: (planned, actual) drive per leg and service per stop."""
+    snapper = Snapper(graph)
+    legs: list[tuple[float, float]] = []
+    services: list[tuple[float, float]] = []
+    for vehicle in scenario.vehicles:
+        route = vehicle_route(vehicle, graph, snapper).route
+        left: datetime | None = vehicle.shift_start
+        for stop, planned in zip(vehicle.stops, route.stops, strict=True):
+            actual = scenario.actual.get((vehicle.id, stop.id))
+            if actual is None or actual.arrival is None or actual.departure is None:
+                left = None
+                continue
+            if left is not None:
+                legs.append((planned.travel_s, (actual.arrival - left).total_seconds()))
+            services.append((stop.service_s, (actual.departure - actual.arrival).total_seconds()))
+            left = actual.departure
+    return legs, services
 
 
 def _median(values: list[float]) -> float | None:

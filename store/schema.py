@@ -276,7 +276,8 @@ class ProgressRow(Base):
     last_fix_time: Mapped[datetime | None] = mapped_column(default=None)
     last_lat: Mapped[float | None] = mapped_column(Float, default=None)
     last_lon: Mapped[float | None] = mapped_column(Float, default=None)
-    state: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    #: Deferred: the ingester reads it only when its own cached copy is out of date.
+    state: Mapped[dict[str, Any]] = mapped_column(default=dict, deferred=True)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -11,7 +11,7 @@ import base64
 import json
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -55,6 +55,7 @@ from telematics.progress import (
     Departed,
     Event,
     LeftRoute,
+    Passed,
     Progress,
     ProgressParams,
     RouteTrack,
@@ -100,14 +101,20 @@ class _Live:
     eta_log: dict[str, tuple[float, float]]
     etas: tuple[StopEta, ...] = ()
     pace: Pace | None = None
-    rev: int = 0
+    #: ``updated_at`` as this worker last wrote it: if the row still has it, nobody else
+    #: (another worker, a driver event over HTTP) changed the state since.
+    written_at: datetime | None = None
     dirty: bool = False
+    stale_etas: bool = False
 
 
 @dataclass
 class _Batch:
     session: Session
     live: dict[str, _Live] = field(default_factory=dict)
+    #: Rows read by prefetch() (held here: the session keeps only weak references).
+    vehicles: dict[str, VehicleRow] = field(default_factory=dict)
+    progress_rows: dict[str, ProgressRow | None] = field(default_factory=dict)
     positions: list[dict[str, Any]] = field(default_factory=list)
     etas: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
@@ -170,6 +177,26 @@ class Ingester:
             with self.batch():
                 assert self._batch is not None
                 yield self._batch.session
+
+    def prefetch(self, external_ids: Iterable[str]) -> None:
+        """Inside a batch: read (and lock) the rows of these vehicles in two statements
+        instead of two per vehicle."""
+        batch = self._batch
+        if batch is None:
+            return
+        ids = {self._vehicle_ids[e] for e in external_ids if e in self._vehicle_ids}
+        ids -= batch.live.keys()
+        if not ids:
+            return
+        session = batch.session
+        for vehicle in session.scalars(select(VehicleRow).where(VehicleRow.id.in_(ids))):
+            batch.vehicles[vehicle.id] = vehicle
+        rows = session.scalars(
+            select(ProgressRow).where(ProgressRow.vehicle_id.in_(ids)).with_for_update()
+        )
+        found = {row.vehicle_id: row for row in rows}
+        for vehicle_id in ids:
+            batch.progress_rows[vehicle_id] = found.get(vehicle_id)
 
     # One method per transport/format -------------------------------------------------
     def fleet_message(self, topic: str, payload: bytes) -> IngestResult:
@@ -246,7 +273,13 @@ class Ingester:
                 # The vehicle's pending state goes to its row first, so the event applies on
                 # top of every fix before it; its next fix reads the row again.
                 if self._batch is not None and vehicle.id in self._batch.live:
-                    self._write_state(self._batch.live.pop(vehicle.id))
+                    live = self._batch.live.pop(vehicle.id)
+                    if live.stale_etas:
+                        route = self._routes.get(f"{live.plan_id}/{live.vehicle_id}")
+                        if route is not None and route.eta is not None:
+                            self._recompute(self._batch, live, route, route.eta, self.clock())
+                    self._write_state(live)
+                    session.flush()
                 self._cache.pop(vehicle.id, None)
                 record_driver_event(session, vehicle, order, data["kind"], data["reason"], at)
             return IngestResult("applied", "", vehicle_id)
@@ -332,24 +365,28 @@ class Ingester:
         if live is not None:
             return live
         session = batch.session
-        vehicle = session.get(VehicleRow, vehicle_id)
+        vehicle = batch.vehicles.get(vehicle_id) or session.get(VehicleRow, vehicle_id)
         if vehicle is None:
             return None
-        row = session.get(ProgressRow, vehicle.id, with_for_update=True)
+        if vehicle.id in batch.progress_rows:  # read and locked by prefetch()
+            row = batch.progress_rows[vehicle.id]
+        else:
+            row = session.get(ProgressRow, vehicle.id, with_for_update=True)
         if row is None:
             row = ProgressRow(vehicle_id=vehicle.id, organisation_id=vehicle.organisation_id)
             session.add(row)
-        state = row.state or {}
         cached = self._cache.get(vehicle.id)
         plan_id = vehicle.active_plan_id
         if (
             cached is not None
-            and cached.rev == state.get("rev", 0)
+            and cached.written_at is not None
+            and cached.written_at == row.updated_at
             and cached.plan_id == plan_id
             and row.plan_id == plan_id
         ):
             live = replace(cached, row=row)
         else:
+            state = row.state or {}  # deferred: read only when the cache cannot answer
             same_plan = bool(state.get("stops")) and row.plan_id == plan_id
             live = _Live(
                 row=row,
@@ -364,7 +401,6 @@ class Ingester:
                 eta_log={k: (v[0], v[1]) for k, v in (state.get("eta_log") or {}).items()}
                 if same_plan
                 else {},
-                rev=int(state.get("rev", 0)),
             )
         batch.live[vehicle.id] = live
         return live
@@ -424,8 +460,9 @@ class Ingester:
                 )
                 for event in events:
                     batch.events.append(_progress_event(live, route, event))
-                if route.eta is not None:
-                    self._recompute(batch, live, route, route.eta, now)
+                # ETAs are recomputed from the vehicle's newest state when the batch ends: the
+                # ones of earlier fixes in the same batch would be overwritten unread.
+                live.stale_etas = route.eta is not None
             return IngestResult("applied", "", live.external_id, tuple(events))
 
     def _recompute(
@@ -466,9 +503,7 @@ class Ingester:
     def _write_state(self, live: _Live) -> None:
         if not live.dirty:
             return
-        live.rev += 1
         state: dict[str, Any] = progress_to_dict(live.progress) if live.progress is not None else {}
-        state["rev"] = live.rev
         state["told"] = {k: told_to_dict(v) for k, v in live.told.items()}
         state["eta_log"] = {k: [v[0], v[1]] for k, v in live.eta_log.items()}
         state["etas"] = [eta_to_dict(e) for e in live.etas]
@@ -479,11 +514,18 @@ class Ingester:
             }
         live.row.state = state
         live.row.plan_id = live.progress.plan_id if live.progress is not None else live.plan_id
+        live.written_at = live.row.updated_at
         live.dirty = False
 
     def _finish(self, batch: _Batch) -> None:
         """Write what the batch did: one statement per table, one state per vehicle."""
+        now = self.clock()
         for live in batch.live.values():
+            if live.stale_etas and live.plan_id is not None:
+                route = self._routes.get(f"{live.plan_id}/{live.vehicle_id}")
+                if route is not None and route.eta is not None:
+                    self._recompute(batch, live, route, route.eta, now)
+                live.stale_etas = False
             self._write_state(live)
             self._cache[live.vehicle_id] = live
         session = batch.session
@@ -592,6 +634,8 @@ def _progress_event(live: _Live, route: _RoutePlan, event: Event) -> dict[str, A
         kind, order_id, data = "arrived", event.order_id, {"inferred": event.inferred}
     elif isinstance(event, Departed):
         kind, order_id, data = "departed", event.order_id, {}
+    elif isinstance(event, Passed):
+        kind, order_id, data = "passed", event.order_id, {}
     elif isinstance(event, LeftRoute):
         kind, data = "left_route", {"distance_m": round(event.distance_m)}
     else:
@@ -688,8 +732,6 @@ def record_driver_event(
     progress = session.get(ProgressRow, vehicle.id)
     if progress is not None and progress.state:
         state = dict(progress.state)
-        # A new revision: a worker holding this vehicle's state in memory reloads it.
-        state["rev"] = int(state.get("rev", 0)) + 1
         state["stops"] = [
             {**s, "departed_at": s["departed_at"] or at.isoformat()}
             if s["order_id"] == order.external_id
@@ -697,3 +739,5 @@ def record_driver_event(
             for s in state["stops"]
         ]
         progress.state = state
+        # A worker holding this vehicle's state in memory sees the row changed and reloads.
+        progress.updated_at = datetime.now(UTC)

@@ -1,4 +1,4 @@
-"""The MQTT side of ingestion (paho-mqtt 2, MQTT 5).
+"""The MQTT side of ingestion (paho-mqtt 2, MQTT 5; MQTT 3.1.1 for a broker that needs it).
 
 - A fixed client id, ``clean_start=False`` and a session expiry: QoS 1 fixes published while
   the ingester is down wait in the broker and arrive when it returns.
@@ -8,6 +8,9 @@
   With ``shared_group`` several ingesters split the load (``$share/{group}/...``); the broker
   then spreads a vehicle's fixes over them, which the screening's out-of-order rule absorbs.
 - Automatic reconnect with backoff (1 s doubling to 30 s).
+- ``BrokerAddress.protocol == 4`` (the embedded amqtt broker speaks only MQTT 3.1.1): the same
+  fixed client id with ``clean_session=False`` keeps the session instead, its expiry is the
+  broker's to set, and there are no shared subscriptions (``shared_group`` is refused).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import logging
 import queue
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlparse
 
 import paho.mqtt.client as mqtt
@@ -54,6 +57,8 @@ class BrokerAddress:
     port: int
     username: str | None = None
     password: str | None = None
+    #: MQTT protocol level: 5, or 4 (3.1.1) for a broker that cannot speak 5.
+    protocol: Literal[5, 4] = 5
 
     @classmethod
     def parse(cls, url: str) -> BrokerAddress:
@@ -78,6 +83,11 @@ class MqttIngester:
         shared_group: str | None = None,
         session_expiry_s: int = 86_400,
     ) -> None:
+        if shared_group and broker.protocol != 5:
+            raise ValueError(
+                f"shared_group {shared_group!r} needs MQTT 5 shared subscriptions; the broker at "
+                f"{broker.host}:{broker.port} speaks MQTT 3.1.1 only"
+            )
         self.ingester = ingester
         self.broker = broker
         self.shared_group = shared_group
@@ -86,7 +96,19 @@ class MqttIngester:
         self.processed = 0
         self._queue: queue.Queue[mqtt.MQTTMessage | None] = queue.Queue()
         self._worker: threading.Thread | None = None
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        if broker.protocol == 5:
+            client = mqtt.Client(
+                CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
+            )
+        else:
+            # MQTT 3.1.1 has no clean_start or session expiry: clean_session=False is the
+            # persistent session.
+            client = mqtt.Client(
+                CallbackAPIVersion.VERSION2,
+                client_id=client_id,
+                protocol=mqtt.MQTTv311,
+                clean_session=False,
+            )
         client.manual_ack_set(True)
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         if broker.username:
@@ -97,15 +119,18 @@ class MqttIngester:
         self.client = client
 
     def start(self) -> None:
-        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        properties.SessionExpiryInterval = self.session_expiry_s
-        self.client.connect_async(
-            self.broker.host,
-            self.broker.port,
-            keepalive=30,
-            clean_start=False,
-            properties=properties,
-        )
+        if self.broker.protocol == 5:
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            properties.SessionExpiryInterval = self.session_expiry_s
+            self.client.connect_async(
+                self.broker.host,
+                self.broker.port,
+                keepalive=30,
+                clean_start=False,
+                properties=properties,
+            )
+        else:
+            self.client.connect_async(self.broker.host, self.broker.port, keepalive=30)
         self.client.loop_start()
         self._worker = threading.Thread(target=self._work, name="mqtt-ingest", daemon=True)
         self._worker.start()
@@ -162,6 +187,9 @@ class MqttIngester:
         """One transaction for the batch, then the acks; on any failure, one at a time."""
         try:
             with self.ingester.batch():
+                self.ingester.prefetch(
+                    {parts[1] for m in batch if len(parts := m.topic.split("/")) == 3}
+                )
                 for message in batch:
                     self.handle(message.topic, bytes(message.payload))
             done = batch

@@ -20,6 +20,8 @@ from domain.geo import EARTH_RADIUS_M
 from domain.position import Position
 
 XY = npt.NDArray[np.float64]
+#: Two matches whose distances from the fix differ by less than this are equally good.
+TIE_M = 20.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +40,12 @@ class ProgressParams:
     dwell_s: float = 30.0
     #: Leaving is only counted beyond this wider radius, so noise at the fence is no departure.
     depart_radius_m: float = 80.0
+    #: Arrivals are also looked for at this many stops after the next one, so neighbours
+    #: served in another order than planned are caught (the ones in between count as passed).
+    lookahead_stops: int = 3
+    #: A stop this far behind the vehicle along the route, with the vehicle this far from it,
+    #: was passed without stopping.
+    passed_after_m: float = 300.0
     #: Speed assumed between two sparse fixes that straddle a stop: if the gap is longer than
     #: driving it at this speed plus ``dwell_s``, the vehicle must have stopped.
     assumed_speed_mps: float = 12.0
@@ -90,7 +98,12 @@ def _nearest_on(
         window[:] = True
     dist = np.where(window, dist, np.inf)
     best = int(np.argmin(dist))
-    return float(along[best]), float(dist[best])
+    # Where the line passes the same place twice (a route back to its depot, a street driven
+    # both ways), the earliest pass within GPS noise of the best match is the one the vehicle
+    # is on: progress is monotone, so a later pass will still be found when it gets there.
+    close = np.flatnonzero(dist <= dist[best] + TIE_M)
+    first = int(close[np.argmin(along[close])])
+    return float(along[first]), float(dist[first])
 
 
 def route_track(
@@ -117,6 +130,7 @@ def route_track(
     for point in stop_xy:
         # Stops come in order: each is placed at or after the previous one.
         at, _ = _nearest_on(xy, cum, point, floor, math.inf)
+        at = max(at, floor)  # the segment found may begin before the previous stop
         along.append(at)
         floor = at
     return RouteTrack(
@@ -131,6 +145,8 @@ class StopStatus:
     departed_at: datetime | None = None
     #: Inferred from fixes on both sides of the stop, none inside its fence.
     inferred: bool = False
+    #: Left behind without an arrival (the vehicle moved on to later stops).
+    passed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +188,14 @@ class Departed:
 
 
 @dataclass(frozen=True, slots=True)
+class Passed:
+    """The vehicle moved on without stopping here (no arrival seen)."""
+
+    order_id: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class LeftRoute:
     at: datetime
     distance_m: float
@@ -182,7 +206,7 @@ class RejoinedRoute:
     at: datetime
 
 
-Event = Arrived | Departed | LeftRoute | RejoinedRoute
+Event = Arrived | Departed | Passed | LeftRoute | RejoinedRoute
 
 
 def start(track: RouteTrack) -> Progress:
@@ -250,20 +274,45 @@ def _stops(
                 k += 1
                 continue
             break
-        if distance <= params.arrive_radius_m:
+        # The fence the vehicle is in: this stop's, or (drivers serve neighbours in the order
+        # that suits the street) one of the next few.
+        j = next(
+            (
+                j
+                for j in range(k, min(k + 1 + params.lookahead_stops, len(stops)))
+                if float(np.hypot(*(track.stop_xy[j] - point))) <= params.arrive_radius_m
+            ),
+            None,
+        )
+        if j is not None:
             inside_since = inside_since or fix.fix_time
             if (fix.fix_time - inside_since).total_seconds() >= params.dwell_s:
-                stops[k] = replace(stop, arrived_at=inside_since)
-                events.append(Arrived(stop.order_id, inside_since, False))
+                for m in range(k, j):
+                    stops[m] = replace(stops[m], departed_at=inside_since, passed=True)
+                    events.append(Passed(stops[m].order_id, inside_since))
+                stops[j] = replace(stops[j], arrived_at=inside_since)
+                events.append(Arrived(stops[j].order_id, inside_since, False))
             break
         inside_since = None
         passed = _passed_with_time_to_stop(track, before, state, k, fix, params)
-        if passed is None:
-            break
-        arrived, departed = passed
-        stops[k] = replace(stop, arrived_at=arrived, departed_at=departed, inferred=True)
-        events += [Arrived(stop.order_id, arrived, True), Departed(stop.order_id, departed)]
-        k += 1
+        if passed is not None:
+            arrived, departed = passed
+            stops[k] = replace(stop, arrived_at=arrived, departed_at=departed, inferred=True)
+            events += [Arrived(stop.order_id, arrived, True), Departed(stop.order_id, departed)]
+            k += 1
+            continue
+        if (
+            state.on_route
+            and state.along_m > track.stop_along_m[k] + params.passed_after_m
+            and distance > params.passed_after_m
+        ):
+            # Well beyond it along the route and far from it: the vehicle did not stop here
+            # (no arrival), but the stops after it are what it is driving to now.
+            stops[k] = replace(stop, departed_at=fix.fix_time, passed=True)
+            events.append(Passed(stop.order_id, fix.fix_time))
+            k += 1
+            continue
+        break
     return replace(state, stops=tuple(stops), inside_since=inside_since), events
 
 
@@ -328,6 +377,7 @@ def progress_to_dict(progress: Progress) -> dict[str, object]:
                 "arrived_at": iso(s.arrived_at),
                 "departed_at": iso(s.departed_at),
                 "inferred": s.inferred,
+                "passed": s.passed,
             }
             for s in progress.stops
         ],
@@ -343,7 +393,11 @@ def progress_from_dict(data: dict[str, Any]) -> Progress:
         plan_id=str(data["plan_id"]),
         stops=tuple(
             StopStatus(
-                s["order_id"], when(s["arrived_at"]), when(s["departed_at"]), bool(s["inferred"])
+                s["order_id"],
+                when(s["arrived_at"]),
+                when(s["departed_at"]),
+                bool(s["inferred"]),
+                bool(s.get("passed", False)),
             )
             for s in data["stops"]
         ),

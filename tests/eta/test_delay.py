@@ -11,7 +11,7 @@ from eta.delay import DelayParams, EtaChanged, Told, WindowBroken, WindowTold, d
 from eta.predict import StopEta
 
 T0 = datetime(2026, 3, 10, 8, 0, tzinfo=UTC)
-D = DelayParams()
+D = DelayParams(break_confidence=0.0)
 
 
 def _s(x: float) -> timedelta:
@@ -96,3 +96,21 @@ def test_wobble_never_streams(wobble: list[float]) -> None:
     for i, w in enumerate(wobble):
         state, event = detect(state, eta(3600 + w), T0 + _s(60 * (i + 1)), D)
         assert event is None
+
+
+def test_confidence_waits_for_the_near_edge() -> None:
+    """With full confidence asked, an ETA past the told end is not yet a break while the
+    new window's early edge is still inside the told window."""
+    sure = DelayParams(break_confidence=1.0)
+    past_end = eta(3600 + 900 + sure.break_margin_s + 60, half_width_s=600)
+    _, event = detect(told(), past_end, T0 + _s(60), sure)
+    assert event is None
+    _, event = detect(told(), eta(3600 + 900 + sure.break_margin_s + 700, 600), T0 + _s(60), sure)
+    assert isinstance(event, WindowBroken)
+
+
+def test_a_break_is_told_even_close_to_the_door() -> None:
+    """Two minutes from arrival, a broken window is still told; a mere change is not."""
+    now = T0 + _s(3600 + 900 + 300)
+    _, event = detect(told(), eta(3600 + 900 + 420, 60), now, D)
+    assert isinstance(event, WindowBroken)
