@@ -19,6 +19,10 @@ from api.settings import Settings
 from domain.errors import ValidationError
 from domain.geo import LatLon
 from domain.plan import Plan
+from eta.noise import PROFILES
+from eta.params import EtaParams
+from eta.replay import history_prior, replay, score, write_predictions
+from eta.scenario import find_osm, load_scenario
 from routing.costs import ProgressCallback, SolverParams
 from routing.geometry import route_geojson
 from routing.matrix import travel_matrix
@@ -293,6 +297,58 @@ def _print_plan(plan: Plan) -> None:
     )
     for item in plan.unassigned:
         console.print(f"  [yellow]left out[/yellow] {item.order_id}: {item.reason}")
+
+
+@app.command("eval-eta")
+def eval_eta(
+    scenario_dir: Annotated[
+        Path,
+        typer.Argument(
+            help="A ground-truth scenario folder: plan.json, gps.csv, stops.csv "
+            "(bench/scenarios/README.md).",
+            exists=True,
+            file_okay=False,
+        ),
+    ],
+    osm: OsmOption = None,
+    noise: Annotated[
+        str, typer.Option(help="Degrade the GPS first: none, typical or harsh.")
+    ] = "typical",
+    seed: Annotated[int, typer.Option(help="Seed of the noise.")] = 0,
+    history: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Completed scenario folders to fit the fleet's prior on (repeatable); "
+            "default: none (the plan's own travel and service times)."
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Where to write predictions.csv (default: the scenario).")
+    ] = None,
+) -> None:
+    """Replay a scenario's GPS through the live pipeline and score the ETAs against the
+    actual arrivals. The last line printed is one JSON object."""
+    if noise not in PROFILES:
+        _error(ValueError(f"--noise must be one of {', '.join(PROFILES)}, got {noise!r}"))
+        raise typer.Exit(2)
+    try:
+        scenario = load_scenario(scenario_dir)
+        osm_path = find_osm(scenario, osm, Path(__file__).resolve().parents[1])
+        past = [load_scenario(p) for p in history or []]
+    except ValidationError as exc:
+        _error(exc)
+        raise typer.Exit(2) from exc
+    graph = _load(osm_path)
+    params = EtaParams(prior=history_prior(past, graph)) if past else EtaParams()
+    started = time.perf_counter()
+    result = replay(scenario, graph, PROFILES[noise], seed=seed, params=params)
+    target = (out or scenario_dir) / "predictions.csv"
+    write_predictions(result, target)
+    err.print(
+        f"{result.fixes:,} fixes, {len(result.predictions):,} predictions in "
+        f"{time.perf_counter() - started:.1f} s; prior {params.prior}; wrote {target}"
+    )
+    print(json.dumps(score(result)))
 
 
 @app.command("serve")

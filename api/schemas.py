@@ -284,6 +284,20 @@ class StopProgressOut(BaseModel):
     )
 
 
+class StopEtaOut(BaseModel):
+    order_id: str
+    eta: datetime = Field(description="Expected arrival (when arrived: the arrival).")
+    earliest: datetime = Field(description="P10 of the arrival.")
+    latest: datetime = Field(description="P90 of the arrival: about 80% arrive in between.")
+    departure: datetime
+    arrived: bool
+
+
+class PaceOut(BaseModel):
+    travel: float = Field(description="Actual / expected drive time today (1.2: 20% slower).")
+    service: float = Field(description="Actual / expected time at stops today.")
+
+
 class ProgressOut(BaseModel):
     vehicle_id: str
     plan_id: str | None
@@ -294,6 +308,10 @@ class ProgressOut(BaseModel):
     on_route: bool | None
     next_stop: int | None
     stops: list[StopProgressOut]
+    etas: list[StopEtaOut] = Field(
+        default_factory=list, description="Every stop not yet left, in route order."
+    )
+    pace: PaceOut | None = None
     way_back: dict[str, Any] | None = Field(
         None,
         description="When off the route: the drive back to the next stop (duration_s, "

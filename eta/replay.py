@@ -22,6 +22,7 @@ import numpy as np
 from domain.geo import LatLon
 from domain.position import Position
 from eta.delay import DelayParams, Told, WindowBroken
+from eta.history import fit_prior
 from eta.live import recompute, route_from_track, route_progress
 from eta.noise import NoiseProfile, degrade
 from eta.pace import Pace
@@ -279,6 +280,30 @@ def scenario_history(
     return legs, services
 
 
+def merge(results: dict[str, ReplayResult]) -> ReplayResult:
+    """Several scenarios' replays as one (vehicle ids prefixed with the scenario name)."""
+    merged = ReplayResult()
+    for name, result in results.items():
+        merged.predictions += [
+            replace(p, vehicle=f"{name}/{p.vehicle}") for p in result.predictions
+        ]
+        merged.notices |= {(f"{name}/{v}", s): n for (v, s), n in result.notices.items()}
+        merged.fixes += result.fixes
+        merged.fixes_applied += result.fixes_applied
+    return merged
+
+
+def history_prior(scenarios: list[Scenario], graph: RoadGraph) -> FleetPrior:
+    """The fleet prior fitted on completed scenarios (their ground truth as history)."""
+    legs: list[tuple[float, float]] = []
+    services: list[tuple[float, float]] = []
+    for scenario in scenarios:
+        more_legs, more_services = scenario_history(scenario, graph)
+        legs += more_legs
+        services += more_services
+    return fit_prior(legs, services)
+
+
 def _median(values: list[float]) -> float | None:
     return float(np.median(values)) if values else None
 
@@ -305,7 +330,9 @@ def score(result: ReplayResult) -> dict[str, object]:
     baseline = {h: rounded(_mean(abs_errors(by_horizon[h], static=True))) for h in labels}
     inside = [p.earliest <= p.actual <= p.latest for p in result.predictions]
     coverage_by = {
-        h: rounded(_mean([float(p.earliest <= p.actual <= p.latest) for p in by_horizon[h]]))
+        h: None
+        if (c := _mean([float(p.earliest <= p.actual <= p.latest) for p in by_horizon[h]])) is None
+        else round(c, 3)
         for h in labels
     }
     delayed = notified = both = 0

@@ -14,7 +14,15 @@ from api.deps import Reader, SessionDep, VehicleId
 from api.errors import ApiError, not_found
 from api.routes.fleet import ERRORS, vehicle_row
 from api.routes.orders import order_row
-from api.schemas import DriverEventIn, ErrorBody, IngestOut, ProgressOut, StopProgressOut
+from api.schemas import (
+    DriverEventIn,
+    ErrorBody,
+    IngestOut,
+    PaceOut,
+    ProgressOut,
+    StopEtaOut,
+    StopProgressOut,
+)
 from domain.geo import LatLon
 from store.schema import ProgressRow
 from telematics.ingest import record_driver_event
@@ -152,5 +160,7 @@ def get_progress(
         on_route=state.get("on_route"),
         next_stop=state.get("next_stop"),
         stops=[StopProgressOut.model_validate(s) for s in stops],
+        etas=[StopEtaOut.model_validate(e) for e in state.get("etas", [])],
+        pace=PaceOut.model_validate(state["pace"]) if state.get("pace") else None,
         way_back=back,
     )

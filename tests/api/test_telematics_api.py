@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from store.db import make_engine, session_factory
-from store.schema import DeadLetterRow, EventRow
+from store.schema import DeadLetterRow, EtaRow, EventRow
 from tests.api.service import Service, running
 from tests.api.test_service import SHIFT
 
@@ -143,3 +143,29 @@ def test_off_route_vehicle_gets_its_way_back(live: Service) -> None:
     assert back["duration_s"] > 0
     assert back["distance_m"] > 100
     assert back["geometry"]["type"] == "LineString"
+
+
+def test_a_fix_gives_every_stop_an_eta_window_kept_in_history(live: Service) -> None:
+    """The first fix on the route: each stop gets an ETA window (in route order), stored in
+    the ETA history, and its first window is told (a window_told event)."""
+    h = live.headers()
+    route = live.client.get("/v1/plans", headers=h).json()[0]
+    plan = live.client.get(f"/v1/plans/{route['id']}", headers=h).json()["plan"]
+    order_ids = [s["order_id"] for s in plan["routes"][0]["stops"]]
+    now = datetime.now(UTC)
+    assert _fix(live, 60.1699, 24.9384, now - timedelta(seconds=5))["status"] == "applied"
+    progress = live.client.get("/v1/vehicles/v1/progress", headers=h).json()
+    etas = progress["etas"]
+    assert [e["order_id"] for e in etas] == order_ids
+    for e in etas:
+        eta = datetime.fromisoformat(e["eta"])
+        assert datetime.fromisoformat(e["earliest"]) <= eta <= datetime.fromisoformat(e["latest"])
+        assert eta >= now - timedelta(seconds=1)
+    assert datetime.fromisoformat(etas[1]["eta"]) >= datetime.fromisoformat(etas[0]["eta"])
+    engine = make_engine(live.url)
+    with session_factory(engine)() as session:
+        history = session.scalars(select(EtaRow)).all()
+        told = session.scalars(select(EventRow).where(EventRow.kind == "window_told")).all()
+    engine.dispose()
+    assert len(history) == len(order_ids)
+    assert len(told) == len(order_ids)
