@@ -17,12 +17,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import multiprocessing as mp
 import statistics
 import sys
 import tempfile
 import threading
 import time
 import uuid
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -127,14 +129,13 @@ def _publisher(broker: BrokerAddress) -> mqtt.Client:
     return client
 
 
-def _publish_all(client: mqtt.Client, messages: list[tuple[str, bytes]]) -> None:
-    for topic, payload in messages:
-        while True:
-            try:
-                publish_checked(client, topic, payload, qos=1)
-                break
-            except Exception:
-                time.sleep(0.001)  # paho's queue is full: wait, never drop
+def _publish(client: mqtt.Client, topic: str, payload: bytes) -> None:
+    while True:
+        try:
+            publish_checked(client, topic, payload, qos=1)
+            return
+        except Exception:
+            time.sleep(0.001)  # paho's queue is full: wait, never drop
 
 
 #: Mosquitto queues at most 1,000 QoS 1 messages per client by default and drops the rest, so
@@ -142,26 +143,51 @@ def _publish_all(client: mqtt.Client, messages: list[tuple[str, bytes]]) -> None
 WINDOW = 500
 
 
-def _publish_windowed(
-    client: mqtt.Client, messages: list[tuple[str, bytes]], processed: Any
+@dataclass
+class _Shared:
+    """Between the consumer (this process) and the publisher (its own process, as devices
+    are: it must not compete for the consumer's interpreter lock)."""
+
+    processed: Any = field(default_factory=lambda: mp.get_context("spawn").Value("q", 0))
+    flood_started: Any = field(default_factory=lambda: mp.get_context("spawn").Value("d", 0.0))
+    paced_sent: Any = field(default_factory=lambda: mp.get_context("spawn").Value("q", -1))
+    go_paced: Any = field(default_factory=lambda: mp.get_context("spawn").Event())
+
+
+def _publisher_main(
+    broker: BrokerAddress, ids: list[str], flood: int, rate: float, seconds: float, shared: _Shared
 ) -> None:
-    for k, message in enumerate(messages):
-        while k - processed() >= WINDOW:
+    client = _publisher(broker)
+    fixes = _Fixes(ids)
+    shared.flood_started.value = time.time()
+    for k in range(flood):
+        while k - shared.processed.value >= WINDOW:
             time.sleep(0.0005)
-        _publish_all(client, [message])
+        _publish(client, *fixes.next(k))
+    if rate > 0:
+        shared.go_paced.wait()
+        sent = 0
+        start = time.perf_counter()
+        while (elapsed := time.perf_counter() - start) < seconds:
+            due = int(elapsed * rate)
+            while sent < due:
+                _publish(client, *fixes.next(flood + sent))
+                sent += 1
+            time.sleep(0.001)
+        shared.paced_sent.value = sent
+    time.sleep(0.5)  # let the last PUBACKs arrive
+    client.loop_stop()
+    client.disconnect()
 
 
-def _paced(client: mqtt.Client, fixes: _Fixes, rate: float, seconds: float) -> int:
-    sent = 0
-    start = time.perf_counter()
-    while (elapsed := time.perf_counter() - start) < seconds:
-        due = int(elapsed * rate)
-        while sent < due:
-            topic, payload = fixes.next(sent)
-            _publish_all(client, [(topic, payload)])
-            sent += 1
-        time.sleep(0.001)
-    return sent
+def _start_publisher(
+    broker: BrokerAddress, ids: list[str], flood: int, rate: float, seconds: float, shared: _Shared
+) -> Any:
+    process = mp.get_context("spawn").Process(
+        target=_publisher_main, args=(broker, ids, flood, rate, seconds, shared), daemon=True
+    )
+    process.start()
+    return process
 
 
 def run_pipeline(
@@ -170,7 +196,7 @@ def run_pipeline(
     ids = _setup(url, vehicles)
     engine = make_engine(url)
     latencies: list[float] = []
-    done = [0]
+    shared = _Shared()
     lock = threading.Lock()
     ingester = MqttIngester(
         Ingester(session_factory(engine)), broker, client_id=f"bench-{uuid.uuid4().hex[:6]}"
@@ -180,46 +206,44 @@ def run_pipeline(
     def timed(batch: list[Any]) -> None:
         process(batch)  # stores, commits, then acks
         stored = time.time()
+        sent = [json.loads(m.payload).get("sent") for m in batch]
         with lock:
-            done[0] += len(batch)
-            latencies.extend((stored - json.loads(m.payload)["sent"]) * 1000 for m in batch)
+            shared.processed.value += len(batch)
+            # Other publishers on a shared broker (a test run) have no send stamp.
+            latencies.extend((stored - t) * 1000 for t in sent if isinstance(t, float))
 
     ingester._process = timed  # type: ignore[method-assign]
     ingester.start()
     ingester.connected.wait(10)
     time.sleep(0.5)
-    fixes = _Fixes(ids)
-    publisher = _publisher(broker)
-    flood = [fixes.next(k) for k in range(vehicles * 100)]
-    start = time.perf_counter()
-    _publish_windowed(publisher, flood, lambda: done[0])
-    _wait_for(lambda: done[0] >= len(flood), 300)
-    flood_s = time.perf_counter() - start
+    flood = vehicles * 100
+    publisher = _start_publisher(broker, ids, flood, rate, seconds, shared)
+    _wait_for(lambda: shared.processed.value >= flood, 300)
+    flood_s = time.time() - shared.flood_started.value
     latencies.clear()
-    before = done[0]
-    sent = _paced(publisher, fixes, rate, seconds)
+    before = shared.processed.value
+    shared.go_paced.set()
+    publisher.join(seconds + 120)
+    sent = max(shared.paced_sent.value, 0)
     # The broker drops what its queue cannot hold (Mosquitto's default: 1,000 per client):
     # counted as lost below, not hidden.
     with contextlib.suppress(TimeoutError):
-        _wait_for(lambda: done[0] - before >= sent, 60)
-    publisher.loop_stop()
-    publisher.disconnect()
+        _wait_for(lambda: shared.processed.value - before >= sent, 60)
     ingester.stop()
     counts = dict(ingester.ingester.counts)
     engine.dispose()
-    published = len(flood) + sent
     return {
-        "msgs_per_s": len(flood) / flood_s,
+        "msgs_per_s": flood / flood_s,
         "p50_ms": statistics.median(latencies) if latencies else None,
         "p99_ms": statistics.quantiles(latencies, n=100)[98] if len(latencies) > 100 else None,
         "paced_sent": sent,
-        "lost": published - done[0],
+        "lost": flood + sent - shared.processed.value,
         "outcomes": counts,
     }
 
 
 def run_relay(broker: BrokerAddress, vehicles: int) -> float:
-    received = [0]
+    shared = _Shared()
     ids = [f"relay-{k}" for k in range(vehicles)]
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2, client_id=f"relay-{uuid.uuid4().hex[:6]}", protocol=mqtt.MQTTv5
@@ -230,24 +254,23 @@ def run_relay(broker: BrokerAddress, vehicles: int) -> float:
         c.subscribe("fleet/+/position", qos=1)
         ready.set()
 
+    def on_message(*_: Any) -> None:
+        shared.processed.value += 1
+
     client.on_connect = on_connect
-    client.on_message = lambda *_: received.__setitem__(0, received[0] + 1)
+    client.on_message = on_message
     client.connect(broker.host, broker.port)
     client.loop_start()
     ready.wait(10)
     time.sleep(0.5)
-    fixes = _Fixes(ids)
-    flood = [fixes.next(k) for k in range(vehicles * 100)]
-    publisher = _publisher(broker)
-    start = time.perf_counter()
-    _publish_windowed(publisher, flood, lambda: received[0])
-    _wait_for(lambda: received[0] >= len(flood), 120)
-    elapsed = time.perf_counter() - start
-    publisher.loop_stop()
-    publisher.disconnect()
+    flood = vehicles * 100
+    publisher = _start_publisher(broker, ids, flood, 0.0, 0.0, shared)
+    _wait_for(lambda: shared.processed.value >= flood, 120)
+    elapsed = time.time() - shared.flood_started.value
+    publisher.join(30)
     client.loop_stop()
     client.disconnect()
-    return len(flood) / elapsed
+    return float(flood / elapsed)
 
 
 def _wait_for(predicate: Any, timeout_s: float) -> None:

@@ -9,8 +9,8 @@ a stream of events. The events feed customer notifications.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from eta.predict import StopEta
 
@@ -36,13 +36,13 @@ class DelayParams:
 
 @dataclass(frozen=True, slots=True)
 class Told:
-    """What the customer was last told about one stop."""
+    """What the customer was last told about one stop (epoch seconds)."""
 
     version: int
-    eta: datetime
-    earliest: datetime
-    latest: datetime
-    at: datetime
+    eta_s: float
+    earliest_s: float
+    latest_s: float
+    at_s: float
     #: Window versions that were delay events (not the first window).
     changes: int = 0
 
@@ -91,6 +91,10 @@ class WindowBroken:
 DelayEvent = WindowTold | EtaChanged | WindowBroken
 
 
+def _utc(epoch_s: float) -> datetime:
+    return datetime.fromtimestamp(epoch_s, UTC)
+
+
 def detect(
     told: Told | None, new: StopEta, now: datetime, params: DelayParams
 ) -> tuple[Told | None, DelayEvent | None]:
@@ -98,36 +102,27 @@ def detect(
     any)."""
     if new.arrived:
         return told, None
+    now_s = now.timestamp()
     if told is None:
-        first = Told(1, new.eta, new.earliest, new.latest, now)
+        first = Told(1, new.eta_s, new.earliest_s, new.latest_s, now_s)
         return first, WindowTold(new.order_id, 1, new.eta, new.earliest, new.latest, now)
     w = params.break_confidence
-    late_by_s = (new.eta - told.latest).total_seconds() - w * (
-        new.eta - new.earliest
-    ).total_seconds()
-    early_by_s = (told.earliest - new.eta).total_seconds() - w * (
-        new.latest - new.eta
-    ).total_seconds()
+    late_by_s = new.eta_s - told.latest_s - w * (new.eta_s - new.earliest_s)
+    early_by_s = told.earliest_s - new.eta_s - w * (new.latest_s - new.eta_s)
     broken = late_by_s > params.break_margin_s or early_by_s > params.break_margin_s
-    moved_s = (new.eta - told.eta).total_seconds()
+    moved_s = new.eta_s - told.eta_s
     if not broken and (
         abs(moved_s) < params.change_s
         # Close to the door a change inside the window is left to the "arriving" milestone;
         # a broken window is still told.
-        or (new.eta - now).total_seconds() < params.quiet_horizon_s
+        or new.eta_s - now_s < params.quiet_horizon_s
     ):
         return told, None
-    if told.changes > 0 and (now - told.at).total_seconds() < params.min_interval_s:
+    if told.changes > 0 and now_s - told.at_s < params.min_interval_s:
         return told, None
     version = told.version + 1
-    updated = replace(
-        told,
-        version=version,
-        eta=new.eta,
-        earliest=new.earliest,
-        latest=new.latest,
-        at=now,
-        changes=told.changes + 1,
+    updated = Told(
+        version, new.eta_s, new.earliest_s, new.latest_s, now_s, changes=told.changes + 1
     )
     event: DelayEvent
     if broken:
@@ -138,12 +133,19 @@ def detect(
             new.earliest,
             new.latest,
             now,
-            told.earliest,
-            told.latest,
+            _utc(told.earliest_s),
+            _utc(told.latest_s),
             late=late_by_s > 0,
         )
     else:
         event = EtaChanged(
-            new.order_id, version, new.eta, new.earliest, new.latest, now, told.eta, moved_s > 0
+            new.order_id,
+            version,
+            new.eta,
+            new.earliest,
+            new.latest,
+            now,
+            _utc(told.eta_s),
+            moved_s > 0,
         )
     return updated, event

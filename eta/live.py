@@ -80,23 +80,23 @@ def route_from_track(
     return eta_route(track.vehicle_id, track.plan_id, start, stops, breaks)
 
 
-def told_to_dict(told: Told) -> dict[str, object]:
-    return {
-        "version": told.version,
-        "eta": told.eta.isoformat(),
-        "earliest": told.earliest.isoformat(),
-        "latest": told.latest.isoformat(),
-        "at": told.at.isoformat(),
-        "changes": told.changes,
-    }
+def told_to_list(told: Told) -> list[float]:
+    """Compact, for the progress state written on every batch."""
+    return [told.version, told.eta_s, told.earliest_s, told.latest_s, told.at_s, told.changes]
 
 
-def told_from_dict(data: Mapping[str, object]) -> Told:
-    return Told(
-        version=int(str(data["version"])),
-        eta=datetime.fromisoformat(str(data["eta"])),
-        earliest=datetime.fromisoformat(str(data["earliest"])),
-        latest=datetime.fromisoformat(str(data["latest"])),
-        at=datetime.fromisoformat(str(data["at"])),
-        changes=int(str(data.get("changes", 0))),
-    )
+def told_from_list(data: list[float]) -> Told:
+    version, eta_s, earliest_s, latest_s, at_s, changes = data
+    return Told(int(version), eta_s, earliest_s, latest_s, at_s, int(changes))
+
+
+def eta_to_list(eta: StopEta) -> list[object]:
+    """[order id, eta, earliest, latest, departure (epoch s), arrived]."""
+    return [
+        eta.order_id,
+        round(eta.eta_s, 1),
+        round(eta.earliest_s, 1),
+        round(eta.latest_s, 1),
+        round(eta.departure_s, 1),
+        eta.arrived,
+    ]

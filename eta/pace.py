@@ -62,8 +62,10 @@ def learn(route: EtaRoute, progress: RouteProgress, params: EtaParams) -> Pace:
             ratio = _clamp(actual_s / expected_s, params.leg_ratio_bounds)
             legs.append((math.log(ratio), expected_s))
         if visit.departed_at is not None and stop.service_s > 0:
-            begin = service_start(visit.arrived_at, stop.windows, wait=params.wait_for_window)
-            actual_s = max((visit.departed_at - begin).total_seconds(), 0.0)
+            begin_s = service_start(
+                visit.arrived_at.timestamp(), route.windows_s[k], wait=params.wait_for_window
+            )
+            actual_s = max(visit.departed_at.timestamp() - begin_s, 0.0)
             ratio = _clamp(actual_s / expected_service_s(stop, params), params.service_ratio_bounds)
             services.append(math.log(ratio))
         departed = visit.departed_at

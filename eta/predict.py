@@ -9,7 +9,7 @@ route the caller passes the drive time back.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime
 
 from eta.pace import Pace, expected_service_s, expected_travel_s, learn
 from eta.params import EtaParams
@@ -19,34 +19,48 @@ from eta.route import EtaRoute, service_start
 
 @dataclass(frozen=True, slots=True)
 class StopEta:
+    """One stop's forecast, in epoch seconds (the hot path's unit); the datetime properties
+    are for the edges."""
+
     order_id: str
     #: Index of the stop in its route.
     index: int
-    eta: datetime
+    eta_s: float
     #: P10 and P90 of the arrival: about 80% of arrivals fall between them.
-    earliest: datetime
-    latest: datetime
+    earliest_s: float
+    latest_s: float
     #: Expected departure (after any wait and the service).
-    departure: datetime
+    departure_s: float
     #: The vehicle is already at this stop (``eta`` is when it arrived).
     arrived: bool = False
 
+    @property
+    def eta(self) -> datetime:
+        return datetime.fromtimestamp(self.eta_s, UTC)
 
-def _s(seconds: float) -> timedelta:
-    return timedelta(seconds=seconds)
+    @property
+    def earliest(self) -> datetime:
+        return datetime.fromtimestamp(self.earliest_s, UTC)
+
+    @property
+    def latest(self) -> datetime:
+        return datetime.fromtimestamp(self.latest_s, UTC)
+
+    @property
+    def departure(self) -> datetime:
+        return datetime.fromtimestamp(self.departure_s, UTC)
 
 
-def _after_breaks(route: EtaRoute, t0: datetime, arrival: datetime, taken: set[int]) -> datetime:
+def _after_breaks(route: EtaRoute, t0: float, arrival: float, taken: set[int]) -> float:
     """Push ``arrival`` back by each planned break that falls before it (once each); breaks
     whose planned end is before ``t0`` count as taken."""
-    for i, brk in enumerate(route.breaks):
+    for i, (start, end) in enumerate(route.breaks_s):
         if i in taken:
             continue
-        end = brk.start + _s(brk.duration_s)
         if end <= t0:
             taken.add(i)
-        elif brk.start <= arrival:
-            arrival += end - max(brk.start, t0) if brk.start < t0 else _s(brk.duration_s)
+        elif start <= arrival:
+            arrival += end - max(start, t0)
             taken.add(i)
     return arrival
 
@@ -64,44 +78,37 @@ def predict(
     k0 = progress.next_stop
     if k0 >= len(route.stops):
         return ()
+    now_s = now.timestamp()
     # Times run from the last fix; what happened since is unknown, so arrivals are clamped
     # to now below (a stale fix shows as a later, not an earlier, ETA).
     if progress.started_at is None or progress.fix_time is None:
-        clock = max(now, route.start)
+        clock = max(now_s, route.start.timestamp())
     else:
-        clock = progress.fix_time
+        clock = progress.fix_time.timestamp()
     t0 = clock
     taken: set[int] = set()
     travel_ahead_s = service_ahead_s = 0.0
+    wait = params.wait_for_window
     out: list[StopEta] = []
     for k in range(k0, len(route.stops)):
         stop = route.stops[k]
-        visit = progress.visits[k]
-        if k == k0 and visit.arrived_at is not None:
-            begin = service_start(visit.arrived_at, stop.windows, wait=params.wait_for_window)
-            done_s = max((max(clock, begin) - begin).total_seconds(), 0.0)
+        arrived_at = progress.visits[k].arrived_at
+        if k == k0 and arrived_at is not None:
+            arrived_s = arrived_at.timestamp()
+            begin = service_start(arrived_s, route.windows_s[k], wait=wait)
+            done_s = max(max(clock, begin) - begin, 0.0)
             expected_s = expected_service_s(stop, params) * pace.service
             left_s = max(expected_s - done_s, params.min_remaining_service_s)
             service_ahead_s += left_s
-            clock = max(clock, begin) + _s(left_s)
-            out.append(
-                StopEta(
-                    stop.order_id,
-                    k,
-                    visit.arrived_at,
-                    visit.arrived_at,
-                    visit.arrived_at,
-                    clock,
-                    arrived=True,
-                )
-            )
+            clock = max(clock, begin) + left_s
+            out.append(StopEta(stop.order_id, k, arrived_s, arrived_s, arrived_s, clock, True))
             continue
         if k == k0:
             drive_s = _remaining_leg_s(route, progress, k, params) * pace.travel
         else:
             drive_s = expected_travel_s(stop, params) * pace.travel
         travel_ahead_s += drive_s
-        arrival = max(_after_breaks(route, t0, clock + _s(drive_s), taken), now)
+        arrival = max(_after_breaks(route, t0, clock + drive_s, taken), now_s)
         early = (
             params.spread_base_s
             + params.spread_travel_early * travel_ahead_s
@@ -112,19 +119,12 @@ def predict(
             + params.spread_travel_late * travel_ahead_s
             + params.spread_service_late * service_ahead_s
         )
-        begin = service_start(arrival, stop.windows, wait=params.wait_for_window)
+        begin = service_start(arrival, route.windows_s[k], wait=wait)
         service_s = expected_service_s(stop, params) * pace.service
         service_ahead_s += service_s
-        clock = begin + _s(service_s)
+        clock = begin + service_s
         out.append(
-            StopEta(
-                stop.order_id,
-                k,
-                arrival,
-                max(arrival - _s(early), now),
-                arrival + _s(late),
-                clock,
-            )
+            StopEta(stop.order_id, k, arrival, max(arrival - early, now_s), arrival + late, clock)
         )
     return tuple(out)
 

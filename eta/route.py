@@ -28,6 +28,11 @@ class EtaStop:
     #: When service may start (several windows, in order; empty: any time).
     windows: tuple[TimeWindow, ...] = ()
 
+    @property
+    def windows_s(self) -> tuple[tuple[float, float], ...]:
+        """The windows in epoch seconds (what the hot path compares)."""
+        return tuple((a.timestamp(), b.timestamp()) for a, b in self.windows)
+
 
 @dataclass(frozen=True, slots=True)
 class EtaBreak:
@@ -43,6 +48,9 @@ class EtaRoute:
     start: datetime
     stops: tuple[EtaStop, ...]
     breaks: tuple[EtaBreak, ...] = ()
+    #: Per stop, its windows in epoch seconds; and each break as (start, end) epoch seconds.
+    windows_s: tuple[tuple[tuple[float, float], ...], ...] = ()
+    breaks_s: tuple[tuple[float, float], ...] = ()
 
     def leg_start_m(self, k: int) -> float:
         """Where leg ``k`` (the drive to stop ``k``) begins along the line."""
@@ -78,21 +86,26 @@ def eta_route(
         previous = max(previous, stop.along_m)
     if problems:
         raise ValidationError(problems)
+    ordered = tuple(sorted(breaks, key=lambda b: b.start))
     return EtaRoute(
         vehicle_id,
         plan_id,
         start,
         tuple(stops),
-        tuple(sorted(breaks, key=lambda b: b.start)),
+        ordered,
+        tuple(stop.windows_s for stop in stops),
+        tuple((b.start.timestamp(), b.start.timestamp() + b.duration_s) for b in ordered),
     )
 
 
-def service_start(arrival: datetime, windows: Sequence[TimeWindow], *, wait: bool) -> datetime:
-    """When service begins for an arrival: at the opening of the first window not yet closed
-    (if ``wait``), else on arrival."""
+def service_start(
+    arrival_s: float, windows_s: Sequence[tuple[float, float]], *, wait: bool
+) -> float:
+    """When service begins for an arrival (epoch seconds): at the opening of the first window
+    not yet closed (if ``wait``), else on arrival."""
     if not wait:
-        return arrival
-    for opens, closes in windows:
-        if arrival <= closes:
-            return max(arrival, opens)
-    return arrival  # late for every window: served on arrival
+        return arrival_s
+    for opens, closes in windows_s:
+        if arrival_s <= closes:
+            return max(arrival_s, opens)
+    return arrival_s  # late for every window: served on arrival

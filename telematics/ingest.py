@@ -17,12 +17,19 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from domain.position import Position
 from eta.delay import DelayEvent, DelayParams, EtaChanged, Told, WindowTold
-from eta.live import recompute, route_from_track, route_progress, told_from_dict, told_to_dict
+from eta.live import (
+    eta_to_list,
+    recompute,
+    route_from_track,
+    route_progress,
+    told_from_list,
+    told_to_list,
+)
 from eta.pace import Pace
 from eta.params import EtaParams
 from eta.predict import StopEta
@@ -90,14 +97,22 @@ class _RoutePlan:
 class _Live:
     """One vehicle's state while a batch runs: read once, written once at its end."""
 
-    row: ProgressRow
     vehicle_id: str
     organisation_id: str
     external_id: str
+    #: The vehicle's active plan (what it should be tracked on).
     plan_id: str | None
+    #: Whether its progress row exists yet (insert or update when the batch ends).
+    stored: bool
+    last_fix_time: datetime | None
+    last_lat: float | None
+    last_lon: float | None
+    #: ``updated_at`` of the row: as read, then as this batch will write it.
+    updated_at: datetime | None
     progress: Progress | None
     told: dict[str, Told]
-    #: order id -> (ETA, computed at) last written to the ETA history, epoch seconds.
+    #: order id -> (ETA, computed at) last written to the ETA history, epoch seconds. Kept in
+    #: memory only: after a restart the history gets one extra row per stop, nothing worse.
     eta_log: dict[str, tuple[float, float]]
     etas: tuple[StopEta, ...] = ()
     pace: Pace | None = None
@@ -112,9 +127,6 @@ class _Live:
 class _Batch:
     session: Session
     live: dict[str, _Live] = field(default_factory=dict)
-    #: Rows read by prefetch() (held here: the session keeps only weak references).
-    vehicles: dict[str, VehicleRow] = field(default_factory=dict)
-    progress_rows: dict[str, ProgressRow | None] = field(default_factory=dict)
     positions: list[dict[str, Any]] = field(default_factory=list)
     etas: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
@@ -179,24 +191,78 @@ class Ingester:
                 yield self._batch.session
 
     def prefetch(self, external_ids: Iterable[str]) -> None:
-        """Inside a batch: read (and lock) the rows of these vehicles in two statements
+        """Inside a batch: read (and lock) the state of these vehicles in two statements
         instead of two per vehicle."""
         batch = self._batch
         if batch is None:
             return
         ids = {self._vehicle_ids[e] for e in external_ids if e in self._vehicle_ids}
-        ids -= batch.live.keys()
+        self._load(batch, ids - batch.live.keys())
+
+    def _load(self, batch: _Batch, ids: set[str]) -> None:
+        """Read the vehicles' rows (plain columns, no ORM objects: this runs for every
+        vehicle of every batch) and their progress, locked until the batch commits."""
         if not ids:
             return
         session = batch.session
-        for vehicle in session.scalars(select(VehicleRow).where(VehicleRow.id.in_(ids))):
-            batch.vehicles[vehicle.id] = vehicle
-        rows = session.scalars(
-            select(ProgressRow).where(ProgressRow.vehicle_id.in_(ids)).with_for_update()
-        )
-        found = {row.vehicle_id: row for row in rows}
-        for vehicle_id in ids:
-            batch.progress_rows[vehicle_id] = found.get(vehicle_id)
+        vehicles = session.execute(
+            select(
+                VehicleRow.id,
+                VehicleRow.organisation_id,
+                VehicleRow.external_id,
+                VehicleRow.active_plan_id,
+            ).where(VehicleRow.id.in_(ids))
+        ).all()
+        rows = {
+            r.vehicle_id: r
+            for r in session.execute(
+                select(
+                    ProgressRow.vehicle_id,
+                    ProgressRow.plan_id,
+                    ProgressRow.last_fix_time,
+                    ProgressRow.last_lat,
+                    ProgressRow.last_lon,
+                    ProgressRow.updated_at,
+                )
+                .where(ProgressRow.vehicle_id.in_(ids))
+                .with_for_update()
+            ).all()
+        }
+        for vehicle_id, organisation_id, external_id, plan_id in vehicles:
+            row = rows.get(vehicle_id)
+            cached = self._cache.get(vehicle_id)
+            if (
+                row is not None
+                and cached is not None
+                and cached.updated_at == row.updated_at
+                and cached.plan_id == plan_id
+                and row.plan_id == plan_id
+            ):
+                batch.live[vehicle_id] = replace(cached)
+                continue
+            state: dict[str, Any] = {}
+            if row is not None and row.plan_id == plan_id and plan_id is not None:
+                state = (
+                    session.scalar(
+                        select(ProgressRow.state).where(ProgressRow.vehicle_id == vehicle_id)
+                    )
+                    or {}
+                )
+            known = bool(state.get("stops"))
+            batch.live[vehicle_id] = _Live(
+                vehicle_id=vehicle_id,
+                organisation_id=organisation_id,
+                external_id=external_id,
+                plan_id=plan_id,
+                stored=row is not None,
+                last_fix_time=row.last_fix_time if row is not None else None,
+                last_lat=row.last_lat if row is not None else None,
+                last_lon=row.last_lon if row is not None else None,
+                updated_at=row.updated_at if row is not None else None,
+                progress=progress_from_dict(state) if known else None,
+                told={k: told_from_list(v) for k, v in (state.get("told") or {}).items()},
+                eta_log={},
+            )
 
     # One method per transport/format -------------------------------------------------
     def fleet_message(self, topic: str, payload: bytes) -> IngestResult:
@@ -274,12 +340,9 @@ class Ingester:
                 # top of every fix before it; its next fix reads the row again.
                 if self._batch is not None and vehicle.id in self._batch.live:
                     live = self._batch.live.pop(vehicle.id)
-                    if live.stale_etas:
-                        route = self._routes.get(f"{live.plan_id}/{live.vehicle_id}")
-                        if route is not None and route.eta is not None:
-                            self._recompute(self._batch, live, route, route.eta, self.clock())
-                    self._write_state(live)
-                    session.flush()
+                    row = self._settle(self._batch, live, self.clock())
+                    if row is not None:
+                        self._write_rows(session, [(live.stored, row)])
                 self._cache.pop(vehicle.id, None)
                 record_driver_event(session, vehicle, order, data["kind"], data["reason"], at)
             return IngestResult("applied", "", vehicle_id)
@@ -360,50 +423,10 @@ class Ingester:
         return self._ingest(_with_vehicle(position, ids[0]))
 
     def _live(self, batch: _Batch, vehicle_id: str) -> _Live | None:
-        """The vehicle's state for this batch: its progress row locked, read once."""
-        live = batch.live.get(vehicle_id)
-        if live is not None:
-            return live
-        session = batch.session
-        vehicle = batch.vehicles.get(vehicle_id) or session.get(VehicleRow, vehicle_id)
-        if vehicle is None:
-            return None
-        if vehicle.id in batch.progress_rows:  # read and locked by prefetch()
-            row = batch.progress_rows[vehicle.id]
-        else:
-            row = session.get(ProgressRow, vehicle.id, with_for_update=True)
-        if row is None:
-            row = ProgressRow(vehicle_id=vehicle.id, organisation_id=vehicle.organisation_id)
-            session.add(row)
-        cached = self._cache.get(vehicle.id)
-        plan_id = vehicle.active_plan_id
-        if (
-            cached is not None
-            and cached.written_at is not None
-            and cached.written_at == row.updated_at
-            and cached.plan_id == plan_id
-            and row.plan_id == plan_id
-        ):
-            live = replace(cached, row=row)
-        else:
-            state = row.state or {}  # deferred: read only when the cache cannot answer
-            same_plan = bool(state.get("stops")) and row.plan_id == plan_id
-            live = _Live(
-                row=row,
-                vehicle_id=vehicle.id,
-                organisation_id=vehicle.organisation_id,
-                external_id=vehicle.external_id,
-                plan_id=plan_id,
-                progress=progress_from_dict(state) if same_plan else None,
-                told={k: told_from_dict(v) for k, v in (state.get("told") or {}).items()}
-                if same_plan
-                else {},
-                eta_log={k: (v[0], v[1]) for k, v in (state.get("eta_log") or {}).items()}
-                if same_plan
-                else {},
-            )
-        batch.live[vehicle.id] = live
-        return live
+        """The vehicle's state for this batch, read once."""
+        if vehicle_id not in batch.live:
+            self._load(batch, {vehicle_id})
+        return batch.live.get(vehicle_id)
 
     def _ingest(self, position: Position) -> IngestResult:
         """``position.vehicle_id`` is the vehicle's row id here."""
@@ -414,14 +437,13 @@ class Ingester:
             live = self._live(batch, position.vehicle_id)
             if live is None:
                 return IngestResult("rejected", "unknown_vehicle")
-            row = live.row
             last = None
             if (
-                row.last_fix_time is not None
-                and row.last_lat is not None
-                and row.last_lon is not None
+                live.last_fix_time is not None
+                and live.last_lat is not None
+                and live.last_lon is not None
             ):
-                last = Position(live.vehicle_id, row.last_fix_time, row.last_lat, row.last_lon)
+                last = Position(live.vehicle_id, live.last_fix_time, live.last_lat, live.last_lon)
             verdict = screen(position, last, now, self.hygiene)
             if verdict.verdict is Verdict.REJECT:
                 return IngestResult("rejected", verdict.reason, live.external_id)
@@ -443,12 +465,11 @@ class Ingester:
             )
             if not applied:
                 return IngestResult("history", verdict.reason, live.external_id)
-            row.last_fix_time, row.last_lat, row.last_lon = (
+            live.last_fix_time, live.last_lat, live.last_lon = (
                 position.fix_time,
                 position.lat,
                 position.lon,
             )
-            row.updated_at = now
             live.dirty = True
             events: list[Event] = []
             route = self._route(batch.session, live)
@@ -479,7 +500,7 @@ class Ingester:
         for stop in result.etas:
             if stop.arrived:
                 continue
-            value = stop.eta.timestamp()
+            value = stop.eta_s
             logged = live.eta_log.get(stop.order_id)
             if (
                 logged is not None
@@ -500,36 +521,63 @@ class Ingester:
                     }
                 )
 
-    def _write_state(self, live: _Live) -> None:
-        if not live.dirty:
-            return
+    def _row(self, live: _Live, now: datetime) -> dict[str, Any]:
+        """The vehicle's progress row as it will be written."""
         state: dict[str, Any] = progress_to_dict(live.progress) if live.progress is not None else {}
-        state["told"] = {k: told_to_dict(v) for k, v in live.told.items()}
-        state["eta_log"] = {k: [v[0], v[1]] for k, v in live.eta_log.items()}
-        state["etas"] = [eta_to_dict(e) for e in live.etas]
+        # Compact lists of epoch seconds: this is written for every vehicle on every batch.
+        state["told"] = {k: told_to_list(v) for k, v in live.told.items()}
+        state["etas"] = [eta_to_list(e) for e in live.etas]
         if live.pace is not None:
             state["pace"] = {
                 "travel": round(live.pace.travel, 3),
                 "service": round(live.pace.service, 3),
             }
-        live.row.state = state
-        live.row.plan_id = live.progress.plan_id if live.progress is not None else live.plan_id
-        live.written_at = live.row.updated_at
+        live.updated_at = now
+        return {
+            "vehicle_id": live.vehicle_id,
+            "organisation_id": live.organisation_id,
+            "plan_id": live.progress.plan_id if live.progress is not None else live.plan_id,
+            "last_fix_time": live.last_fix_time,
+            "last_lat": live.last_lat,
+            "last_lon": live.last_lon,
+            "state": state,
+            "updated_at": now,
+        }
+
+    def _settle(self, batch: _Batch, live: _Live, now: datetime) -> dict[str, Any] | None:
+        """ETAs from the vehicle's newest state, then its row (None if nothing changed)."""
+        if live.stale_etas and live.plan_id is not None:
+            route = self._routes.get(f"{live.plan_id}/{live.vehicle_id}")
+            if route is not None and route.eta is not None:
+                self._recompute(batch, live, route, route.eta, now)
+            live.stale_etas = False
+        if not live.dirty:
+            return None
         live.dirty = False
+        return self._row(live, now)
+
+    def _write_rows(self, session: Session, rows: list[tuple[bool, dict[str, Any]]]) -> None:
+        new = [row for stored, row in rows if not stored]
+        old = [row for stored, row in rows if stored]
+        if new:
+            session.execute(insert(ProgressRow), new)
+        if old:
+            # By primary key, one executemany: no ORM objects for a row per vehicle per batch.
+            session.execute(update(ProgressRow), old)
 
     def _finish(self, batch: _Batch) -> None:
         """Write what the batch did: one statement per table, one state per vehicle."""
         now = self.clock()
+        rows: list[tuple[bool, dict[str, Any]]] = []
         for live in batch.live.values():
-            if live.stale_etas and live.plan_id is not None:
-                route = self._routes.get(f"{live.plan_id}/{live.vehicle_id}")
-                if route is not None and route.eta is not None:
-                    self._recompute(batch, live, route, route.eta, now)
-                live.stale_etas = False
-            self._write_state(live)
+            row = self._settle(batch, live, now)
+            if row is not None:
+                rows.append((live.stored, row))
+                live.stored = True
             self._cache[live.vehicle_id] = live
         session = batch.session
         session.flush()
+        self._write_rows(session, rows)
         if batch.positions:
             session.execute(insert(PositionRow), batch.positions)
         if batch.etas:
@@ -614,17 +662,6 @@ def _eta_route(
         )
     except (KeyError, ValueError, TypeError):
         return None
-
-
-def eta_to_dict(eta: StopEta) -> dict[str, Any]:
-    return {
-        "order_id": eta.order_id,
-        "eta": eta.eta.isoformat(),
-        "earliest": eta.earliest.isoformat(),
-        "latest": eta.latest.isoformat(),
-        "departure": eta.departure.isoformat(),
-        "arrived": eta.arrived,
-    }
 
 
 def _progress_event(live: _Live, route: _RoutePlan, event: Event) -> dict[str, Any]:

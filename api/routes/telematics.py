@@ -114,6 +114,23 @@ def driver_event(
     return {"order_id": body.order_id, "status": body.kind}
 
 
+def _eta_out(stored: list[Any]) -> StopEtaOut:
+    """From the compact stored form: [order id, eta, earliest, latest, departure, arrived]."""
+    order_id, eta, earliest, latest, departure, arrived = stored
+
+    def at(epoch_s: float) -> datetime:
+        return datetime.fromtimestamp(epoch_s, UTC)
+
+    return StopEtaOut(
+        order_id=order_id,
+        eta=at(eta),
+        earliest=at(earliest),
+        latest=at(latest),
+        departure=at(departure),
+        arrived=arrived,
+    )
+
+
 @router.get(
     "/v1/vehicles/{vehicle_id}/progress",
     summary="The vehicle's progress along its active route.",
@@ -160,7 +177,7 @@ def get_progress(
         on_route=state.get("on_route"),
         next_stop=state.get("next_stop"),
         stops=[StopProgressOut.model_validate(s) for s in stops],
-        etas=[StopEtaOut.model_validate(e) for e in state.get("etas", [])],
+        etas=[_eta_out(e) for e in state.get("etas", [])],
         pace=PaceOut.model_validate(state["pace"]) if state.get("pace") else None,
         way_back=back,
     )

@@ -19,13 +19,13 @@ def _s(x: float) -> timedelta:
 
 
 def eta(at_s: float, half_width_s: float = 900.0) -> StopEta:
-    t = T0 + _s(at_s)
-    return StopEta("o1", 0, t, t - _s(half_width_s), t + _s(half_width_s), t + _s(300))
+    t = T0.timestamp() + at_s
+    return StopEta("o1", 0, t, t - half_width_s, t + half_width_s, t + 300)
 
 
 def told(at_s: float = 3600.0) -> Told:
     e = eta(at_s)
-    return Told(1, e.eta, e.earliest, e.latest, T0)
+    return Told(1, e.eta_s, e.earliest_s, e.latest_s, T0.timestamp())
 
 
 def test_first_prediction_is_the_first_window() -> None:
@@ -51,7 +51,7 @@ def test_leaving_the_window_late_is_told_once() -> None:
     assert event.late
     assert event.version == 2
     assert state is not None
-    assert state.eta == event.eta
+    assert state.eta_s == event.eta.timestamp()
     again, second = detect(state, eta(3600 + 900 + D.break_margin_s + 90), t + _s(60), D)
     assert second is None
     assert again == state
@@ -72,7 +72,8 @@ def test_early_break_is_told_as_early() -> None:
 
 def test_a_large_move_inside_a_wide_window_is_told() -> None:
     """A window of hours still gets an update when the ETA moves by more than the threshold."""
-    wide = Told(1, T0 + _s(7200), T0, T0 + _s(14400), T0)
+    t0 = T0.timestamp()
+    wide = Told(1, t0 + 7200, t0, t0 + 14400, t0)
     _, event = detect(wide, eta(7200 + D.change_s + 1), T0 + _s(60), D)
     assert isinstance(event, EtaChanged)
     assert event.late
