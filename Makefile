@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 CORE := domain routing eta telematics notify store api bench
 
-.PHONY: demo test lint bench-matrix bench-solomon bench-scale clean
+.PHONY: demo test lint bench-matrix bench-solomon bench-scale bench-ingest bench-eta clean
 
 $(VENV)/.runtime: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,12 @@ bench-solomon: $(VENV)/.dev
 
 bench-scale: $(VENV)/.dev
 	$(PY) -m bench.scale --osm ../shared/data/osm/columbus.osm.pbf
+
+bench-ingest: $(VENV)/.dev
+	$(PY) -m bench.ingest --vehicles 50 --seconds 10 --rate 2000
+
+bench-eta: $(VENV)/.dev
+	$(PY) -m bench.eta_accuracy
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

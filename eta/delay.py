@@ -9,7 +9,7 @@ a stream of events. The events feed customer notifications.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from eta.predict import StopEta
@@ -19,7 +19,7 @@ from eta.predict import StopEta
 class DelayParams:
     #: The ETA must be this far past the told window's end (or before its start) for the
     #: window to count as broken: noise at the edge breaks nothing.
-    break_margin_s: float = 120.0
+    break_margin_s: float = 0.0
     #: An ETA move this large is told even inside the window (a 4-hour window told at 8:00
     #: should still narrow when the van is an hour late).
     change_s: float = 1200.0
@@ -32,6 +32,9 @@ class DelayParams:
     #: of the new window (its P10 past the told end: about 90% sure). Higher: fewer false
     #: alarms, later notices.
     break_confidence: float = 0.5
+    #: A break must hold this long before it is told: a spike (a long red light, a noisy
+    #: fix) that heals by itself tells nobody anything.
+    break_persist_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +48,8 @@ class Told:
     at_s: float
     #: Window versions that were delay events (not the first window).
     changes: int = 0
+    #: Since when the ETA has broken the told window, not yet told (epoch seconds).
+    breaking_since_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +115,10 @@ def detect(
     late_by_s = new.eta_s - told.latest_s - w * (new.eta_s - new.earliest_s)
     early_by_s = told.earliest_s - new.eta_s - w * (new.latest_s - new.eta_s)
     broken = late_by_s > params.break_margin_s or early_by_s > params.break_margin_s
+    if broken != (told.breaking_since_s is not None):
+        told = replace(told, breaking_since_s=now_s if broken else None)
+    if broken and now_s - (told.breaking_since_s or now_s) < params.break_persist_s:
+        return told, None
     moved_s = new.eta_s - told.eta_s
     if not broken and (
         abs(moved_s) < params.change_s

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from eta.delay import DelayEvent, DelayParams, Told, detect
 from eta.pace import Pace, learn
@@ -80,14 +81,30 @@ def route_from_track(
     return eta_route(track.vehicle_id, track.plan_id, start, stops, breaks)
 
 
-def told_to_list(told: Told) -> list[float]:
+def told_to_list(told: Told) -> list[float | None]:
     """Compact, for the progress state written on every batch."""
-    return [told.version, told.eta_s, told.earliest_s, told.latest_s, told.at_s, told.changes]
+    return [
+        told.version,
+        told.eta_s,
+        told.earliest_s,
+        told.latest_s,
+        told.at_s,
+        told.changes,
+        told.breaking_since_s,
+    ]
 
 
-def told_from_list(data: list[float]) -> Told:
-    version, eta_s, earliest_s, latest_s, at_s, changes = data
-    return Told(int(version), eta_s, earliest_s, latest_s, at_s, int(changes))
+def told_from_list(data: list[Any]) -> Told:
+    version, eta_s, earliest_s, latest_s, at_s, changes, breaking = data
+    return Told(
+        int(version),
+        float(eta_s),
+        float(earliest_s),
+        float(latest_s),
+        float(at_s),
+        int(changes),
+        None if breaking is None else float(breaking),
+    )
 
 
 def eta_to_list(eta: StopEta) -> list[object]:

@@ -53,12 +53,12 @@ class EtaParams:
 
     # --- Window: P10-P90 around the ETA, from the uncertainty of what lies ahead ------------
     #: Constant part of the spread before / after the ETA (geofence and GPS timing).
-    spread_base_s: float = 90.0
+    spread_base_s: float = 100.0
     #: Spread per second of driving still ahead, before / after the ETA. Late is likelier than
     #: early (queues, parking), so the window leans late.
-    spread_travel_early: float = 0.08
-    spread_travel_late: float = 0.14
+    spread_travel_early: float = 0.10
+    spread_travel_late: float = 0.24
     #: Spread per second of service still ahead, before / after the ETA (stops vary more than
     #: drives: a customer who does not answer, a parcel that is hard to find).
-    spread_service_early: float = 0.15
-    spread_service_late: float = 0.25
+    spread_service_early: float = 0.20
+    spread_service_late: float = 0.40

@@ -46,6 +46,8 @@ class ProgressParams:
     #: A stop this far behind the vehicle along the route, with the vehicle this far from it,
     #: was passed without stopping.
     passed_after_m: float = 300.0
+    #: Progress along the route by at least this counts as moving (below: GPS noise).
+    moved_m: float = 25.0
     #: Speed assumed between two sparse fixes that straddle a stop: if the gap is longer than
     #: driving it at this speed plus ``dwell_s``, the vehicle must have stopped.
     assumed_speed_mps: float = 12.0
@@ -164,6 +166,10 @@ class Progress:
     inside_since: datetime | None = None
     #: When the vehicle was first seen away from its start (None: not yet left).
     started_at: datetime | None = None
+    #: When it last moved on along its route (by ``moved_m``), and where: a vehicle standing
+    #: still between stops (a breakdown, a blocked street) is seen from these.
+    moved_at: datetime | None = None
+    moved_along_m: float = 0.0
 
     @property
     def next_stop(self) -> int:
@@ -242,6 +248,8 @@ def apply_fix(
         if progress.on_route and (fix.fix_time - since).total_seconds() >= params.off_route_after_s:
             state = replace(state, on_route=False)
             events.append(LeftRoute(fix.fix_time, off))
+    if state.moved_at is None or state.along_m - state.moved_along_m >= params.moved_m:
+        state = replace(state, moved_at=fix.fix_time, moved_along_m=state.along_m)
     if state.started_at is None and state.along_m > params.depart_radius_m:
         # It left between the last fix at the start and this one: back off by the distance
         # driven at a typical speed, so sparse fixes do not make it look late.
@@ -370,6 +378,8 @@ def progress_to_dict(progress: Progress) -> dict[str, object]:
         "off_route_since": iso(progress.off_route_since),
         "inside_since": iso(progress.inside_since),
         "started_at": iso(progress.started_at),
+        "moved_at": iso(progress.moved_at),
+        "moved_along_m": round(progress.moved_along_m, 1),
         "next_stop": progress.next_stop,
         "stops": [
             {
@@ -410,4 +420,6 @@ def progress_from_dict(data: dict[str, Any]) -> Progress:
         off_route_since=when(data.get("off_route_since")),
         inside_since=when(data.get("inside_since")),
         started_at=when(data.get("started_at")),
+        moved_at=when(data.get("moved_at")),
+        moved_along_m=float(data.get("moved_along_m", 0.0)),
     )

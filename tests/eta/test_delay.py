@@ -11,7 +11,7 @@ from eta.delay import DelayParams, EtaChanged, Told, WindowBroken, WindowTold, d
 from eta.predict import StopEta
 
 T0 = datetime(2026, 3, 10, 8, 0, tzinfo=UTC)
-D = DelayParams(break_confidence=0.0)
+D = DelayParams(break_confidence=0.0, break_persist_s=0.0)
 
 
 def _s(x: float) -> timedelta:
@@ -102,7 +102,7 @@ def test_wobble_never_streams(wobble: list[float]) -> None:
 def test_confidence_waits_for_the_near_edge() -> None:
     """With full confidence asked, an ETA past the told end is not yet a break while the
     new window's early edge is still inside the told window."""
-    sure = DelayParams(break_confidence=1.0)
+    sure = DelayParams(break_confidence=1.0, break_persist_s=0.0)
     past_end = eta(3600 + 900 + sure.break_margin_s + 60, half_width_s=600)
     _, event = detect(told(), past_end, T0 + _s(60), sure)
     assert event is None
@@ -114,4 +114,21 @@ def test_a_break_is_told_even_close_to_the_door() -> None:
     """Two minutes from arrival, a broken window is still told; a mere change is not."""
     now = T0 + _s(3600 + 900 + 300)
     _, event = detect(told(), eta(3600 + 900 + 420, 60), now, D)
+    assert isinstance(event, WindowBroken)
+
+
+def test_a_break_must_persist_before_it_is_told() -> None:
+    """A break that heals within the persistence time tells nothing; one that lasts is told
+    once it has lasted."""
+    slow = DelayParams(break_confidence=0.0, break_persist_s=120.0)
+    late = eta(3600 + 900 + slow.break_margin_s + 300)
+    state, event = detect(told(), late, T0 + _s(60), slow)
+    assert event is None
+    state, event = detect(state, eta(3600), T0 + _s(120), slow)  # healed
+    assert event is None
+    state, event = detect(state, late, T0 + _s(150), slow)
+    assert event is None
+    state, event = detect(state, late, T0 + _s(150 + 60), slow)
+    assert event is None
+    _, event = detect(state, late, T0 + _s(150 + 120), slow)
     assert isinstance(event, WindowBroken)
