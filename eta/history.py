@@ -28,7 +28,10 @@ def fit_prior(
     if len(leg) < MIN_LEGS:
         return FleetPrior()
     planned, actual = leg[:, 0], np.clip(leg[:, 1], *(b * leg[:, 0] for b in RATIO_BOUNDS))
-    factor, overhead = np.polyfit(planned, actual, 1)
+    if np.ptp(planned) < 1.0:  # all legs alike: no slope to tell from an overhead
+        factor, overhead = float(planned @ actual / (planned @ planned)), 0.0
+    else:
+        factor, overhead = np.polyfit(planned, actual, 1)
     if overhead < 0:  # no negative time per leg: refit through the origin
         overhead, factor = 0.0, float(planned @ actual / (planned @ planned))
     svc = np.array([(p, a) for p, a in services if p > 0], dtype=np.float64).reshape(-1, 2)

@@ -345,6 +345,8 @@ class Ingester:
                         self._write_rows(session, [(live.stored, row)])
                 self._cache.pop(vehicle.id, None)
                 record_driver_event(session, vehicle, order, data["kind"], data["reason"], at)
+                # The vehicle's next fix in this batch reads its row again: it must see this.
+                session.flush()
             return IngestResult("applied", "", vehicle_id)
 
         return self._guard("events", topic, payload, run)

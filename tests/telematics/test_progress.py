@@ -123,3 +123,59 @@ def test_progress_never_runs_backwards_and_stops_arrive_once(
         last = state.along_m
         arrivals += [e.order_id for e in events if isinstance(e, Arrived)]
     assert len(arrivals) == len(set(arrivals))
+
+
+def _run(t: RouteTrack, points: list[tuple[float, float, float]]) -> tuple[Progress, list[Event]]:
+    state = start(t)
+    events: list[Event] = []
+    for s, x, y in points:
+        lat, lon = at(x, y)
+        state, new = apply_fix(t, state, Position("van-1", T0 + timedelta(seconds=s), lat, lon), P)
+        events += new
+    return state, events
+
+
+def test_a_route_back_to_its_depot_starts_at_the_start() -> None:
+    """Out along a street and back to the depot: the first fix at the depot is the start of
+    the route, not its end (the nearer pass in time wins a tie)."""
+    out = [[at(x)[1], at(x)[0]] for x in range(0, 1001, 100)]
+    line = out + out[-2::-1]
+    t = route_track("van-1", "plan-1", line, [("s1", *at(1000, 10))])
+    state, _ = _run(t, [(0, 0, 3)])
+    assert state.along_m < 50
+
+
+def test_neighbours_served_out_of_order() -> None:
+    """The driver serves the second of two neighbouring stops first: it is arrived at, the one
+    skipped over counts as passed (not arrived), and the route goes on."""
+    line = [[at(x)[1], at(x)[0]] for x in range(0, 2001, 100)]
+    stops = [("s1", *at(500, 10)), ("s2", *at(620, 10)), ("s3", *at(1500, 0))]
+    t = route_track("van-1", "plan-1", line, stops)
+    fixes = [(float(s), 300.0 + 10 * s, 0.0) for s in range(0, 32)]  # drive to 610 m
+    fixes += [(40.0 + 10 * k, 620.0, 5.0) for k in range(6)]  # dwell at s2
+    state, events = _run(t, fixes)
+    assert state.stops[0].passed
+    assert state.stops[0].arrived_at is None
+    assert state.stops[1].arrived_at is not None
+    kinds = [type(e).__name__ for e in events]
+    assert kinds == ["Passed", "Arrived"]
+
+
+def test_a_stop_far_behind_is_passed() -> None:
+    """Driving on far beyond a stop without stopping there: it is passed, so the next stop
+    is what the vehicle heads for (and no arrival is invented)."""
+    fixes = [(float(k), 10.0 * k, 0.0) for k in range(0, 110)]  # 0 to 1,090 m at 10 m/s
+    state, events = drive(fixes)
+    assert state.stops[0].passed
+    assert state.next_stop == 1
+    assert not any(isinstance(e, Arrived) for e in events)
+
+
+def test_standing_still_is_seen() -> None:
+    """The time the vehicle last moved on along the route stays put while it stands."""
+    fixes = [(float(k), 10.0 * k, 0.0) for k in range(0, 20)]
+    fixes += [(20.0 + 10 * k, 200.0, 0.0) for k in range(30)]
+    state, _ = drive(fixes)
+    assert state.moved_at is not None
+    assert state.moved_at <= T0 + timedelta(seconds=25)
+    assert state.fix_time == T0 + timedelta(seconds=310)
