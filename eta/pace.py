@@ -27,10 +27,14 @@ class Pace:
     service_evidence: float = 0.0
 
 
-def expected_travel_s(stop: EtaStop, params: EtaParams) -> float:
-    """The drive to ``stop`` as the fleet's history says it takes, before today's pace."""
+def expected_travel_s(stop: EtaStop, params: EtaParams, start_s: float | None = None) -> float:
+    """The drive to ``stop``, starting at ``start_s`` (epoch s), as the fleet's history says
+    it takes, before today's pace."""
     prior = params.prior
-    return prior.leg_overhead_s + prior.travel_factor * stop.travel_s
+    factor = prior.travel_factor
+    if start_s is not None:
+        factor *= prior.hour_factor(start_s)
+    return prior.leg_overhead_s + factor * stop.travel_s
 
 
 def expected_service_s(stop: EtaStop, params: EtaParams) -> float:
@@ -56,7 +60,9 @@ def learn(route: EtaRoute, progress: RouteProgress, params: EtaParams) -> Pace:
                 break
             departed = None  # passed without an arrival: no evidence for the next leg
             continue
-        expected_s = expected_travel_s(stop, params)
+        expected_s = expected_travel_s(
+            stop, params, departed.timestamp() if departed is not None else None
+        )
         if departed is not None and expected_s >= params.min_leg_evidence_s:
             actual_s = (visit.arrived_at - departed).total_seconds()
             ratio = _clamp(actual_s / expected_s, params.leg_ratio_bounds)
@@ -110,7 +116,7 @@ def _current_leg(
     if leg_m <= 0:
         return None
     covered = min(max(progress.along_m - route.leg_start_m(k), 0.0) / leg_m, 1.0)
-    leg_s = expected_travel_s(stop, params)
+    leg_s = expected_travel_s(stop, params, departed.timestamp())
     planned_s = leg_s * covered
     elapsed_s = (progress.fix_time - departed).total_seconds()
     # A vehicle standing still in a jam covers nothing: count the time it has spent beyond

@@ -5,6 +5,8 @@ scenarios in ``bench/scenarios/`` (``python -m bench.eta_accuracy``; figures in 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,6 +19,15 @@ class FleetPrior:
     leg_overhead_s: float = 0.0
     travel_factor: float = 1.0
     service_factor: float = 1.0
+    #: Time of day: 24 multipliers of the drive time by the hour it starts, in ``timezone``
+    #: (rush hours above 1, evenings below); empty: no profile.
+    hour_factors: tuple[float, ...] = ()
+    timezone: str = "UTC"
+
+    def hour_factor(self, at_s: float) -> float:
+        if not self.hour_factors:
+            return 1.0
+        return self.hour_factors[datetime.fromtimestamp(at_s, ZoneInfo(self.timezone)).hour]
 
 
 @dataclass(frozen=True, slots=True)

@@ -104,9 +104,9 @@ def predict(
             out.append(StopEta(stop.order_id, k, arrived_s, arrived_s, arrived_s, clock, True))
             continue
         if k == k0:
-            drive_s = _remaining_leg_s(route, progress, k, params) * pace.travel
+            drive_s = _remaining_leg_s(route, progress, k, params, clock) * pace.travel
         else:
-            drive_s = expected_travel_s(stop, params) * pace.travel
+            drive_s = expected_travel_s(stop, params, clock) * pace.travel
         travel_ahead_s += drive_s
         arrival = max(_after_breaks(route, t0, clock + drive_s, taken), now_s)
         early = (
@@ -129,12 +129,14 @@ def predict(
     return tuple(out)
 
 
-def _remaining_leg_s(route: EtaRoute, progress: RouteProgress, k: int, params: EtaParams) -> float:
+def _remaining_leg_s(
+    route: EtaRoute, progress: RouteProgress, k: int, params: EtaParams, now_s: float
+) -> float:
     """Expected drive time still ahead on leg ``k``, in proportion to the distance left."""
     stop = route.stops[k]
     if progress.off_route_travel_s is not None:
         return progress.off_route_travel_s
-    leg_s = expected_travel_s(stop, params)
+    leg_s = expected_travel_s(stop, params, now_s)
     if progress.started_at is None:
         return leg_s
     start_m = route.leg_start_m(k)

@@ -260,10 +260,12 @@ def replay(
 
 def scenario_history(
     scenario: Scenario, graph: RoadGraph
-) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
-    """A completed day as history: (planned, actual) drive per leg and service per stop."""
+) -> tuple[list[tuple[float, float]], list[tuple[float, float]], list[float]]:
+    """A completed day as history: (planned, actual) drive per leg, when each leg started,
+    and (planned, actual) service per stop."""
     snapper = Snapper(graph)
     legs: list[tuple[float, float]] = []
+    starts: list[float] = []
     services: list[tuple[float, float]] = []
     for vehicle in scenario.vehicles:
         route = vehicle_route(vehicle, graph, snapper).route
@@ -275,9 +277,10 @@ def scenario_history(
                 continue
             if left is not None:
                 legs.append((planned.travel_s, (actual.arrival - left).total_seconds()))
+                starts.append(left.timestamp())
             services.append((stop.service_s, (actual.departure - actual.arrival).total_seconds()))
             left = actual.departure
-    return legs, services
+    return legs, services, starts
 
 
 def merge(results: dict[str, ReplayResult]) -> ReplayResult:
@@ -297,11 +300,13 @@ def history_prior(scenarios: list[Scenario], graph: RoadGraph) -> FleetPrior:
     """The fleet prior fitted on completed scenarios (their ground truth as history)."""
     legs: list[tuple[float, float]] = []
     services: list[tuple[float, float]] = []
+    starts: list[float] = []
     for scenario in scenarios:
-        more_legs, more_services = scenario_history(scenario, graph)
+        more_legs, more_services, more_starts = scenario_history(scenario, graph)
         legs += more_legs
         services += more_services
-    return fit_prior(legs, services)
+        starts += more_starts
+    return fit_prior(legs, services, departures_s=starts)
 
 
 def _median(values: list[float]) -> float | None:

@@ -142,3 +142,23 @@ def test_osm_is_found_in_the_folder_or_named_by_the_plan(tmp_path: Path) -> None
         find_osm(scenario, None, tmp_path)
     (folder / "area.osm.pbf").write_bytes(b"")
     assert find_osm(scenario, None, tmp_path) == folder / "area.osm.pbf"
+
+
+def test_time_of_day_profile() -> None:
+    """Legs started in the 8 o'clock rush take 1.5x the others: that hour gets a factor well
+    above the rest, hours without enough history stay at 1."""
+    rng = np.random.default_rng(2)
+    base = datetime(2026, 3, 10, tzinfo=UTC).timestamp()
+    legs, starts = [], []
+    for _ in range(400):
+        hour = int(rng.choice([8, 12]))
+        planned = float(rng.uniform(60, 600))
+        legs.append((planned, planned * (1.5 if hour == 8 else 1.0)))
+        starts.append(base + hour * 3600 + float(rng.uniform(0, 3500)))
+    prior = fit_prior(legs, [], departures_s=starts)
+    assert len(prior.hour_factors) == 24
+    assert prior.hour_factors[8] > 1.15 * prior.hour_factors[12]
+    assert prior.hour_factors[3] == 1.0
+    eight = prior.hour_factor(base + 8 * 3600 + 60)
+    noon = prior.hour_factor(base + 12 * 3600 + 60)
+    assert eight > noon
