@@ -18,12 +18,14 @@ from api import errors
 from api.jobs import PlanRunner
 from api.routes import fleet, health, orders, plans, telematics
 from api.settings import Settings
+from domain.geo import LatLon
 from routing.network import load_road_graph
 from routing.snapping import Snapper
 from store.db import make_engine, session_factory, upgrade
 from telematics.broker import BrokerUnavailableError, start_private_broker
 from telematics.ingest import Ingester
 from telematics.mqtt import BrokerAddress, MqttIngester
+from telematics.way_back import way_back
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +62,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             on_solved=lambda kind, status, s: solve_time.labels(kind, status).observe(s),
         )
         app.state.runner.resume()
-        app.state.ingester = Ingester(sessions)
+        snapper = app.state.snapper
+
+        def drive_back_s(lat: float, lon: float, stop_lat: float, stop_lon: float) -> float:
+            return way_back(graph, snapper, LatLon(lat, lon), LatLon(stop_lat, stop_lon)).duration_s
+
+        app.state.ingester = Ingester(sessions, off_route_travel=drive_back_s)
         private = None
         app.state.mqtt = None
         if settings.mqtt:

@@ -91,6 +91,8 @@ class _RoutePlan:
     eta: EtaRoute | None
     #: External order id -> order row id.
     order_rows: dict[str, str]
+    #: (lat, lon) of each stop, in route order.
+    stop_points: tuple[tuple[float, float], ...] = ()
 
 
 @dataclass
@@ -147,6 +149,8 @@ class Ingester:
     delay_params: DelayParams = field(default_factory=DelayParams)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     osmand_speed_unit: str = "knots"
+    #: (lat, lon, stop lat, stop lon) -> drive seconds, for vehicles off their route.
+    off_route_travel: Callable[[float, float, float, float], float] | None = None
     counts: Counter[str] = field(default_factory=Counter)
     _routes: dict[str, _RoutePlan | None] = field(default_factory=dict)
     _vehicle_ids: dict[str, str] = field(default_factory=dict)
@@ -493,7 +497,12 @@ class Ingester:
     ) -> None:
         assert live.progress is not None
         result = recompute(
-            eta, route_progress(live.progress), live.told, now, self.eta_params, self.delay_params
+            eta,
+            route_progress(live.progress, self._way_back_s(live.progress, route)),
+            live.told,
+            now,
+            self.eta_params,
+            self.delay_params,
         )
         live.etas, live.told, live.pace = result.etas, result.told, result.pace
         for event in result.events:
@@ -522,6 +531,22 @@ class Ingester:
                         "window_end": stop.latest,
                     }
                 )
+
+    def _way_back_s(self, progress: Progress, route: _RoutePlan) -> float | None:
+        """Off the route: the drive back to the next stop (a graph search, only then)."""
+        k = progress.next_stop
+        if (
+            progress.on_route
+            or self.off_route_travel is None
+            or progress.lat is None
+            or progress.lon is None
+            or k >= len(route.stop_points)
+        ):
+            return None
+        try:
+            return self.off_route_travel(progress.lat, progress.lon, *route.stop_points[k])
+        except ValueError:
+            return None  # no road near enough: the ETA falls back to the planned line
 
     def _row(self, live: _Live, now: datetime) -> dict[str, Any]:
         """The vehicle's progress row as it will be written."""
@@ -626,7 +651,10 @@ def _route_plan(session: Session, plan: PlanRow, live: _Live) -> _RoutePlan | No
     stops = [(oid, rows[oid].lat, rows[oid].lon) for oid in order_ids if oid in rows]
     track = route_track(live.external_id, plan.id, feature["geometry"]["coordinates"], stops)
     return _RoutePlan(
-        track, _eta_route(plan, track, live.external_id, rows), {k: r.id for k, r in rows.items()}
+        track,
+        _eta_route(plan, track, live.external_id, rows),
+        {k: r.id for k, r in rows.items()},
+        tuple((lat, lon) for _, lat, lon in stops),
     )
 
 

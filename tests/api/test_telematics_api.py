@@ -143,6 +143,12 @@ def test_off_route_vehicle_gets_its_way_back(live: Service) -> None:
     assert back["duration_s"] > 0
     assert back["distance_m"] > 100
     assert back["geometry"]["type"] == "LineString"
+    # The ETA of that stop counts the drive back, not the planned line it has left.
+    eta = next(e for e in progress["etas"] if e["order_id"] == back["to_order_id"])
+    last_fix = datetime.fromisoformat(progress["fix_time"])
+    assert datetime.fromisoformat(eta["eta"]) >= last_fix + timedelta(
+        seconds=0.5 * back["duration_s"]
+    )
 
 
 def test_a_fix_gives_every_stop_an_eta_window_kept_in_history(live: Service) -> None:
