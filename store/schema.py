@@ -156,6 +156,8 @@ class OrderRow(Base):
     channels: Mapped[list[Any]] = mapped_column(default=list)
     status: Mapped[str] = mapped_column(String(20), default="open", index=True)
     tracking_token: Mapped[str] = mapped_column(String(64), unique=True)
+    #: The notification policy's memory for this order (what was told, queued, sent).
+    notify_state: Mapped[dict[str, Any]] = mapped_column(default=dict, deferred=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     cancelled_at: Mapped[datetime | None] = mapped_column(default=None)
 
@@ -264,6 +266,23 @@ class OutboxRow(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     sent_at: Mapped[datetime | None] = mapped_column(default=None)
+    #: A sender holds the row until then (a crashed sender's rows are taken up again after).
+    locked_until: Mapped[datetime | None] = mapped_column(default=None)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    provider_id: Mapped[str | None] = mapped_column(String(200), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class NotificationAttemptRow(Base):
+    """Every attempt to deliver an outbox message, with what the channel answered."""
+
+    __tablename__ = "notification_attempts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    outbox_id: Mapped[int] = mapped_column(ForeignKey("notification_outbox.id"), index=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    status: Mapped[str] = mapped_column(String(20))  # sent | retry | failed
+    detail: Mapped[str] = mapped_column(Text, default="")
+    provider_id: Mapped[str | None] = mapped_column(String(200), default=None)
 
 
 class ProgressRow(Base):
