@@ -11,7 +11,7 @@ import base64
 import json
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -21,7 +21,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from domain.position import Position
-from eta.delay import DelayEvent, DelayParams, EtaChanged, Told, WindowTold
+from eta.delay import DelayEvent, DelayParams, EtaChanged, Told, WindowBroken, WindowTold
 from eta.live import (
     eta_to_list,
     recompute,
@@ -34,6 +34,8 @@ from eta.pace import Pace
 from eta.params import EtaParams
 from eta.predict import StopEta
 from eta.route import EtaBreak, EtaRoute
+from notify.outbox import Outbox
+from notify.triggers import DeliveryEvent, Trigger
 from store.db import transaction
 from store.schema import (
     DeadLetterRow,
@@ -132,6 +134,8 @@ class _Batch:
     positions: list[dict[str, Any]] = field(default_factory=list)
     etas: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
+    #: Order row id -> what its customer may be told about (for the notification outbox).
+    deliveries: dict[str, list[DeliveryEvent]] = field(default_factory=dict)
 
 
 #: The ETA history keeps a stop's ETA when it moved this much since the last one kept...
@@ -149,6 +153,8 @@ class Ingester:
     delay_params: DelayParams = field(default_factory=DelayParams)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     osmand_speed_unit: str = "knots"
+    #: Where customer notifications are queued (None: no notifications, e.g. a benchmark).
+    outbox: Outbox | None = None
     #: (lat, lon, stop lat, stop lon) -> drive seconds, for vehicles off their route.
     off_route_travel: Callable[[float, float, float, float], float] | None = None
     counts: Counter[str] = field(default_factory=Counter)
@@ -348,7 +354,16 @@ class Ingester:
                     if row is not None:
                         self._write_rows(session, [(live.stored, row)])
                 self._cache.pop(vehicle.id, None)
-                record_driver_event(session, vehicle, order, data["kind"], data["reason"], at)
+                record_driver_event(
+                    session,
+                    vehicle,
+                    order,
+                    data["kind"],
+                    data["reason"],
+                    at,
+                    self.outbox,
+                    now=self.clock(),
+                )
                 # The vehicle's next fix in this batch reads its row again: it must see this.
                 session.flush()
             return IngestResult("applied", "", vehicle_id)
@@ -487,6 +502,8 @@ class Ingester:
                 )
                 for event in events:
                     batch.events.append(_progress_event(live, route, event))
+                    if isinstance(event, Arrived) and self.outbox is not None:
+                        _deliver(batch, live, route, event.order_id, Trigger.ARRIVED, event.at)
                 # ETAs are recomputed from the vehicle's newest state when the batch ends: the
                 # ones of earlier fixes in the same batch would be overwritten unread.
                 live.stale_etas = route.eta is not None
@@ -496,6 +513,7 @@ class Ingester:
         self, batch: _Batch, live: _Live, route: _RoutePlan, eta: EtaRoute, now: datetime
     ) -> None:
         assert live.progress is not None
+        previous = live.etas
         result = recompute(
             eta,
             route_progress(live.progress, self._way_back_s(live.progress, route)),
@@ -505,8 +523,14 @@ class Ingester:
             self.delay_params,
         )
         live.etas, live.told, live.pace = result.etas, result.told, result.pace
+        before = {e.order_id: e for e in previous}
         for event in result.events:
             batch.events.append(_delay_event(live, route, event))
+            if self.outbox is not None:
+                trigger = DELAY_TRIGGERS[type(event)]
+                _deliver(batch, live, route, event.order_id, trigger, now, event=event)
+        if self.outbox is not None and result.etas:
+            self._nearby(batch, live, route, result.etas, before, now)
         stamp = now.timestamp()
         for stop in result.etas:
             if stop.arrived:
@@ -531,6 +555,39 @@ class Ingester:
                         "window_end": stop.latest,
                     }
                 )
+
+    def _nearby(
+        self,
+        batch: _Batch,
+        live: _Live,
+        route: _RoutePlan,
+        etas: Sequence[StopEta],
+        before: Mapping[str, StopEta],
+        now: datetime,
+    ) -> None:
+        """ "N stops away" when the stops ahead of a customer drop to N or fewer, "M minutes
+        away" when the ETA crosses M minutes: events only on the crossing, so the policy runs
+        for an order when something changed, not on every batch."""
+        assert self.outbox is not None
+        settings = self.outbox.settings(batch.session, live.organisation_id)
+        first = etas[0].index
+        near_s = settings.minutes_away_m * 60.0
+        now_s = now.timestamp()
+        for eta in etas:
+            if eta.arrived:
+                continue
+            stops_before = eta.index - first
+            old = before.get(eta.order_id)
+            old_before = old.index - before_first(before) if old is not None else None
+            if stops_before <= settings.stops_away_n and (
+                old_before is None or old_before > settings.stops_away_n
+            ):
+                _deliver(
+                    batch, live, route, eta.order_id, Trigger.STOPS_AWAY, now,
+                    stops_before=stops_before, eta_stop=eta,
+                )  # fmt: skip
+            if eta.eta_s - now_s <= near_s and (old is None or old.eta_s - now_s > near_s):
+                _deliver(batch, live, route, eta.order_id, Trigger.MINUTES_AWAY, now, eta_stop=eta)
 
     def _way_back_s(self, progress: Progress, route: _RoutePlan) -> float | None:
         """Off the route: the drive back to the next stop (a graph search, only then)."""
@@ -611,6 +668,9 @@ class Ingester:
             session.execute(insert(EtaRow), batch.etas)
         if batch.events:
             session.execute(insert(EventRow), batch.events)
+        if self.outbox is not None and batch.deliveries:
+            # Same transaction as the events that caused them: told once, never lost.
+            self.outbox.enqueue(session, batch.deliveries, now)
 
     def _route(self, session: Session, live: _Live) -> _RoutePlan | None:
         """The vehicle's active route (cached per plan and vehicle)."""
@@ -692,6 +752,55 @@ def _eta_route(
         )
     except (KeyError, ValueError, TypeError):
         return None
+
+
+DELAY_TRIGGERS: dict[type, Trigger] = {
+    WindowTold: Trigger.OUT_FOR_DELIVERY,
+    EtaChanged: Trigger.ETA_CHANGED,
+    WindowBroken: Trigger.WINDOW_BROKEN,
+}
+
+
+def before_first(etas: Mapping[str, StopEta]) -> int:
+    return min((e.index for e in etas.values()), default=0)
+
+
+def _deliver(
+    batch: _Batch,
+    live: _Live,
+    route: _RoutePlan,
+    order_id: str,
+    trigger: Trigger,
+    at: datetime,
+    *,
+    event: DelayEvent | None = None,
+    stops_before: int | None = None,
+    eta_stop: StopEta | None = None,
+) -> None:
+    """Queue a customer-facing event for the outbox, with the order's current window."""
+    row_id = route.order_rows.get(order_id)
+    if row_id is None:
+        return
+    told = live.told.get(order_id)
+    version = event.version if event is not None else (told.version if told else 0)
+    start: datetime | None
+    end: datetime | None
+    eta: datetime | None
+    if event is not None:
+        start, end, eta = event.earliest, event.latest, event.eta
+    elif told is not None:
+        start, end = _utc(told.earliest_s), _utc(told.latest_s)
+        eta = eta_stop.eta if eta_stop is not None else _utc(told.eta_s)
+    else:
+        start = end = None
+        eta = eta_stop.eta if eta_stop is not None else None
+    batch.deliveries.setdefault(row_id, []).append(
+        DeliveryEvent(row_id, trigger, at, version, start, end, stops_before=stops_before, eta=eta)
+    )
+
+
+def _utc(epoch_s: float) -> datetime:
+    return datetime.fromtimestamp(epoch_s, UTC)
 
 
 def _progress_event(live: _Live, route: _RoutePlan, event: Event) -> dict[str, Any]:
@@ -780,6 +889,9 @@ def record_driver_event(
     kind: str,
     reason: str,
     at: datetime,
+    outbox: Outbox | None = None,
+    *,
+    now: datetime | None = None,
 ) -> None:
     """A driver's delivered / failed / skipped: stored, and it overrides what the fixes
     suggested (the order's status, and the stop counts as left)."""
@@ -808,3 +920,8 @@ def record_driver_event(
         progress.state = state
         # A worker holding this vehicle's state in memory sees the row changed and reloads.
         progress.updated_at = datetime.now(UTC)
+    outcome = {"delivered": Trigger.DELIVERED, "failed": Trigger.FAILED}.get(kind)
+    if outbox is not None and outcome is not None:
+        # The customer hears the outcome in the same transaction that records it.
+        event = DeliveryEvent(order.id, outcome, at, 0, reason=reason)
+        outbox.enqueue(session, {order.id: [event]}, now or datetime.now(UTC))

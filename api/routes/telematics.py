@@ -104,12 +104,22 @@ async def post_position(vehicle_id: VehicleId, request: Request, caller: Device)
     responses=ERRORS,
 )
 def driver_event(
-    vehicle_id: VehicleId, body: DriverEventIn, caller: Device, session: SessionDep
+    vehicle_id: VehicleId,
+    body: DriverEventIn,
+    caller: Device,
+    session: SessionDep,
+    request: Request,
 ) -> dict[str, str]:
     vehicle = vehicle_row(session, caller.organisation_id, vehicle_id)
     order = order_row(session, caller.organisation_id, body.order_id)
     record_driver_event(
-        session, vehicle, order, body.kind, body.reason, body.at or datetime.now(UTC)
+        session,
+        vehicle,
+        order,
+        body.kind,
+        body.reason,
+        body.at or datetime.now(UTC),
+        getattr(request.app.state, "outbox", None),
     )
     return {"order_id": body.order_id, "status": body.kind}
 

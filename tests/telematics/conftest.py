@@ -68,6 +68,7 @@ def store_with_route(tmp_path: Path, t0: datetime) -> tuple[sessionmaker[Session
                     lon=LINE_LON + dlon,
                     service_s=120,
                     tracking_token=f"token-{oid}",
+                    contact_email=f"{oid}@example.com",
                 )
             )
         schedule = []

@@ -99,3 +99,41 @@ def test_another_writer_between_batches_is_seen(tmp_path: Path) -> None:
     assert stops[0]["departed_at"] is not None
     assert [e[0] for e in state(ingester)["etas"]] == ["o2", "o3"]  # type: ignore[union-attr]
     engine.dispose()
+
+
+def test_delay_events_and_outcomes_reach_the_outbox(tmp_path: Path) -> None:
+    """In the transaction that stores them: the first window goes out as "out for delivery",
+    the stops within reach as "nearly there", a driver's delivery as "delivered" — each once,
+    however often the same facts come again."""
+    from notify.outbox import Outbox
+    from store.schema import OutboxRow
+
+    noon = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)  # outside the default quiet hours
+    start = noon - timedelta(minutes=10)
+    sessions, engine = store_with_route(tmp_path, start)
+    ingester = Ingester(sessions, clock=lambda: noon, outbox=Outbox())
+
+    def at(seconds: float, dlon: float) -> None:
+        payload = {
+            "time": (start + timedelta(seconds=seconds)).isoformat(),
+            "lat": LINE_LAT,
+            "lon": LINE_LON + dlon,
+        }
+        ingester.fleet_message("fleet/van-1/position", json.dumps(payload).encode())
+
+    with ingester.batch():
+        at(0, 0.0)
+    with ingester.batch():
+        at(5, 0.00001)
+    delivered = {"order_id": "o1", "kind": "delivered", "at": noon.isoformat()}
+    ingester.driver_event_message("fleet/van-1/events", json.dumps(delivered).encode())
+    ingester.driver_event_message("fleet/van-1/events", json.dumps(delivered).encode())
+    with sessions() as session:
+        rows = session.scalars(select(OutboxRow)).all()
+    triggers = sorted((r.trigger, r.channel, r.status) for r in rows)
+    assert triggers.count(("out_for_delivery", "email", "pending")) == 3
+    assert triggers.count(("delivered", "email", "pending")) == 1
+    # Every stop is within three stops of the van: "nearly there" for each, once.
+    assert triggers.count(("stops_away", "email", "pending")) == 3
+    assert len(triggers) == 7
+    engine.dispose()

@@ -1,0 +1,150 @@
+"""The durable outbox: the policy's decisions become rows in the same transaction as the state
+change that caused them (an ETA event, an arrival, a driver's delivery).
+
+Row status: ``deferred`` (queued by the policy until ``due_at``: quiet hours, pacing),
+``pending`` (to send now), then the sender's ``sending`` / ``sent`` / ``failed`` / ``dead``;
+``cancelled`` when a newer ETA superseded it. ``dedupe_key`` (order:trigger:version:channel)
+is unique: a notification can never be queued twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from domain.errors import ValidationError
+from notify.codec import message_to_json, settings_from_json, state_from_json, state_to_json
+from notify.policy import Decision, Message, decide
+from notify.settings import Channel, NotifySettings, Recipient
+from notify.triggers import DeliveryEvent
+from store.schema import OrderRow, Organisation, OutboxRow
+
+
+def recipient(order: OrderRow) -> Recipient:
+    """Where and how to reach the customer of an order (push goes to its tracking token)."""
+    channels: tuple[Channel, ...] | None = None
+    if order.channels:
+        channels = tuple(Channel(c) for c in order.channels if c in set(Channel))
+    return Recipient(
+        locale=order.language or "en",
+        timezone=order.timezone or "UTC",
+        email=order.contact_email or None,
+        phone=order.contact_phone or None,
+        push_topic=order.tracking_token,
+        channels=channels,
+    )
+
+
+@dataclass
+class Outbox:
+    """Writes decisions into the outbox through the caller's session (its transaction)."""
+
+    #: Organisation id -> its policy (read once; a tenant whose stored policy is invalid gets
+    #: the defaults, and the error is kept to report).
+    _settings: dict[str, NotifySettings] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+    def settings(self, session: Session, organisation_id: str) -> NotifySettings:
+        if organisation_id not in self._settings:
+            org = session.get(Organisation, organisation_id)
+            try:
+                self._settings[organisation_id] = settings_from_json(
+                    org.notification_policy if org is not None else {}
+                )
+            except ValidationError as exc:
+                self.errors[organisation_id] = str(exc)
+                self._settings[organisation_id] = NotifySettings()
+        return self._settings[organisation_id]
+
+    def enqueue(
+        self, session: Session, events: Mapping[str, Sequence[DeliveryEvent]], now: datetime
+    ) -> int:
+        """Run the policy for each order (row id -> its new events) and write the outcome.
+        Returns the number of messages queued to send now."""
+        if not events:
+            return 0
+        orders = session.scalars(select(OrderRow).where(OrderRow.id.in_(list(events)))).all()
+        queued = 0
+        for order in orders:
+            queued += self._apply(session, order, events[order.id], now)
+        return queued
+
+    def release_due(self, session: Session, now: datetime, limit: int = 500) -> int:
+        """Orders whose deferred messages are due: ask the policy again (with no new events)
+        so they are sent, re-timed or dropped as it decides now."""
+        order_ids = session.scalars(
+            select(OutboxRow.order_id)
+            .where(OutboxRow.status == "deferred", OutboxRow.due_at <= now)
+            .distinct()
+            .limit(limit)
+        ).all()
+        if not order_ids:
+            return 0
+        return self.enqueue(session, dict.fromkeys(order_ids, ()), now)
+
+    def _apply(
+        self, session: Session, order: OrderRow, events: Sequence[DeliveryEvent], now: datetime
+    ) -> int:
+        # Keyed by the order's row id: external ids repeat across tenants.
+        state = state_from_json(order.id, order.notify_state or {})
+        decision = decide(
+            state,
+            events,
+            self.settings(session, order.organisation_id),
+            recipient(order),
+            now,
+        )
+        self._write(session, order, decision, now)
+        order.notify_state = state_to_json(decision.state)
+        return len(decision.send)
+
+    def _write(self, session: Session, order: OrderRow, decision: Decision, now: datetime) -> None:
+        if decision.superseded:
+            session.execute(
+                update(OutboxRow)
+                .where(
+                    OutboxRow.dedupe_key.in_(decision.superseded),
+                    OutboxRow.status.in_(("deferred", "pending")),
+                )
+                .values(status="cancelled", last_error="superseded by a newer ETA")
+            )
+        wanted: dict[str, tuple[Message, str, datetime]] = {}
+        for message in decision.deferred:
+            wanted[message.outbox_key] = (message, "deferred", message.not_before)
+        for message in decision.send:
+            wanted[message.outbox_key] = (message, "pending", now)
+        if not wanted:
+            return
+        existing = {
+            row.dedupe_key: row
+            for row in session.scalars(
+                select(OutboxRow).where(OutboxRow.dedupe_key.in_(list(wanted)))
+            )
+        }
+        for key, (message, status, due) in wanted.items():
+            payload = _payload(message)
+            row = existing.get(key)
+            if row is None:
+                session.add(
+                    OutboxRow(
+                        organisation_id=order.organisation_id,
+                        order_id=order.id,
+                        channel=str(message.channel),
+                        trigger=str(message.trigger),
+                        dedupe_key=key,
+                        status=status,
+                        due_at=due,
+                        payload=payload,
+                    )
+                )
+            elif row.status == "deferred":  # re-timed, re-versioned or now due
+                row.status, row.due_at, row.payload = status, due, payload
+
+
+def _payload(message: Message) -> dict[str, Any]:
+    return {"message": message_to_json(message), "idempotency_key": message.outbox_key}
