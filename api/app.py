@@ -11,14 +11,21 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
+import paho.mqtt.client as mqtt
 from fastapi import FastAPI, Request, Response
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from api import errors
 from api.jobs import PlanRunner
-from api.routes import fleet, health, orders, plans, telematics
+from api.routes import fleet, health, notifications, orders, plans, telematics
 from api.settings import Settings
 from domain.geo import LatLon
+from notify.channels import GenericSms, SmtpChannel, TwilioSms, WebhookChannel
+from notify.channels.base import Channel as ChannelImpl
+from notify.channels.push import MqttPushChannel
+from notify.outbox import Outbox
+from notify.sender import OutboxSender
+from notify.settings import Channel
 from routing.network import load_road_graph
 from routing.snapping import Snapper
 from store.db import make_engine, session_factory, upgrade
@@ -38,6 +45,48 @@ Authenticate with an API key: `Authorization: Bearer lm_...`. Keys have a role:
 in seconds. Every error has the shape `{"error": {"code", "message", "problems": [{"field",
 "message"}]}}`.
 """
+
+#: Where a customer's tracking link points, under the tracking base URL.
+TRACKING_PATH = "/t/{token}"
+
+
+def build_channels(
+    settings: Settings, mqtt_client: mqtt.Client | None = None
+) -> dict[Channel, ChannelImpl]:
+    """The notification channels that are configured (push only with an MQTT connection)."""
+    channels: dict[Channel, ChannelImpl] = {}
+    if settings.smtp_host:
+        channels[Channel.EMAIL] = SmtpChannel(
+            settings.smtp_host,
+            settings.smtp_port,
+            settings.smtp_security,
+            settings.smtp_username,
+            settings.smtp_password.get_secret_value() if settings.smtp_password else None,
+            default_sender=settings.smtp_sender,
+        )
+    if settings.sms_twilio_account_sid and settings.sms_twilio_auth_token:
+        channels[Channel.SMS] = TwilioSms(
+            settings.sms_twilio_base_url,
+            settings.sms_twilio_account_sid,
+            settings.sms_twilio_auth_token.get_secret_value(),
+            settings.sms_from,
+        )
+    elif settings.sms_url:
+        token = settings.sms_token.get_secret_value() if settings.sms_token else ""
+        channels[Channel.SMS] = GenericSms(settings.sms_url, token, settings.sms_from)
+    if settings.webhook_secret:
+        channels[Channel.WEBHOOK] = WebhookChannel(settings.webhook_secret.get_secret_value())
+    if mqtt_client is not None:
+        channels[Channel.PUSH] = MqttPushChannel(mqtt_client)
+    return channels
+
+
+def close_channels(channels: dict[Channel, ChannelImpl]) -> None:
+    """Close the HTTP clients the channels own."""
+    for channel in channels.values():
+        close = getattr(channel, "close", None)
+        if callable(close):
+            close()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -67,7 +116,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         def drive_back_s(lat: float, lon: float, stop_lat: float, stop_lon: float) -> float:
             return way_back(graph, snapper, LatLon(lat, lon), LatLon(stop_lat, stop_lon)).duration_s
 
-        app.state.ingester = Ingester(sessions, off_route_travel=drive_back_s)
+        # One outbox for the ingester (which queues) and the sender (which releases and sends).
+        app.state.outbox = Outbox()
+        app.state.ingester = Ingester(
+            sessions, off_route_travel=drive_back_s, outbox=app.state.outbox
+        )
         private = None
         app.state.mqtt = None
         if settings.mqtt:
@@ -99,9 +152,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     shared_group=settings.mqtt_shared_group,
                 )
                 app.state.mqtt.start()
+        app.state.sender = None
+        channels: dict[Channel, ChannelImpl] = {}
+        if settings.sender_enabled:
+            mqtt_client = app.state.mqtt.client if app.state.mqtt is not None else None
+            channels = build_channels(settings, mqtt_client)
+            base = settings.tracking_base
+            app.state.sender = OutboxSender(
+                sessions,
+                channels,
+                app.state.outbox,
+                tracking_url=lambda token: base + TRACKING_PATH.format(token=token),
+                lease_s=settings.sender_lease_s,
+                max_attempts=settings.sender_max_attempts,
+            )
+            app.state.sender.start()
+            log.info("notification sender on: %s", ", ".join(sorted(channels)) or "no channels")
         try:
             yield
         finally:
+            if app.state.sender is not None:
+                app.state.sender.stop()
+            close_channels(channels)
             if app.state.mqtt is not None:
                 app.state.mqtt.stop()
             if private is not None:
@@ -146,6 +218,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return response
 
     errors.install(app)
-    for module in (health, fleet, orders, plans, telematics):
+    for module in (health, fleet, orders, plans, telematics, notifications):
         app.include_router(module.router)
     return app

@@ -317,3 +317,29 @@ class ProgressOut(BaseModel):
         description="When off the route: the drive back to the next stop (duration_s, "
         "distance_m, GeoJSON LineString).",
     )
+
+
+class NotificationAttemptOut(BaseModel):
+    at: datetime
+    status: str = Field(
+        description="sent, retry, failed, or interrupted (the sender stopped before recording "
+        "the outcome)."
+    )
+    detail: str = Field(description="What the channel or provider answered.")
+
+
+class NotificationOut(BaseModel):
+    channel: Literal["email", "sms", "webhook", "push"]
+    trigger: str = Field(examples=["window_broken"])
+    status: Literal["deferred", "pending", "sending", "sent", "failed", "dead", "cancelled"] = (
+        Field(
+            description="deferred (waiting: quiet hours, pacing), pending (to send), sending, "
+            "sent, dead (given up: see last_error), cancelled (superseded by a newer ETA)."
+        )
+    )
+    due_at: datetime = Field(description="When it is (or was) due to be sent.")
+    attempts: int
+    sent_at: datetime | None
+    last_error: str
+    created_at: datetime
+    attempts_detail: list[NotificationAttemptOut] = Field(description="Oldest first.")

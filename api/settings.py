@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -25,6 +26,35 @@ class Settings(BaseSettings):
     mqtt_client_id: str = Field("lastmile-ingester", description="Fixed: keeps the session.")
     mqtt_shared_group: str | None = Field(None, description="Split load: $share/{group}/...")
     public_base_url: str = Field("http://127.0.0.1:8000", description="For tracking links.")
+
+    # Customer notifications: the outbox sender and its channels (each built only when set).
+    sender_enabled: bool = Field(True, description="Deliver queued customer notifications.")
+    sender_max_attempts: int = Field(8, ge=1, description="Tries before a message is dead.")
+    sender_lease_s: float = Field(
+        60.0, gt=0, description="A sender that stops mid-send: its message is retried after."
+    )
+    tracking_base_url: str | None = Field(
+        None, description="Base of customers' tracking links; default public_base_url."
+    )
+    smtp_host: str | None = Field(None, description="SMTP server for e-mail; unset: no e-mail.")
+    smtp_port: int = Field(587, ge=1, le=65_535)
+    smtp_security: Literal["none", "starttls", "ssl"] = Field(
+        "starttls", description="starttls (587), ssl (465) or none (a local relay)."
+    )
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_sender: str = Field("", description="From: address when a tenant's branding has none.")
+    sms_twilio_base_url: str = Field("https://api.twilio.com", description="Twilio-shaped API.")
+    sms_twilio_account_sid: str | None = Field(None, description="Set (with the token): Twilio.")
+    sms_twilio_auth_token: SecretStr | None = None
+    sms_url: str | None = Field(None, description="A generic JSON SMS API (bearer token).")
+    sms_token: SecretStr | None = None
+    sms_from: str = Field("", description="Sender number or id when a tenant's branding has none.")
+    webhook_secret: SecretStr | None = Field(None, description="Signs webhooks; unset: none.")
+
+    @property
+    def tracking_base(self) -> str:
+        return (self.tracking_base_url or self.public_base_url).rstrip("/")
 
     @property
     def url(self) -> str:

@@ -9,7 +9,8 @@ Rules, in the order they are applied to each event (events are taken in time ord
 
 * Knowledge first: a newer ETA version updates the order's current window, and every queued
   message carrying an older window is superseded -- an ETA message is cancelled when the new
-  event will itself tell the customer, otherwise any queued message is re-issued under the new
+  event will itself tell the customer, and so is a queued message of the event's own trigger
+  (a second *rescheduled*, say); otherwise any queued message is re-issued under the new
   version with the new window (same trigger, same ``not_before``). An outcome (delivered,
   failed) cancels every queued message that is not an outcome.
 * Nothing after *delivered*; after *failed* only *rescheduled* (or a late *delivered*).
@@ -215,7 +216,12 @@ class _Work:
     # -- superseding ---------------------------------------------------------------------------
 
     def supersede(self, event: DeliveryEvent, window: Window, event_tells: bool) -> None:
-        """Queued messages with an older window: cancel or re-issue under the new version."""
+        """Queued messages with an older window: cancel or re-issue under the new version.
+
+        A queued message the event's own message replaces is cancelled, not re-issued: an ETA
+        message when the event is an ETA message, and any message of the event's own trigger,
+        whose re-issued key would be the very key the event is about to issue.
+        """
         st = self.state
         kept: list[Message] = []
         issued = set(st.issued)
@@ -228,8 +234,11 @@ class _Work:
             if head.trigger in MILESTONES:
                 kept.extend(group)
                 continue
-            if head.trigger in ETA_TRIGGERS and event_tells:
-                continue  # the new event's own message replaces it
+            if event_tells and (
+                head.trigger is event.trigger
+                or (head.trigger in ETA_TRIGGERS and event.trigger in ETA_TRIGGERS)
+            ):
+                continue  # the new event's own message replaces it (same key, or same news)
             new_key = notification_key(st.order_id, head.trigger, event.eta_version)
             if new_key in issued:
                 continue
@@ -287,7 +296,7 @@ class _Work:
         self.transition(e)
         blocked = self.gate(e, batch_version)
         if newer and window is not None:
-            self.supersede(e, window, event_tells=blocked is None and e.trigger in ETA_TRIGGERS)
+            self.supersede(e, window, event_tells=blocked is None)
         if blocked is not None:
             self.drop(e, blocked)
             return

@@ -289,6 +289,32 @@ def test_failed_then_rescheduled_starts_a_new_attempt() -> None:
     assert {m.key for m in again.send} == {"o1:out_for_delivery:3"}
 
 
+def test_second_reschedule_replaces_a_queued_one_instead_of_doubling_it() -> None:
+    """Regression (hypothesis): a queued reschedule re-issued under v2 was sent twice."""
+    at = datetime(2026, 6, 11, 5, 10, tzinfo=UTC)  # 07:10 CEST, quiet until 08:00
+    win = window(24 * 60 + 120)
+    first = run([event(Trigger.RESCHEDULED, at=at, win=win, reason="closed")], now=at)
+    assert {m.key for m in first.deferred} == {"o1:rescheduled:1"}
+    second = run(
+        [event(Trigger.RESCHEDULED, at=at, version=2, win=win, reason="no access")],
+        first.state,
+        at,
+    )
+    assert set(second.superseded) == {m.outbox_key for m in first.deferred}
+    assert [m.outbox_key for m in second.deferred] == [
+        "o1:rescheduled:2:sms",
+        "o1:rescheduled:2:email",
+    ]
+    assert {m.reason for m in second.deferred} == {"no access"}
+    assert second.state.committed == 1
+    morning = run([], second.state, datetime(2026, 6, 11, 6, 0, tzinfo=UTC))
+    assert [m.outbox_key for m in morning.send] == [
+        "o1:rescheduled:2:sms",
+        "o1:rescheduled:2:email",
+    ]
+    assert morning.state.sent_count == 1
+
+
 def test_opted_out_customer_gets_nothing_and_spends_no_budget() -> None:
     """Opted out entirely: dropped; the budget is untouched."""
     d = run([event(Trigger.PLAN_CONFIRMED)], recipient=replace(ROME, opted_out=True))
