@@ -225,10 +225,20 @@ class InsertCreate(Strict):
 
 
 class Branding(Strict):
+    """How customer messages look and who they come from (empty: unset)."""
+
     name: str = Field("", max_length=200, description="Shown to customers.")
     primary_colour: str = Field("#0b5fff", pattern=r"^#[0-9a-fA-F]{6}$")
-    logo_url: str = Field("", max_length=500)
-    sender: str = Field("", max_length=200, description="From: of customer e-mails.")
+    secondary_colour: str = Field("#f6f8fa", pattern=r"^#[0-9a-fA-F]{6}$")
+    logo_url: str = Field("", max_length=500, description="An https:// URL, or empty.")
+    sender_email: str = Field("", max_length=200, description="From: of customer e-mails.")
+    sender_name: str = Field("", max_length=200)
+    sms_sender: str = Field(
+        "", max_length=15, description="SMS sender: up to 11 letters/digits, or a number."
+    )
+    sender: str = Field(
+        "", max_length=200, description="Older name of sender_email (still accepted)."
+    )
 
 
 class OrganisationPublic(BaseModel):
@@ -244,7 +254,12 @@ class OrganisationUpdate(Strict):
     timezone: str | None = Field(None, description="IANA zone.", examples=["Europe/Rome"])
     branding: Branding | None = None
     notification_policy: dict[str, Any] | None = Field(
-        None, description="Triggers, thresholds, quiet hours (used by notifications)."
+        None,
+        description="Which customer messages go out and when: enabled (triggers), "
+        "stops_away_n, minutes_away_m, budget_per_order, min_interval_s, quiet_start and "
+        "quiet_end (HH:MM in the customer's zone, or null), stale_after_s, "
+        "final_stale_after_s, default_channels. Missing keys keep their defaults.",
+        examples=[{"quiet_start": "21:00", "quiet_end": "08:00", "budget_per_order": 6}],
     )
 
 

@@ -110,6 +110,11 @@ def settings_from_json(
 ) -> NotifySettings:
     """A tenant's policy from its stored JSON; missing keys keep the defaults."""
     problems: list[Problem] = []
+    known = {*_INTS, *_POSITIVE, "enabled", "default_channels", "quiet_start", "quiet_end"}
+    for name in sorted(set(data) - known):
+        problems.append(
+            Problem(f"{where}.{name}", f"unknown setting; known: {', '.join(sorted(known))}")
+        )
     kwargs: dict[str, Any] = {}
     for name in (*_INTS, *_POSITIVE):
         if name in data:
@@ -122,14 +127,14 @@ def settings_from_json(
         try:
             kwargs["enabled"] = frozenset(Trigger(t) for t in data["enabled"])
         except (ValueError, TypeError):
-            known = ", ".join(str(t) for t in Trigger)
-            problems.append(Problem(f"{where}.enabled", f"triggers are among: {known}"))
+            triggers = ", ".join(str(t) for t in Trigger)
+            problems.append(Problem(f"{where}.enabled", f"triggers are among: {triggers}"))
     if "default_channels" in data:
         try:
             kwargs["default_channels"] = tuple(Channel(c) for c in data["default_channels"])
         except (ValueError, TypeError):
-            known = ", ".join(str(c) for c in Channel)
-            problems.append(Problem(f"{where}.default_channels", f"channels are among: {known}"))
+            channels = ", ".join(str(c) for c in Channel)
+            problems.append(Problem(f"{where}.default_channels", f"channels are among: {channels}"))
     for name in ("quiet_start", "quiet_end"):
         if name in data:
             value = data[name]

@@ -49,6 +49,11 @@ class Outbox:
     _settings: dict[str, NotifySettings] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
 
+    def forget(self, organisation_id: str) -> None:
+        """The tenant's policy changed: read it again next time."""
+        self._settings.pop(organisation_id, None)
+        self.errors.pop(organisation_id, None)
+
     def settings(self, session: Session, organisation_id: str) -> NotifySettings:
         if organisation_id not in self._settings:
             org = session.get(Organisation, organisation_id)

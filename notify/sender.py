@@ -318,7 +318,8 @@ class OutboxSender:
 
 def _branding(org: Organisation) -> Branding:
     """The tenant's branding, from what the API stores (empty values mean unset; ``sender`` is
-    the From address). Invalid stored branding falls back to the organisation's name."""
+    the older name of ``sender_email``). Invalid stored branding falls back to the
+    organisation's name."""
     data: dict[str, Any] = {k: v for k, v in (org.branding or {}).items() if v not in ("", None)}
     if "sender" in data and "sender_email" not in data:
         data["sender_email"] = data["sender"]

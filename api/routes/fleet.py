@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
@@ -29,6 +29,7 @@ from api.schemas import (
     WindowIn,
 )
 from domain.errors import Problem, ValidationError
+from notify.codec import branding_from_json, settings_from_json, settings_to_json
 from store.schema import ApiKey, DepotRow, DeviceRow, Organisation, VehicleRow
 from store.secrets import hash_device_password, new_api_key, new_device_password
 
@@ -95,7 +96,7 @@ def get_organisation(caller: Reader, session: SessionDep) -> OrganisationPublic:
     summary="Change the organisation's settings (admin).",
 )
 def update_organisation(
-    body: OrganisationUpdate, caller: Admin, session: SessionDep
+    body: OrganisationUpdate, caller: Admin, session: SessionDep, request: Request
 ) -> OrganisationPublic:
     row = session.get(Organisation, caller.organisation_id)
     assert row is not None
@@ -110,9 +111,17 @@ def update_organisation(
     if body.name is not None:
         row.name = body.name
     if body.branding is not None:
-        row.branding = body.branding.model_dump()
+        branding = body.branding.model_dump()
+        if branding["sender"] and not branding["sender_email"]:
+            branding["sender_email"] = branding["sender"]
+        # The same checks the messages will meet (https logo, sender formats).
+        branding_from_json({k: v for k, v in branding.items() if v}, name=row.name)
+        row.branding = branding
     if body.notification_policy is not None:
-        row.notification_policy = body.notification_policy
+        row.notification_policy = settings_to_json(settings_from_json(body.notification_policy))
+    outbox = getattr(request.app.state, "outbox", None)
+    if outbox is not None:
+        outbox.forget(row.id)
     return _organisation_public(row)
 
 

@@ -265,7 +265,7 @@ def test_organisation_settings(service: Service) -> None:
         json={
             "timezone": "Europe/Rome",
             "branding": {"name": "Shop", "primary_colour": "#112233"},
-            "notification_policy": {"delay_threshold_s": 600},
+            "notification_policy": {"budget_per_order": 4},
         },
         headers=h,
     )
@@ -273,10 +273,17 @@ def test_organisation_settings(service: Service) -> None:
     got = service.client.get("/v1/organisation", headers=h).json()
     assert got["timezone"] == "Europe/Rome"
     assert got["branding"]["primary_colour"] == "#112233"
-    assert got["notification_policy"] == {"delay_threshold_s": 600}
+    assert got["notification_policy"]["budget_per_order"] == 4
     bad = service.client.patch("/v1/organisation", json={"timezone": "Mars/Olympus"}, headers=h)
     assert bad.status_code == 422
     assert bad.json()["error"]["problems"][0]["field"] == "timezone"
+    policy = {"notification_policy": {"budget_per_order": "six", "delay_threshold_s": 600}}
+    bad = service.client.patch("/v1/organisation", json=policy, headers=h)
+    assert bad.status_code == 422
+    assert {p["field"] for p in bad.json()["error"]["problems"]} == {
+        "notification_policy.budget_per_order",
+        "notification_policy.delay_threshold_s",
+    }
     support = service.key("support")
     assert (
         service.client.patch(

@@ -76,3 +76,9 @@ def test_branding_defaults_to_the_organisation_name() -> None:
     assert branding_from_json({}, name="Acme").name == "Acme"
     with pytest.raises(ValidationError, match=r"branding\.primary_colour"):
         branding_from_json({"primary_colour": "red"}, name="Acme")
+
+
+def test_unknown_settings_are_refused() -> None:
+    """A misspelt setting is an error naming it, not silently ignored."""
+    with pytest.raises(ValidationError, match=r"notification_policy\.quiet_strat"):
+        settings_from_json({"quiet_strat": "22:00"})
