@@ -16,7 +16,7 @@ from eta.delay import DelayEvent, DelayParams, Told, detect
 from eta.pace import Pace, learn
 from eta.params import EtaParams
 from eta.predict import StopEta, predict
-from eta.progress import RouteProgress, StopVisit
+from eta.progress import RouteProgress, StopVisit, not_started
 from eta.route import EtaBreak, EtaRoute, EtaStop, eta_route
 from telematics.progress import Progress, RouteTrack
 
@@ -79,6 +79,46 @@ def route_from_track(
         )
     ]
     return eta_route(track.vehicle_id, track.plan_id, start, stops, breaks)
+
+
+def plan_windows(
+    vehicle_id: str,
+    plan_id: str,
+    planned: Mapping[str, Any],
+    windows: Mapping[str, Sequence[tuple[datetime, datetime]]],
+    now: datetime,
+    params: EtaParams,
+) -> tuple[StopEta, ...]:
+    """The first windows of a planned route, before the vehicle moves (what a customer is
+    told when the plan is confirmed). ``planned`` is a route of the stored plan: ``start``
+    and ``stops`` with ``order_id``, ``duration_from_previous_s``, ``distance_from_previous_m``,
+    ``service_start``, ``departure``; ``windows`` the orders' time windows."""
+    along_m = 0.0
+    stops = []
+    for stop in planned["stops"]:
+        along_m += float(stop.get("distance_from_previous_m", 0))
+        service_s = (
+            datetime.fromisoformat(stop["departure"])
+            - datetime.fromisoformat(stop["service_start"])
+        ).total_seconds()
+        stops.append(
+            EtaStop(
+                stop["order_id"],
+                along_m,
+                float(stop["duration_from_previous_s"]),
+                service_s,
+                tuple(windows.get(stop["order_id"], ())),
+            )
+        )
+    breaks = [
+        EtaBreak(
+            datetime.fromisoformat(b["start"]),
+            (datetime.fromisoformat(b["end"]) - datetime.fromisoformat(b["start"])).total_seconds(),
+        )
+        for b in planned.get("breaks", [])
+    ]
+    route = eta_route(vehicle_id, plan_id, datetime.fromisoformat(planned["start"]), stops, breaks)
+    return predict(route, not_started(len(stops)), now, params, Pace())
 
 
 def told_to_list(told: Told) -> list[float | None]:

@@ -21,7 +21,7 @@ Rules, in the order they are applied to each event (events are taken in time ord
   if the nearby threshold (``stops_before <= N``, ``eta - at <= M`` minutes) is not met, if an
   ETA message's version is older than what the customer knows or its window is what they were
   told, if it is stale (``now - at`` beyond ``stale_after_s``, ``final_stale_after_s`` for
-  outcomes; a plan or a reschedule is stale once its window has opened), if the customer
+  outcomes; a plan or a reschedule is stale once its window has closed), if the customer
   opted out or has no usable channel, or if the budget is spent.
 * Budget: ``sent + queued`` notifications never exceed ``budget_per_order``; the last slot is
   kept for the outcome (delivered / failed) whenever one of them is enabled, so "delivered" is
@@ -54,7 +54,7 @@ from notify.triggers import (
     Window,
 )
 
-#: Still news until the window they announce opens.
+#: Still news until the window they announce closes.
 LASTS_UNTIL_WINDOW = frozenset({Trigger.PLAN_CONFIRMED, Trigger.RESCHEDULED})
 
 
@@ -169,12 +169,13 @@ class _Work:
     ) -> bool:
         """Whether a message about an event at ``event_at`` is no use if sent at ``at``.
 
-        A plan or a new date stays news until its window opens; an outcome for
+        A plan or a new date stays news until its window closes (a plan dispatched while
+        its first stops' windows are already open is still worth telling); an outcome for
         ``final_stale_after_s``; anything else for ``stale_after_s``.
         """
         s = self.settings
         if trigger in LASTS_UNTIL_WINDOW and window is not None:
-            return at >= window.start
+            return at >= window.end
         seconds = s.final_stale_after_s if trigger in FINAL_TRIGGERS else s.stale_after_s
         return at - event_at > timedelta(seconds=seconds)
 

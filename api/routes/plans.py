@@ -27,6 +27,8 @@ from api.schemas import (
     ReplanCreate,
 )
 from domain.errors import Problem, ValidationError
+from eta.live import plan_windows
+from notify.triggers import DeliveryEvent, Trigger
 from store.db import transaction
 from store.repo import load_problem
 from store.schema import OrderRow, PlanJobRow, PlanRow, VehicleRow
@@ -191,14 +193,20 @@ def dispatch(
         )
     ):
         vehicle.active_plan_id = row.id
-    for order in session.scalars(
-        select(OrderRow).where(
-            OrderRow.organisation_id == caller.organisation_id, OrderRow.external_id.in_(order_ids)
+    orders = {
+        order.external_id: order
+        for order in session.scalars(
+            select(OrderRow).where(
+                OrderRow.organisation_id == caller.organisation_id,
+                OrderRow.external_id.in_(order_ids),
+            )
         )
-    ):
+    }
+    for order in orders.values():
         if order.status != "cancelled":
             order.status = "dispatched"
     row.dispatched_at = datetime.now(UTC)
+    _confirm(request, session, row, orders, row.dispatched_at)
     mqtt = getattr(request.app.state, "mqtt", None)
     if mqtt is not None and row.geojson is not None:
         for topic, message in route_messages(
@@ -207,6 +215,51 @@ def dispatch(
             # Retained: a device that connects later still gets its route at once.
             publish_checked(mqtt.client, topic, message, qos=1, retain=True)
     return _public(session, row)
+
+
+def _confirm(
+    request: Request,
+    session: SessionDep,
+    row: PlanRow,
+    orders: dict[str, OrderRow],
+    now: datetime,
+) -> None:
+    """Tell each customer the first window of the dispatched plan ("plan confirmed"), in this
+    transaction, through the notification outbox."""
+    outbox = getattr(request.app.state, "outbox", None)
+    ingester = getattr(request.app.state, "ingester", None)
+    if outbox is None or ingester is None or row.result is None:
+        return
+    events: dict[str, list[DeliveryEvent]] = {}
+    for planned in row.result["routes"]:
+        if not planned["stops"]:
+            continue
+        windows = {
+            oid: [
+                (datetime.fromisoformat(w["start"]), datetime.fromisoformat(w["end"]))
+                for w in order.windows
+            ]
+            for oid, order in orders.items()
+        }
+        etas = plan_windows(
+            planned["vehicle_id"], row.id, planned, windows, now, ingester.eta_params
+        )
+        for eta in etas:
+            order = orders.get(eta.order_id)
+            if order is None or order.status == "cancelled":
+                continue
+            events[order.id] = [
+                DeliveryEvent(
+                    order.id,
+                    Trigger.PLAN_CONFIRMED,
+                    now,
+                    0,
+                    eta.earliest,
+                    eta.latest,
+                    eta=eta.eta,
+                )
+            ]
+    outbox.enqueue(session, events, now)
 
 
 def route_messages(

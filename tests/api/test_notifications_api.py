@@ -262,3 +262,25 @@ def test_readers_only(service: Service) -> None:
     assert s.client.get("/v1/orders/A-17/notifications", headers=s.headers(support)).is_success
     r = s.client.get("/v1/orders/A-17/notifications", headers=s.headers(device))
     assert r.status_code == 403
+
+
+def test_dispatch_confirms_the_plan_to_customers(service: Service) -> None:
+    """Dispatching a plan queues one "plan confirmed" per customer and channel, carrying the
+    planned window around the planned arrival."""
+    from tests.api.test_service import SHIFT
+
+    h = service.headers()
+    depot = {"id": "d1", "location": {"lat": 60.1699, "lon": 24.9384}}
+    assert service.client.post("/v1/depots", json=depot, headers=h).status_code == 201
+    vehicle = {"id": "v1", "depot_id": "d1", "shift": SHIFT}
+    assert service.client.post("/v1/vehicles", json=vehicle, headers=h).status_code == 201
+    _order(service)
+    plan_id = service.client.post("/v1/plans", json={"time_limit_s": 0.5}, headers=h).json()[
+        "plan_id"
+    ]
+    assert service.wait(plan_id)["status"] == "succeeded"
+    assert service.client.post(f"/v1/plans/{plan_id}/dispatch", headers=h).status_code == 200
+    rows = _notifications(service)
+    assert [(n["trigger"], n["channel"]) for n in rows] == [("plan_confirmed", "email")]
+    # Sent now, or held until the customer's quiet hours end: never dropped.
+    assert rows[0]["status"] in ("pending", "deferred")
