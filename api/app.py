@@ -167,6 +167,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 max_attempts=settings.sender_max_attempts,
             )
             app.state.sender.start()
+            app.state.ingester.on_queued = app.state.sender.poke
             log.info("notification sender on: %s", ", ".join(sorted(channels)) or "no channels")
         try:
             yield

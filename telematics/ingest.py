@@ -136,6 +136,8 @@ class _Batch:
     events: list[dict[str, Any]] = field(default_factory=list)
     #: Order row id -> what its customer may be told about (for the notification outbox).
     deliveries: dict[str, list[DeliveryEvent]] = field(default_factory=dict)
+    #: Messages the batch queued to send now.
+    queued: int = 0
 
 
 #: The ETA history keeps a stop's ETA when it moved this much since the last one kept...
@@ -155,6 +157,8 @@ class Ingester:
     osmand_speed_unit: str = "knots"
     #: Where customer notifications are queued (None: no notifications, e.g. a benchmark).
     outbox: Outbox | None = None
+    #: Called after a batch that queued messages has committed (wakes the sender).
+    on_queued: Callable[[], None] | None = None
     #: (lat, lon, stop lat, stop lon) -> drive seconds, for vehicles off their route.
     off_route_travel: Callable[[float, float, float, float], float] | None = None
     counts: Counter[str] = field(default_factory=Counter)
@@ -183,6 +187,8 @@ class Ingester:
                     with session.no_autoflush:
                         yield
                     self._finish(batch)
+                if batch.queued and self.on_queued is not None:
+                    self.on_queued()  # committed: the sender can take them now
             except BaseException:
                 # Rolled back: what was cached from this batch never reached the store.
                 for vehicle_id in self._batch.live if self._batch else ():
@@ -670,7 +676,7 @@ class Ingester:
             session.execute(insert(EventRow), batch.events)
         if self.outbox is not None and batch.deliveries:
             # Same transaction as the events that caused them: told once, never lost.
-            self.outbox.enqueue(session, batch.deliveries, now)
+            batch.queued = self.outbox.enqueue(session, batch.deliveries, now)
 
     def _route(self, session: Session, live: _Live) -> _RoutePlan | None:
         """The vehicle's active route (cached per plan and vehicle)."""
