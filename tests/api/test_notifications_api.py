@@ -4,14 +4,9 @@ SMTP server (aiosmtpd, started here), retries while it is down, and
 
 from __future__ import annotations
 
-import email
-import email.policy
-import socket
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -27,67 +22,10 @@ from store.db import make_engine, session_factory, transaction
 from store.repo import create_organisation
 from store.schema import OrderRow
 from tests.api.service import Service, running
-from tests.conftest import require_servers
+from tests.api.smtp_server import SmtpServer
 
 #: 12:00 in Rome: outside the default quiet hours.
 T0 = datetime(2026, 6, 10, 10, 0, tzinfo=UTC)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Inbox:
-    """An aiosmtpd handler keeping every message it accepts."""
-
-    messages: list[EmailMessage] = field(default_factory=list)
-
-    async def handle_DATA(  # noqa: N802 (aiosmtpd's hook name)
-        self, _server: Any, _session: Any, envelope: Any
-    ) -> str:
-        parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        assert isinstance(parsed, EmailMessage)
-        self.messages.append(parsed)
-        return "250 2.0.0 Ok: queued"
-
-
-class SmtpServer:
-    """aiosmtpd on a fixed loopback port, stopped and started again by the test."""
-
-    def __init__(self) -> None:
-        try:
-            from aiosmtpd.controller import Controller
-        except ImportError as exc:
-            if require_servers():
-                pytest.fail(f"aiosmtpd is not installed: {exc}")
-            pytest.skip(f"aiosmtpd is not installed: {exc}")
-        self._controller_class = Controller
-        self.inbox = Inbox()
-        self.port = _free_port()
-        self.controller: Any = None
-
-    def start(self) -> None:
-        self.controller = self._controller_class(
-            self.inbox, hostname="127.0.0.1", port=self.port, server_hostname="mx.test"
-        )
-        self.controller.start()
-
-    def stop(self) -> None:
-        if self.controller is not None:
-            self.controller.stop()
-            self.controller = None
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    """A running SMTP server, stopped after the test."""
-    server = SmtpServer()
-    server.start()
-    yield server
-    server.stop()
 
 
 def _order(s: Service, order_id: str = "A-17") -> None:
