@@ -202,11 +202,13 @@ def dispatch(
             )
         )
     }
+    # An order that failed before and is now planned again is a new attempt: "rescheduled".
+    again = {oid for oid, order in orders.items() if order.status == "failed"}
     for order in orders.values():
         if order.status != "cancelled":
             order.status = "dispatched"
     row.dispatched_at = datetime.now(UTC)
-    _confirm(request, session, row, orders, row.dispatched_at)
+    _confirm(request, session, row, orders, again, row.dispatched_at)
     mqtt = getattr(request.app.state, "mqtt", None)
     if mqtt is not None and row.geojson is not None:
         for topic, message in route_messages(
@@ -222,10 +224,12 @@ def _confirm(
     session: SessionDep,
     row: PlanRow,
     orders: dict[str, OrderRow],
+    rescheduled: set[str],
     now: datetime,
 ) -> None:
-    """Tell each customer the first window of the dispatched plan ("plan confirmed"), in this
-    transaction, through the notification outbox."""
+    """Tell each customer the first window of the dispatched plan ("plan confirmed", or
+    "rescheduled" for an order that failed before), in this transaction, through the
+    notification outbox."""
     outbox = getattr(request.app.state, "outbox", None)
     ingester = getattr(request.app.state, "ingester", None)
     if outbox is None or ingester is None or row.result is None:
@@ -248,12 +252,14 @@ def _confirm(
             order = orders.get(eta.order_id)
             if order is None or order.status == "cancelled":
                 continue
+            again = eta.order_id in rescheduled
             events[order.id] = [
                 DeliveryEvent(
                     order.id,
-                    Trigger.PLAN_CONFIRMED,
+                    Trigger.RESCHEDULED if again else Trigger.PLAN_CONFIRMED,
                     now,
-                    0,
+                    # Newer than anything the customer was told in the earlier attempt.
+                    int(order.notify_state.get("known_version", -1)) + 1 if again else 0,
                     eta.earliest,
                     eta.latest,
                     eta=eta.eta,

@@ -222,3 +222,34 @@ def test_dispatch_confirms_the_plan_to_customers(service: Service) -> None:
     assert [(n["trigger"], n["channel"]) for n in rows] == [("plan_confirmed", "email")]
     # Sent now, or held until the customer's quiet hours end: never dropped.
     assert rows[0]["status"] in ("pending", "deferred")
+
+
+def test_a_failed_order_planned_again_is_rescheduled(service: Service) -> None:
+    """After a failed attempt, dispatching the order again tells the customer "rescheduled"
+    (a new attempt), not a second "plan confirmed"."""
+    from tests.api.test_service import SHIFT
+
+    h = service.headers()
+    depot = {"id": "d1", "location": {"lat": 60.1699, "lon": 24.9384}}
+    assert service.client.post("/v1/depots", json=depot, headers=h).status_code == 201
+    vehicle = {"id": "v1", "depot_id": "d1", "shift": SHIFT}
+    assert service.client.post("/v1/vehicles", json=vehicle, headers=h).status_code == 201
+    _order(service)
+
+    def plan_and_dispatch() -> None:
+        plan_id = service.client.post("/v1/plans", json={"time_limit_s": 0.5}, headers=h).json()[
+            "plan_id"
+        ]
+        assert service.wait(plan_id)["status"] == "succeeded"
+        assert service.client.post(f"/v1/plans/{plan_id}/dispatch", headers=h).status_code == 200
+
+    plan_and_dispatch()
+    failed = {"order_id": "A-17", "kind": "failed", "reason": "nobody home"}
+    device = service.headers(service.key("device"))
+    assert (
+        service.client.post("/v1/vehicles/v1/events", json=failed, headers=device).status_code
+        == 201
+    )
+    plan_and_dispatch()
+    triggers = sorted(n["trigger"] for n in _notifications(service))
+    assert triggers == ["failed", "plan_confirmed", "rescheduled"]
