@@ -257,14 +257,15 @@ class Ingester:
                 batch.live[vehicle_id] = replace(cached)
                 continue
             state: dict[str, Any] = {}
-            if row is not None and row.plan_id == plan_id and plan_id is not None:
+            if row is not None:
                 state = (
                     session.scalar(
                         select(ProgressRow.state).where(ProgressRow.vehicle_id == vehicle_id)
                     )
                     or {}
                 )
-            known = bool(state.get("stops"))
+            # Progress belongs to its plan; the windows told belong to the customers.
+            known = bool(state.get("stops")) and row is not None and row.plan_id == plan_id
             batch.live[vehicle_id] = _Live(
                 vehicle_id=vehicle_id,
                 organisation_id=organisation_id,
@@ -502,7 +503,12 @@ class Ingester:
             route = self._route(batch.session, live)
             if route is not None:
                 if live.progress is None or live.progress.plan_id != route.track.plan_id:
-                    live.progress, live.told, live.eta_log = start(route.track), {}, {}
+                    # A new plan starts a new progress, but what each customer still on the
+                    # route was told stands: delays are judged against it and its versions go
+                    # on rising, so the policy never takes a new ETA for an old one.
+                    kept = set(route.track.stop_ids)
+                    live.told = {k: v for k, v in live.told.items() if k in kept}
+                    live.progress, live.eta_log = start(route.track), {}
                 live.progress, events = apply_fix(
                     route.track, live.progress, position, self.progress
                 )

@@ -137,3 +137,39 @@ def test_delay_events_and_outcomes_reach_the_outbox(tmp_path: Path) -> None:
     assert triggers.count(("stops_away", "email", "pending")) == 3
     assert len(triggers) == 7
     engine.dispose()
+
+
+def test_a_new_plan_keeps_what_customers_were_told(tmp_path: Path) -> None:
+    """Re-dispatched on a new plan: progress starts again, but the windows told stand (no
+    second first-window, versions keep rising)."""
+    from store.schema import PlanRow
+
+    sessions, engine = store_with_route(tmp_path, T0)
+    ingester = Ingester(sessions, clock=lambda: NOW)
+    with ingester.batch():
+        fix(ingester, 0, 0.0)
+    told_before = state(ingester)["told"]
+    with transaction(sessions) as session:
+        vehicle = session.scalar(select(VehicleRow))
+        assert vehicle is not None
+        old = session.get(PlanRow, vehicle.active_plan_id)
+        assert old is not None
+        again = PlanRow(
+            organisation_id=old.organisation_id,
+            status="succeeded",
+            result=old.result,
+            geojson=old.geojson,
+        )
+        session.add(again)
+        session.flush()
+        vehicle.active_plan_id = again.id
+        new_plan = again.id
+    with ingester.batch():
+        fix(ingester, 10, 0.00001)
+    after = state(ingester)
+    assert after["plan_id"] == new_plan  # progress is the new plan's
+    assert set(after["told"]) == set(told_before)  # type: ignore[arg-type]
+    with sessions() as session:
+        told = session.scalars(select(EventRow).where(EventRow.kind == "window_told")).all()
+    assert len(told) == 3
+    engine.dispose()
