@@ -147,13 +147,26 @@ class OrderCreate(Strict):
     contact: ContactIn = Field(default_factory=ContactIn)
     language: str = Field("en", max_length=16, examples=["it"])
     timezone: str = Field("UTC", max_length=64, examples=["Europe/Helsinki"])
-    channels: list[Literal["email", "sms", "webhook", "mqtt"]] = Field(default_factory=list)
+    channels: list[Literal["email", "sms", "webhook", "push", "mqtt"]] = Field(
+        default_factory=list,
+        description="How the customer wants to be told, in order of preference (push: MQTT on "
+        "customers/{tracking_token}/updates; mqtt is its older name). Empty: the "
+        "organisation's default channels.",
+    )
+    opted_out: bool = Field(False, description="The customer wants no messages at all.")
 
     @model_validator(mode="after")
     def _penalty_only_if_optional(self) -> OrderCreate:
         if self.penalty is not None and not self.optional:
             raise ValueError("only optional orders carry a penalty")
         return self
+
+
+class OrderPreferences(Strict):
+    """What the customer asked for: channels in order of preference, or no messages."""
+
+    channels: list[Literal["email", "sms", "webhook", "push", "mqtt"]] | None = None
+    opted_out: bool | None = None
 
 
 class OrderPublic(BaseModel):
@@ -165,6 +178,8 @@ class OrderPublic(BaseModel):
     status: Literal["open", "planned", "dispatched", "cancelled", "delivered", "failed", "skipped"]
     customer_ref: str
     tracking_token: str = Field(description="For the customer's tracking link.")
+    channels: list[str] = Field(default_factory=list)
+    opted_out: bool = False
 
 
 class PlanCreate(Strict):

@@ -29,7 +29,9 @@ def recipient(order: OrderRow) -> Recipient:
     """Where and how to reach the customer of an order (push goes to its tracking token)."""
     channels: tuple[Channel, ...] | None = None
     if order.channels:
-        channels = tuple(Channel(c) for c in order.channels if c in set(Channel))
+        # "mqtt" is the API's older name of push.
+        names = ["push" if c == "mqtt" else c for c in order.channels]
+        channels = tuple(Channel(c) for c in names if c in set(Channel))
     return Recipient(
         locale=order.language or "en",
         timezone=order.timezone or "UTC",
@@ -37,6 +39,7 @@ def recipient(order: OrderRow) -> Recipient:
         phone=order.contact_phone or None,
         push_topic=order.tracking_token,
         channels=channels,
+        opted_out=order.opted_out,
     )
 
 

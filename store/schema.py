@@ -154,6 +154,8 @@ class OrderRow(Base):
     language: Mapped[str] = mapped_column(String(16), default="en")
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     channels: Mapped[list[Any]] = mapped_column(default=list)
+    #: The customer asked for no messages at all.
+    opted_out: Mapped[bool] = mapped_column(Boolean, default=False)
     status: Mapped[str] = mapped_column(String(20), default="open", index=True)
     tracking_token: Mapped[str] = mapped_column(String(64), unique=True)
     #: The notification policy's memory for this order (what was told, queued, sent).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -12,7 +13,14 @@ from sqlalchemy.exc import IntegrityError
 from api.deps import Dispatcher, OrderId, Reader, SessionDep, owned
 from api.errors import conflict
 from api.routes.fleet import ERRORS
-from api.schemas import ErrorBody, LatLonIn, OrderCreate, OrderPublic, WindowIn
+from api.schemas import (
+    ErrorBody,
+    LatLonIn,
+    OrderCreate,
+    OrderPreferences,
+    OrderPublic,
+    WindowIn,
+)
 from store.schema import OrderRow
 from store.secrets import new_tracking_token
 
@@ -33,6 +41,8 @@ def order_public(row: OrderRow) -> OrderPublic:
         status=row.status,
         customer_ref=row.customer_ref,
         tracking_token=row.tracking_token,
+        channels=list(row.channels),
+        opted_out=row.opted_out,
     )
 
 
@@ -61,7 +71,8 @@ def create_order(body: OrderCreate, caller: Dispatcher, session: SessionDep) -> 
         contact_email=body.contact.email,
         language=body.language,
         timezone=body.timezone,
-        channels=list(body.channels),
+        channels=_channels(body.channels),
+        opted_out=body.opted_out,
         tracking_token=new_tracking_token(),
     )
     session.add(row)
@@ -100,4 +111,26 @@ def cancel_order(order_id: OrderId, caller: Dispatcher, session: SessionDep) -> 
         raise conflict(f"order {order_id!r} is already cancelled")
     row.status = "cancelled"
     row.cancelled_at = datetime.now(UTC)
+    return order_public(row)
+
+
+def _channels(wanted: Sequence[str]) -> list[str]:
+    """``mqtt`` is the older name of ``push``; each channel once, in order."""
+    return list(dict.fromkeys("push" if c == "mqtt" else c for c in wanted))
+
+
+@router.put(
+    "/{order_id}/preferences",
+    summary="The customer's message preferences: channels, or no messages at all.",
+)
+def set_preferences(
+    order_id: OrderId, body: OrderPreferences, caller: Reader, session: SessionDep
+) -> OrderPublic:
+    """Support staff record what a customer asked for; messages queued but not yet sent follow
+    it (the policy checks consent when it releases them)."""
+    row = order_row(session, caller.organisation_id, order_id)
+    if body.channels is not None:
+        row.channels = _channels(body.channels)
+    if body.opted_out is not None:
+        row.opted_out = body.opted_out
     return order_public(row)

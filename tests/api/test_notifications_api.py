@@ -253,3 +253,33 @@ def test_a_failed_order_planned_again_is_rescheduled(service: Service) -> None:
     plan_and_dispatch()
     triggers = sorted(n["trigger"] for n in _notifications(service))
     assert triggers == ["failed", "plan_confirmed", "rescheduled"]
+
+
+def test_an_opted_out_customer_is_told_nothing(service: Service) -> None:
+    """Support records that the customer wants no messages: dispatching queues nothing for
+    them; their channel preference ("mqtt", the older name of push) is kept as push."""
+    from tests.api.test_service import SHIFT
+
+    h = service.headers()
+    depot = {"id": "d1", "location": {"lat": 60.1699, "lon": 24.9384}}
+    assert service.client.post("/v1/depots", json=depot, headers=h).status_code == 201
+    vehicle = {"id": "v1", "depot_id": "d1", "shift": SHIFT}
+    assert service.client.post("/v1/vehicles", json=vehicle, headers=h).status_code == 201
+    _order(service)
+    support = service.headers(service.key("support"))
+    r = service.client.put(
+        "/v1/orders/A-17/preferences",
+        json={"opted_out": True, "channels": ["mqtt", "email"]},
+        headers=support,
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["channels"] == ["push", "email"]
+    assert r.json()["opted_out"] is True
+    plan_id = service.client.post("/v1/plans", json={"time_limit_s": 0.5}, headers=h).json()[
+        "plan_id"
+    ]
+    assert service.wait(plan_id)["status"] == "succeeded"
+    assert service.client.post(f"/v1/plans/{plan_id}/dispatch", headers=h).status_code == 200
+    assert _notifications(service) == []
+    bad = service.client.put("/v1/orders/A-17/preferences", json={"channels": ["fax"]}, headers=h)
+    assert bad.status_code == 422
