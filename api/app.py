@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from api import errors
 from api.jobs import PlanRunner
-from api.routes import fleet, health, notifications, orders, plans, telematics
+from api.routes import fleet, health, notifications, orders, plans, support, telematics
 from api.settings import Settings
 from domain.geo import LatLon
 from notify.channels import GenericSms, SmtpChannel, TwilioSms, WebhookChannel
@@ -198,6 +198,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "lastmile_http_request_seconds", "HTTP request time", ["route"], registry=registry
     )
     app.state.plan_jobs = Counter("lastmile_plan_jobs", "Planning jobs started", registry=registry)
+    app.state.wismo_contacts = Counter(
+        "lastmile_wismo_contacts",
+        "Where-is-my-order contacts recorded by support",
+        ["channel"],
+        registry=registry,
+    )
     solve_time = Histogram(
         "lastmile_plan_job_seconds",
         "Time a planning job took, by kind and outcome",
@@ -219,6 +225,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return response
 
     errors.install(app)
-    for module in (health, fleet, orders, plans, telematics, notifications):
+    for module in (health, fleet, orders, plans, telematics, notifications, support):
         app.include_router(module.router)
     return app

@@ -373,3 +373,82 @@ class NotificationOut(BaseModel):
     last_error: str
     created_at: datetime
     attempts_detail: list[NotificationAttemptOut] = Field(description="Oldest first.")
+
+
+class SupportWindowOut(BaseModel):
+    start: datetime
+    end: datetime
+
+
+class SupportNotificationOut(BaseModel):
+    trigger: str = Field(examples=["out_for_delivery"])
+    channel: str = Field(examples=["sms"])
+    status: str = Field(examples=["sent"])
+    sent_at: datetime | None
+
+
+class SupportOrderOut(BaseModel):
+    """What support needs to answer "where is my order?"."""
+
+    order_id: str = Field(description="Your id for the order.")
+    customer_ref: str
+    status: str
+    window: SupportWindowOut | None = Field(
+        description="The current window: live from the vehicle on its route, else the "
+        "dispatched plan's, else null."
+    )
+    eta: datetime | None = Field(description="The live ETA, while a vehicle drives the route.")
+    last_fix_time: datetime | None = Field(description="The vehicle's last position time.")
+    stops_before: int | None = Field(description="Stops the driver makes before this one.")
+    late_minutes: int | None = Field(
+        description="How late against the first window told (0: not late; null: none told)."
+    )
+    notifications: list[SupportNotificationOut] = Field(description="Oldest first.")
+    answer: str = Field(description="A ready-to-send answer in the customer's language.")
+
+
+class SupportContactIn(Strict):
+    order_id: str = Field(min_length=1, max_length=100, description="Your id for the order.")
+    channel: Literal["phone", "email", "chat", "other"]
+    note: str = Field("", max_length=2000)
+
+
+class SupportContactOut(BaseModel):
+    id: str
+    order_id: str
+    channel: str
+    at: datetime
+    note: str
+
+
+class WismoDayOut(BaseModel):
+    day: str = Field(description="The day in the organisation's time zone (YYYY-MM-DD).")
+    orders: int = Field(description="Orders delivered or failed that day.")
+    contacts: int = Field(description="Where-is-my-order contacts that day.")
+    rate: float | None = Field(description="Contacts per 100 orders (null without orders).")
+
+
+class WismoRouteOut(BaseModel):
+    vehicle_id: str | None = Field(
+        description="The vehicle of the order's latest dispatched plan (null: never dispatched)."
+    )
+    orders: int
+    contacts: int
+    rate: float | None
+
+
+class WismoPolicyOut(BaseModel):
+    enabled: list[str] = Field(description="Triggers that notify customers.")
+    default_channels: list[str]
+    stops_away_n: int
+    minutes_away_m: int
+    budget_per_order: int
+    quiet_start: str | None
+    quiet_end: str | None
+
+
+class WismoReportOut(BaseModel):
+    timezone: str
+    days: list[WismoDayOut] = Field(description="Oldest first, today last.")
+    routes: list[WismoRouteOut] = Field(description="Over the whole period.")
+    policy: WismoPolicyOut = Field(description="The notification policy now.")

@@ -302,6 +302,18 @@ class ProgressRow(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class SupportContactRow(Base):
+    """A customer's "where is my order?" contact, as support recorded it (the WISMO rate)."""
+
+    __tablename__ = "support_contacts"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    organisation_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"), index=True)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"), index=True)
+    channel: Mapped[str] = mapped_column(String(20))  # phone | email | chat | other
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    note: Mapped[str] = mapped_column(Text, default="")
+
+
 class DeadLetterRow(Base):
     """A message that could not be used, with why (never silently dropped)."""
 
