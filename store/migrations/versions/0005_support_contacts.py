@@ -2,7 +2,7 @@
 
 Revision ID: 0005
 Revises: 0004
-Create Date: 2026-11-27 09:12:41.305118
+Create Date: 2026-11-26 07:20:00
 """
 
 from __future__ import annotations
