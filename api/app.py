@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from api import errors
 from api.jobs import PlanRunner
-from api.routes import fleet, health, notifications, orders, plans, support, telematics
+from api.routes import fleet, health, notifications, orders, plans, support, telematics, tracking
 from api.settings import Settings
 from domain.geo import LatLon
 from notify.channels import GenericSms, SmtpChannel, TwilioSms, WebhookChannel
@@ -225,6 +225,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return response
 
     errors.install(app)
-    for module in (health, fleet, orders, plans, telematics, notifications, support):
+    for module in (health, fleet, orders, plans, telematics, notifications, support, tracking):
         app.include_router(module.router)
     return app

@@ -160,6 +160,8 @@ class OrderRow(Base):
     tracking_token: Mapped[str] = mapped_column(String(64), unique=True)
     #: The notification policy's memory for this order (what was told, queued, sent).
     notify_state: Mapped[dict[str, Any]] = mapped_column(default=dict, deferred=True)
+    #: What the customer told the driver on the tracking page (safe place, notes, access code).
+    delivery_instructions: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     cancelled_at: Mapped[datetime | None] = mapped_column(default=None)
 

@@ -3,10 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from tests.api.service import Service, running
 from tests.api.smtp_server import SmtpServer
+
+
+@pytest.fixture
+def service(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Service]:
+    """The service with its notification sender off (tests drive it, or do not need it).
+    Modules that need another service fixture define their own."""
+    monkeypatch.setenv("LASTMILE_SENDER_ENABLED", "false")
+    with running(database_url, tmp_path) as s:
+        yield s
 
 
 @pytest.fixture

@@ -3,26 +3,15 @@ answer, WISMO contacts, the WISMO report and metric; on SQLite and PostgreSQL.""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import select
 
-from store.db import make_engine, session_factory, transaction
+from store.db import make_engine, session_factory
 from store.repo import create_organisation
-from store.schema import (
-    EventRow,
-    OrderRow,
-    PlanRouteRow,
-    PlanRow,
-    PlanStopRow,
-    ProgressRow,
-    VehicleRow,
-)
-from tests.api.service import Service, running
+from tests.api.live_state import put_on_route
+from tests.api.service import Service
 
 
 def _order(s: Service, order_id: str, key: str | None = None, **fields: Any) -> None:
@@ -46,108 +35,6 @@ def _lookup(s: Service, q: str, key: str | None = None) -> list[dict[str, Any]]:
     assert r.status_code == 200, r.text
     found: list[dict[str, Any]] = r.json()
     return found
-
-
-def _on_route(url: str, order_id: str, vehicle_id: str, now: datetime) -> None:
-    """The order dispatched on a vehicle that is driving, two stops before it."""
-    engine = make_engine(url)
-    try:
-        with transaction(session_factory(engine)) as session:
-            order = session.scalar(select(OrderRow).where(OrderRow.external_id == order_id))
-            assert order is not None
-            order.status = "dispatched"
-            vehicle = VehicleRow(
-                organisation_id=order.organisation_id,
-                external_id=vehicle_id,
-                start_lat=45.46,
-                start_lon=9.18,
-                shift_start=now - timedelta(hours=2),
-                shift_end=now + timedelta(hours=6),
-            )
-            plan = PlanRow(organisation_id=order.organisation_id, status="dispatched")
-            plan.dispatched_at = now - timedelta(hours=1)
-            session.add_all([vehicle, plan])
-            session.flush()
-            route = PlanRouteRow(
-                plan_id=plan.id,
-                vehicle_id=vehicle.id,
-                start=now - timedelta(hours=1),
-                end=now + timedelta(hours=3),
-                distance_m=20_000,
-                duration_s=14_400,
-            )
-            session.add(route)
-            session.flush()
-            eta = now + timedelta(minutes=75)
-            session.add_all(
-                [
-                    PlanStopRow(
-                        route_id=route.id,
-                        seq=3,
-                        order_id=order.id,
-                        arrival=eta,
-                        service_start=eta,
-                        departure=eta + timedelta(minutes=3),
-                        wait_s=0,
-                    ),
-                    ProgressRow(
-                        vehicle_id=vehicle.id,
-                        organisation_id=order.organisation_id,
-                        plan_id=plan.id,
-                        last_fix_time=now - timedelta(seconds=20),
-                        last_lat=45.46,
-                        last_lon=9.18,
-                        state={
-                            "etas": [
-                                ["X-1", now.timestamp() + 600, 0, 0, 0, False],
-                                ["X-2", now.timestamp() + 1800, 0, 0, 0, False],
-                                [
-                                    order_id,
-                                    eta.timestamp(),
-                                    eta.timestamp() - 900,
-                                    eta.timestamp() + 900,
-                                    eta.timestamp() + 180,
-                                    False,
-                                ],
-                            ]
-                        },
-                    ),
-                    EventRow(
-                        organisation_id=order.organisation_id,
-                        order_id=order.id,
-                        kind="window_told",
-                        at=now - timedelta(hours=1),
-                        data={"eta": (eta - timedelta(minutes=12)).isoformat()},
-                    ),
-                    EventRow(
-                        organisation_id=order.organisation_id,
-                        order_id=order.id,
-                        kind="window_broken",
-                        at=now - timedelta(minutes=5),
-                        data={"eta": eta.isoformat()},
-                    ),
-                    EventRow(
-                        organisation_id=order.organisation_id,
-                        order_id=order.id,
-                        vehicle_id=vehicle.id,
-                        kind="delivered",
-                        at=now,
-                        data={"by": "driver"},
-                    ),
-                ]
-            )
-    finally:
-        engine.dispose()
-
-
-@pytest.fixture
-def service(
-    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Service]:
-    """The service, its sender off."""
-    monkeypatch.setenv("LASTMILE_SENDER_ENABLED", "false")
-    with running(database_url, tmp_path) as s:
-        yield s
 
 
 @pytest.mark.integration
@@ -206,7 +93,7 @@ def test_italian_customer_on_route_gets_italian_answer(service: Service) -> None
     s = service
     now = datetime.now(UTC)
     _order(s, "IT-5", language="it", timezone="Europe/Rome", phone="+39 02 1234 5678")
-    _on_route(s.url, "IT-5", "van-7", now)
+    put_on_route(s.url, "IT-5", now, vehicle_id="van-7", delivered_event=True)
     [hit] = _lookup(s, "IT-5", s.key("support"))
     assert hit["stops_before"] == 2
     assert hit["late_minutes"] == 12
@@ -225,7 +112,7 @@ def test_contact_recorded_in_report_and_metric(service: Service) -> None:
     s = service
     now = datetime.now(UTC)
     _order(s, "C-3")
-    _on_route(s.url, "C-3", "van-1", now)
+    put_on_route(s.url, "C-3", now, vehicle_id="van-1", delivered_event=True)
     support = s.key("support")
     r = s.client.post(
         "/v1/support/contacts",
