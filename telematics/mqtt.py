@@ -4,10 +4,7 @@
   the ingester is down wait in the broker and arrive when it returns.
 - Manual acknowledgement: a message is acked only after the ingester has committed its
   effects (or its dead letter), so a crash mid-message means redelivery, never loss.
-- One thread: paho's network thread reads messages into a batch and, as soon as no more are
-  waiting on the socket (or the batch is full), processes the batch, commits and acks, all
-  in order, so one vehicle's fixes keep their order. (A worker thread behind a queue spent
-  more time handing the interpreter lock back and forth than processing.)
+- One network thread delivers messages in order, so one vehicle's fixes keep their order.
   With ``shared_group`` several ingesters split the load (``$share/{group}/...``); the broker
   then spreads a vehicle's fixes over them, which the screening's out-of-order rule absorbs.
 - Automatic reconnect with backoff (1 s doubling to 30 s).
@@ -19,7 +16,7 @@
 from __future__ import annotations
 
 import logging
-import select
+import queue
 import threading
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -74,19 +71,6 @@ class BrokerAddress:
         )
 
 
-def _more_waiting(client: mqtt.Client) -> bool:
-    """Whether another packet is already waiting to be read (paho reads one packet at a
-    time, exactly, so the socket tells)."""
-    sock = client.socket()
-    if sock is None:
-        return False
-    pending = getattr(sock, "pending", None)
-    if pending is not None and pending() > 0:
-        return True
-    readable, _, _ = select.select([sock], [], [], 0)
-    return bool(readable)
-
-
 class MqttIngester:
     """Subscribes to device topics and hands each message to an :class:`Ingester`."""
 
@@ -110,7 +94,8 @@ class MqttIngester:
         self.session_expiry_s = session_expiry_s
         self.connected = threading.Event()
         self.processed = 0
-        self._pending: list[mqtt.MQTTMessage] = []
+        self._queue: queue.Queue[mqtt.MQTTMessage | None] = queue.Queue()
+        self._worker: threading.Thread | None = None
         if broker.protocol == 5:
             client = mqtt.Client(
                 CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
@@ -147,6 +132,8 @@ class MqttIngester:
         else:
             self.client.connect_async(self.broker.host, self.broker.port, keepalive=30)
         self.client.loop_start()
+        self._worker = threading.Thread(target=self._work, name="mqtt-ingest", daemon=True)
+        self._worker.start()
 
     def stop(self) -> None:
         """Disconnect; messages received but not yet committed stay unacked, so the broker
@@ -154,7 +141,9 @@ class MqttIngester:
         self.client.disconnect()
         self.client.loop_stop()
         self.connected.clear()
-        self._pending.clear()
+        self._queue.put(None)
+        if self._worker is not None:
+            self._worker.join(timeout=30)
 
     def _topic(self, topic: str) -> str:
         return f"$share/{self.shared_group}/{topic}" if self.shared_group else topic
@@ -173,10 +162,25 @@ class MqttIngester:
         if reason.is_failure:
             log.warning("MQTT disconnected (%s); reconnecting", reason)
 
-    def _on_message(self, client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
-        self._pending.append(message)
-        if len(self._pending) >= BATCH_MAX or not _more_waiting(client):
-            batch, self._pending = self._pending, []
+    def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+        # paho's network thread only queues; the worker stores and then acks.
+        self._queue.put(message)
+
+    def _work(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < BATCH_MAX:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._queue.put(None)
+                    break
+                batch.append(item)
             self._process(batch)
 
     def _process(self, batch: list[mqtt.MQTTMessage]) -> None:
