@@ -299,6 +299,8 @@ def route_messages(
                 "service_start": s["service_start"],
                 "departure": s["departure"],
                 "windows": orders[s["order_id"]].windows,
+                # What the customer asked for on the tracking page (safe place, notes, code).
+                "instructions": orders[s["order_id"]].delivery_instructions or {},
             }
             for s in route["stops"]
             if s["order_id"] in orders

@@ -161,9 +161,17 @@ def test_service_with_a_private_broker_ingests_mqtt(tmp_path: Path) -> None:
             "/v1/depots", json={"id": "d", "location": {"lat": 60.1699, "lon": 24.9384}}, headers=h
         )
         client.post("/v1/vehicles", json={"id": "rv", "depot_id": "d", "shift": shift}, headers=h)
-        client.post(
+        token = client.post(
             "/v1/orders", json={"id": "ro", "location": {"lat": 60.1665, "lon": 24.9433}}, headers=h
+        ).json()["tracking_token"]
+        # The customer leaves instructions on the tracking page before the van sets off.
+        saved = client.post(
+            f"/t/{token}/instructions",
+            content="safe_place=Porch&notes=&access_code=",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+            follow_redirects=False,
         )
+        assert saved.status_code in (200, 303), saved.text
         plan_id = client.post("/v1/plans", json={"time_limit_s": 0.5}, headers=h).json()["plan_id"]
         _wait(lambda: client.get(f"/v1/plans/{plan_id}", headers=h).json()["status"] == "succeeded")
         assert client.post(f"/v1/plans/{plan_id}/dispatch", headers=h).status_code == 200
@@ -179,4 +187,5 @@ def test_service_with_a_private_broker_ingests_mqtt(tmp_path: Path) -> None:
         route = json.loads(received[0])
         assert route["plan_id"] == plan_id
         assert [s["order_id"] for s in route["stops"]] == ["ro"]
+        assert route["stops"][0]["instructions"]["safe_place"] == "Porch"
         assert route["geometry"]["type"] == "LineString"
