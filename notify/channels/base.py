@@ -20,7 +20,8 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal, Protocol, Self
 
 import httpx
 
@@ -179,3 +180,26 @@ def http_post(
         return failed(f"{what}: bad URL {url!r}: {exc}")
     except httpx.TransportError as exc:
         return retry(f"{what}: network error: {type(exc).__name__}: {clip(str(exc))}")
+
+
+class HttpChannel:
+    """An HTTP channel's client: its own (closed with the channel) unless one is given."""
+
+    def __init__(self, timeout_s: float, client: httpx.Client | None, user_agent: str) -> None:
+        self._own_client = client is None
+        self.client = client or httpx.Client(timeout=timeout_s, headers={"User-Agent": user_agent})
+
+    def close(self) -> None:
+        if self._own_client:
+            self.client.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        _type: type[BaseException] | None,
+        _value: BaseException | None,
+        _tb: TracebackType | None,
+    ) -> None:
+        self.close()

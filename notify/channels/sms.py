@@ -12,13 +12,13 @@ adapter was configured with. Numbers must be E.164 (``+393331234567``); anything
 
 from __future__ import annotations
 
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import httpx
 
 from notify.channels.base import (
     E164,
+    HttpChannel,
     OutgoingMessage,
     SendResult,
     clip,
@@ -51,27 +51,11 @@ def _json(response: httpx.Response) -> dict[str, Any]:
     return body if isinstance(body, dict) else {}
 
 
-class _HttpSms:
+class _HttpSms(HttpChannel):
     what = "sms"
 
     def __init__(self, timeout_s: float, client: httpx.Client | None) -> None:
-        self._own_client = client is None
-        self.client = client or httpx.Client(timeout=timeout_s, headers={"User-Agent": USER_AGENT})
-
-    def close(self) -> None:
-        if self._own_client:
-            self.client.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        _type: type[BaseException] | None,
-        _value: BaseException | None,
-        _tb: TracebackType | None,
-    ) -> None:
-        self.close()
+        super().__init__(timeout_s, client, USER_AGENT)
 
 
 class TwilioSms(_HttpSms):

@@ -18,13 +18,13 @@ import hmac
 import json
 import time
 from collections.abc import Callable
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
 from notify.channels.base import (
+    HttpChannel,
     OutgoingMessage,
     SendResult,
     failed,
@@ -90,7 +90,7 @@ def verify_signature(
     return any(matches)
 
 
-class WebhookChannel:
+class WebhookChannel(HttpChannel):
     """POSTs ``message.payload`` to ``message.webhook_url``, signed with the tenant's secret."""
 
     what = "webhook"
@@ -105,25 +105,9 @@ class WebhookChannel:
     ) -> None:
         if not _key(secret):
             raise ValueError("a webhook secret must not be empty")
+        super().__init__(timeout_s, client, USER_AGENT)
         self.secret = secret
         self.clock = clock
-        self._own_client = client is None
-        self.client = client or httpx.Client(timeout=timeout_s, headers={"User-Agent": USER_AGENT})
-
-    def close(self) -> None:
-        if self._own_client:
-            self.client.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        _type: type[BaseException] | None,
-        _value: BaseException | None,
-        _tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def send(self, message: OutgoingMessage) -> SendResult:
         url = message.webhook_url
