@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from routing.network import load_road_graph
 from routing.road_graph import RoadGraph
 from routing.snapping import Snapper
+from telematics.mqtt import BrokerAddress
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_OSM = REPO.parent / "shared" / "data" / "osm"
@@ -94,3 +96,20 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'lastmile.db'}"
     return postgres_or_skip()
+
+
+#: The machine's Mosquitto (CI runs one on the same address).
+MOSQUITTO = BrokerAddress("127.0.0.1", 1883)
+
+
+@pytest.fixture
+def broker() -> BrokerAddress:
+    """The local Mosquitto, or skip (fail in CI) saying it is not there."""
+    try:
+        socket.create_connection((MOSQUITTO.host, MOSQUITTO.port), timeout=1).close()
+    except OSError as exc:
+        message = f"Mosquitto not reachable at {MOSQUITTO.host}:{MOSQUITTO.port}: {exc}"
+        if require_servers():
+            pytest.fail(message)
+        pytest.skip(message)
+    return MOSQUITTO

@@ -18,24 +18,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from notify.channels.push import MqttPushChannel, connect_push_client
 from notify.settings import Channel
 from telematics.mqtt import BrokerAddress
-from tests.conftest import require_servers
 from tests.notify.test_channels import outgoing
 
 pytestmark = pytest.mark.integration
-BROKER = BrokerAddress("127.0.0.1", 1883)
-
-
-@pytest.fixture
-def broker() -> BrokerAddress:
-    """The local Mosquitto, or skip (fail in CI) saying it is not there."""
-    try:
-        socket.create_connection((BROKER.host, BROKER.port), timeout=1).close()
-    except OSError as exc:
-        message = f"Mosquitto not reachable at {BROKER.host}:{BROKER.port}: {exc}"
-        if require_servers():
-            pytest.fail(message)
-        pytest.skip(message)
-    return BROKER
 
 
 @pytest.fixture

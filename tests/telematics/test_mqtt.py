@@ -4,7 +4,6 @@ ingester was down (persistent session), junk dead-lettered."""
 from __future__ import annotations
 
 import json
-import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,23 +18,10 @@ from sqlalchemy import func, select
 from store.schema import DeadLetterRow, PositionRow
 from telematics.ingest import Ingester
 from telematics.mqtt import BrokerAddress, MqttIngester, publish_checked
-from tests.conftest import require_servers
+from tests.conftest import MOSQUITTO, require_servers
 from tests.telematics.conftest import store_with_vehicle
 
 pytestmark = pytest.mark.integration
-BROKER = BrokerAddress("127.0.0.1", 1883)
-
-
-@pytest.fixture
-def broker() -> BrokerAddress:
-    try:
-        socket.create_connection((BROKER.host, BROKER.port), timeout=1).close()
-    except OSError as exc:
-        message = f"Mosquitto not reachable at {BROKER.host}:{BROKER.port}: {exc}"
-        if require_servers():
-            pytest.fail(message)
-        pytest.skip(message)
-    return BROKER
 
 
 @pytest.fixture
@@ -52,7 +38,7 @@ def _publisher() -> mqtt.Client:
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2, client_id=f"pub-{uuid.uuid4().hex[:8]}", protocol=mqtt.MQTTv5
     )
-    client.connect(BROKER.host, BROKER.port)
+    client.connect(MOSQUITTO.host, MOSQUITTO.port)
     client.loop_start()
     return client
 
