@@ -535,14 +535,13 @@ class Ingester:
             self.delay_params,
         )
         live.etas, live.told, live.pace = result.etas, result.told, result.pace
-        before = {e.order_id: e for e in previous}
         for event in result.events:
             batch.events.append(_delay_event(live, route, event))
             if self.outbox is not None:
                 trigger = DELAY_TRIGGERS[type(event)]
                 _deliver(batch, live, route, event.order_id, trigger, now, event=event)
         if self.outbox is not None and result.etas:
-            self._nearby(batch, live, route, result.etas, before, now)
+            self._nearby(batch, live, route, result.etas, previous, now)
         stamp = now.timestamp()
         for stop in result.etas:
             if stop.arrived:
@@ -574,7 +573,7 @@ class Ingester:
         live: _Live,
         route: _RoutePlan,
         etas: Sequence[StopEta],
-        before: Mapping[str, StopEta],
+        previous: Sequence[StopEta],
         now: datetime,
     ) -> None:
         """ "N stops away" when the stops ahead of a customer drop to N or fewer, "M minutes
@@ -583,6 +582,8 @@ class Ingester:
         assert self.outbox is not None
         settings = self.outbox.settings(batch.session, live.organisation_id)
         first = etas[0].index
+        old_first = previous[0].index if previous else 0
+        before = {e.order_id: e for e in previous}
         near_s = settings.minutes_away_m * 60.0
         now_s = now.timestamp()
         for eta in etas:
@@ -590,7 +591,7 @@ class Ingester:
                 continue
             stops_before = eta.index - first
             old = before.get(eta.order_id)
-            old_before = old.index - before_first(before) if old is not None else None
+            old_before = old.index - old_first if old is not None else None
             if stops_before <= settings.stops_away_n and (
                 old_before is None or old_before > settings.stops_away_n
             ):
@@ -771,10 +772,6 @@ DELAY_TRIGGERS: dict[type, Trigger] = {
     EtaChanged: Trigger.ETA_CHANGED,
     WindowBroken: Trigger.WINDOW_BROKEN,
 }
-
-
-def before_first(etas: Mapping[str, StopEta]) -> int:
-    return min((e.index for e in etas.values()), default=0)
 
 
 def _deliver(
