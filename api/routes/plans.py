@@ -235,16 +235,16 @@ def _confirm(
     if outbox is None or ingester is None or row.result is None:
         return
     events: dict[str, list[DeliveryEvent]] = {}
+    windows = {
+        oid: [
+            (datetime.fromisoformat(w["start"]), datetime.fromisoformat(w["end"]))
+            for w in order.windows
+        ]
+        for oid, order in orders.items()
+    }
     for planned in row.result["routes"]:
         if not planned["stops"]:
             continue
-        windows = {
-            oid: [
-                (datetime.fromisoformat(w["start"]), datetime.fromisoformat(w["end"]))
-                for w in order.windows
-            ]
-            for oid, order in orders.items()
-        }
         etas = plan_windows(
             planned["vehicle_id"], row.id, planned, windows, now, ingester.eta_params
         )
