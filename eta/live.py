@@ -7,6 +7,7 @@ what runs.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -81,6 +82,42 @@ def route_from_track(
     return eta_route(track.vehicle_id, track.plan_id, start, stops, breaks)
 
 
+def route_from_plan(
+    vehicle_id: str,
+    plan_id: str,
+    planned: Mapping[str, Any],
+    windows: Mapping[str, Sequence[tuple[datetime, datetime]]],
+    along_m: Sequence[float] | None = None,
+) -> EtaRoute:
+    """An ETA route from a route of the stored plan (``start``, ``breaks`` and ``stops`` with
+    ``order_id``, ``duration_from_previous_s``, ``distance_from_previous_m``,
+    ``service_start``, ``departure``) and the orders' time windows. Each stop sits at
+    ``along_m`` (a track's places) or, without a track, at the planned distance so far."""
+    if along_m is None:
+        along_m = list(
+            itertools.accumulate(
+                float(s.get("distance_from_previous_m", 0)) for s in planned["stops"]
+            )
+        )
+    stops = []
+    for stop, at_m in zip(planned["stops"], along_m, strict=True):
+        begin = datetime.fromisoformat(stop["service_start"])
+        stops.append(
+            EtaStop(
+                stop["order_id"],
+                float(at_m),
+                float(stop["duration_from_previous_s"]),
+                (datetime.fromisoformat(stop["departure"]) - begin).total_seconds(),
+                tuple(windows.get(stop["order_id"], ())),
+            )
+        )
+    breaks = []
+    for b in planned.get("breaks", []):
+        start = datetime.fromisoformat(b["start"])
+        breaks.append(EtaBreak(start, (datetime.fromisoformat(b["end"]) - start).total_seconds()))
+    return eta_route(vehicle_id, plan_id, datetime.fromisoformat(planned["start"]), stops, breaks)
+
+
 def plan_windows(
     vehicle_id: str,
     plan_id: str,
@@ -90,35 +127,9 @@ def plan_windows(
     params: EtaParams,
 ) -> tuple[StopEta, ...]:
     """The first windows of a planned route, before the vehicle moves (what a customer is
-    told when the plan is confirmed). ``planned`` is a route of the stored plan: ``start``
-    and ``stops`` with ``order_id``, ``duration_from_previous_s``, ``distance_from_previous_m``,
-    ``service_start``, ``departure``; ``windows`` the orders' time windows."""
-    along_m = 0.0
-    stops = []
-    for stop in planned["stops"]:
-        along_m += float(stop.get("distance_from_previous_m", 0))
-        service_s = (
-            datetime.fromisoformat(stop["departure"])
-            - datetime.fromisoformat(stop["service_start"])
-        ).total_seconds()
-        stops.append(
-            EtaStop(
-                stop["order_id"],
-                along_m,
-                float(stop["duration_from_previous_s"]),
-                service_s,
-                tuple(windows.get(stop["order_id"], ())),
-            )
-        )
-    breaks = [
-        EtaBreak(
-            datetime.fromisoformat(b["start"]),
-            (datetime.fromisoformat(b["end"]) - datetime.fromisoformat(b["start"])).total_seconds(),
-        )
-        for b in planned.get("breaks", [])
-    ]
-    route = eta_route(vehicle_id, plan_id, datetime.fromisoformat(planned["start"]), stops, breaks)
-    return predict(route, not_started(len(stops)), now, params, Pace())
+    told when the plan is confirmed)."""
+    route = route_from_plan(vehicle_id, plan_id, planned, windows)
+    return predict(route, not_started(len(route.stops)), now, params, Pace())
 
 
 def told_to_list(told: Told) -> list[float | None]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -37,6 +37,11 @@ from store.secrets import new_api_key
 
 def _window(raw: dict[str, str]) -> TimeWindow:
     return TimeWindow(datetime.fromisoformat(raw["start"]), datetime.fromisoformat(raw["end"]))
+
+
+def order_windows(rows: Iterable[OrderRow]) -> dict[str, list[tuple[datetime, datetime]]]:
+    """Each order's time windows as (start, end), by external id."""
+    return {row.external_id: [(w.start, w.end) for w in map(_window, row.windows)] for row in rows}
 
 
 def window_json(w: TimeWindow) -> dict[str, str]:

@@ -25,7 +25,7 @@ from eta.delay import DelayEvent, DelayParams, EtaChanged, Told, WindowBroken, W
 from eta.live import (
     eta_to_list,
     recompute,
-    route_from_track,
+    route_from_plan,
     route_progress,
     told_from_list,
     told_to_list,
@@ -33,10 +33,11 @@ from eta.live import (
 from eta.pace import Pace
 from eta.params import EtaParams
 from eta.predict import StopEta
-from eta.route import EtaBreak, EtaRoute
+from eta.route import EtaRoute
 from notify.outbox import Outbox
 from notify.triggers import DeliveryEvent, Trigger
 from store.db import transaction
+from store.repo import order_windows
 from store.schema import (
     DeadLetterRow,
     DeviceRow,
@@ -742,26 +743,13 @@ def _eta_route(
     if planned is None or [s["order_id"] for s in planned["stops"]] != list(track.stop_ids):
         return None
 
-    def when(value: str) -> datetime:
-        return datetime.fromisoformat(value)
-
     try:
-        return route_from_track(
-            track,
-            when(planned["start"]),
-            [float(s["duration_from_previous_s"]) for s in planned["stops"]],
-            [
-                (when(s["departure"]) - when(s["service_start"])).total_seconds()
-                for s in planned["stops"]
-            ],
-            [
-                [(when(w["start"]), when(w["end"])) for w in orders[s["order_id"]].windows]
-                for s in planned["stops"]
-            ],
-            [
-                EtaBreak(when(b["start"]), (when(b["end"]) - when(b["start"])).total_seconds())
-                for b in planned.get("breaks", [])
-            ],
+        return route_from_plan(
+            track.vehicle_id,
+            track.plan_id,
+            planned,
+            order_windows(orders.values()),
+            track.stop_along_m,
         )
     except (KeyError, ValueError, TypeError):
         return None

@@ -30,7 +30,7 @@ from domain.errors import Problem, ValidationError
 from eta.live import plan_windows
 from notify.triggers import DeliveryEvent, Trigger
 from store.db import transaction
-from store.repo import load_problem
+from store.repo import load_problem, order_windows
 from store.schema import OrderRow, PlanJobRow, PlanRow, VehicleRow
 from telematics.mqtt import publish_checked
 
@@ -235,13 +235,7 @@ def _confirm(
     if outbox is None or ingester is None or row.result is None:
         return
     events: dict[str, list[DeliveryEvent]] = {}
-    windows = {
-        oid: [
-            (datetime.fromisoformat(w["start"]), datetime.fromisoformat(w["end"]))
-            for w in order.windows
-        ]
-        for oid, order in orders.items()
-    }
+    windows = order_windows(orders.values())
     for planned in row.result["routes"]:
         if not planned["stops"]:
             continue
