@@ -10,9 +10,11 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 from fastapi import FastAPI, Request, Response
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from api import errors
@@ -48,6 +50,8 @@ in seconds. Every error has the shape `{"error": {"code", "message", "problems":
 
 #: Where a customer's tracking link points, under the tracking base URL.
 TRACKING_PATH = "/t/{token}"
+#: Scripts, styles and the bundled Leaflet served under /static.
+STATIC_DIR = Path(__file__).parent / "static"
 
 
 def build_channels(
@@ -227,4 +231,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     for module in (health, fleet, orders, plans, telematics, notifications, support, tracking):
         app.include_router(module.router)
+    # The web pages' own scripts and styles, and the bundled Leaflet (no CDN, works offline).
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

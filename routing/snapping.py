@@ -78,6 +78,27 @@ class Snapper:
         self._lines = shapely.linestrings(coords[mask], indices=remap[owner[mask]])
         self._tree = shapely.STRtree(self._lines)
 
+    def roads_near(
+        self, point: LatLon, radius_m: float, max_roads: int = 600
+    ) -> list[list[tuple[float, float]]]:
+        """The roads within ``radius_m`` of ``point``, each as (lat, lon) points, nearest first
+        and at most ``max_roads`` (a base map drawn from our own network, with no tile server).
+        """
+        x, y = self._to_m.transform(point.lon, point.lat)
+        centre = shapely.Point(x, y)
+        found = self._tree.query(centre.buffer(radius_m))
+        if len(found) == 0:
+            return []
+        order = np.argsort(shapely.distance(self._lines[found], centre), kind="stable")
+        roads = []
+        for segment in found[order][:max_roads]:
+            edge = int(self._segment_edge[segment])
+            start, end = self.graph.geom_offset[edge], self.graph.geom_offset[edge + 1]
+            lats = self.graph.geom_lat[start:end]
+            lons = self.graph.geom_lon[start:end]
+            roads.append([(float(a), float(b)) for a, b in zip(lats, lons, strict=True)])
+        return roads
+
     def snap(
         self,
         points: Sequence[LatLon],

@@ -75,6 +75,20 @@ class RouteTrack:
         point: XY = _project(np.array([[lon, lat]]), self.origin_lat, self.origin_lon)[0]
         return point
 
+    def latlon_between(self, from_m: float, to_m: float) -> list[tuple[float, float]]:
+        """The route's line from ``from_m`` to ``to_m`` along it (clamped to the route), as
+        (lat, lon) points: both ends cut where they fall, the vertices between kept."""
+        lo = min(max(from_m, 0.0), self.length_m)
+        hi = min(max(to_m, lo), self.length_m)
+        inner = np.flatnonzero((self.cum_m > lo) & (self.cum_m < hi))
+        at = np.concatenate(([lo], self.cum_m[inner], [hi]))
+        x = np.interp(at, self.cum_m, self.xy[:, 0])
+        y = np.interp(at, self.cum_m, self.xy[:, 1])
+        k = math.pi / 180 * EARTH_RADIUS_M
+        lat = self.origin_lat + y / k
+        lon = self.origin_lon + x / (k * math.cos(math.radians(self.origin_lat)))
+        return [(float(a), float(b)) for a, b in zip(lat, lon, strict=True)]
+
 
 def _project(lonlat: XY, lat0: float, lon0: float) -> XY:
     k = math.pi / 180 * EARTH_RADIUS_M

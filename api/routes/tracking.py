@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import re
 import threading
@@ -29,12 +30,23 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from api.routes.plans import route_messages
 from api.routes.support import _at, _late_minutes, _latest_route
+from api.tracking_map import MapView, Tracks, map_view, roads_around
 from notify.answer import LATE_FROM_MINUTES
-from notify.render import _plural, _say, catalogue, resolve_locale, window_text
+from notify.render import (
+    SHIPPED_LANGUAGES,
+    _plural,
+    _say,
+    catalogue,
+    resolve_locale,
+    window_text,
+)
 from notify.triggers import Window
-from store.schema import OrderRow, ProgressRow, VehicleRow
+from store.schema import EventRow, OrderRow, PlanRow, ProgressRow, VehicleRow
+from telematics.mqtt import PublishError, publish_checked
 
+log = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False)
 
 #: Tokens are ``secrets.token_urlsafe(20)``; anything else is not looked up.
@@ -107,6 +119,8 @@ class TrackingView:
     driver: str
     final: bool
     texts: dict[str, str] = field(default_factory=dict)
+    #: None once the order is final (nothing left to watch).
+    map: MapView | None = None
 
     def live(self) -> dict[str, Any]:
         """The parts the live stream pushes."""
@@ -116,6 +130,7 @@ class TrackingView:
             "reason": self.reason,
             "steps": [[s.label, s.state] for s in self.steps],
             "final": self.final,
+            "map": self.map.live() if self.map is not None else None,
         }
 
 
@@ -131,7 +146,9 @@ def _first_name(name: str) -> str:
     return parts[0] if parts else ""
 
 
-def tracking_view(session: Session, order: OrderRow, now: datetime) -> TrackingView:
+def tracking_view(
+    session: Session, order: OrderRow, now: datetime, tracks: Tracks | None = None
+) -> TrackingView:
     """Read the order's live state (as the support lookup does) and word it for the customer."""
     language, locale = resolve_locale(order.language)
     full = catalogue(language)
@@ -141,6 +158,9 @@ def tracking_view(session: Session, order: OrderRow, now: datetime) -> TrackingV
     arrived = False
     live = False
     driver = ""
+    plan_id: str | None = None
+    vehicle_name: str | None = None
+    progress: ProgressRow | None = None
     route = _latest_route(session, order)
     if route is not None and order.status == "dispatched":
         plan_id, vehicle_id = route
@@ -156,6 +176,7 @@ def tracking_view(session: Session, order: OrderRow, now: datetime) -> TrackingV
         vehicle = session.get(VehicleRow, vehicle_id)
         if vehicle is not None:
             driver = _first_name(vehicle.driver_first_name)
+            vehicle_name = vehicle.external_id
     if window is None and order.status == "dispatched":
         known = (order.notify_state or {}).get("known_window")
         if isinstance(known, list) and len(known) == 2:
@@ -202,6 +223,14 @@ def tracking_view(session: Session, order: OrderRow, now: datetime) -> TrackingV
                 reason = _say(cat["late"], stops=stops, minutes=minutes)
             else:
                 reason = _say(cat["late_only"], minutes=minutes)
+    where = None
+    if not final and order.status != "cancelled":
+        # The vehicle shows only once this stop is next (or reached): privacy (ADR 0013).
+        next_up = live and (stops_before == 0 or arrived)
+        on_plan = progress if progress is not None and progress.plan_id == plan_id else None
+        where = map_view(
+            session, order, plan_id, vehicle_name, on_plan, next_up, tracks or Tracks(1)
+        )
     return TrackingView(
         lang=language,
         reference=order.customer_ref or order.external_id,
@@ -212,6 +241,7 @@ def tracking_view(session: Session, order: OrderRow, now: datetime) -> TrackingV
         driver=_say(cat["driver"], name=driver) if driver and not final else "",
         final=final,
         texts=cat,
+        map=where,
     )
 
 
@@ -227,24 +257,50 @@ def _limiter(request: Request) -> RateLimiter:
     return limiter
 
 
+def _tracks(request: Request) -> Tracks:
+    state = request.app.state
+    tracks: Tracks | None = getattr(state, "tracking_tracks", None)
+    if tracks is None:
+        tracks = state.tracking_tracks = Tracks()
+    return tracks
+
+
+def browser_language(accept_language: str) -> str:
+    """The first shipped language the browser asks for (``Accept-Language``, by q), else
+    English: an error page has no order to take the customer's language from."""
+    wanted: list[tuple[float, int, str]] = []
+    for i, part in enumerate(accept_language.split(",")[:20]):
+        tag, _, params = part.strip().partition(";")
+        q = 1.0
+        if params.strip().startswith("q="):
+            try:
+                q = float(params.strip()[2:])
+            except ValueError:
+                q = 0.0
+        language = tag.strip().split("-")[0].lower()
+        if q > 0 and language in SHIPPED_LANGUAGES:
+            wanted.append((-q, i, language))
+    return min(wanted)[2] if wanted else "en"
+
+
+def _message(request: Request, title_key: str | None, text_key: str, title: str = "") -> str:
+    language = browser_language(request.headers.get("accept-language", ""))
+    cat = catalogue(language)["tracking"]
+    return _pages.get_template("message.html").render(
+        lang=language, title=cat[title_key] if title_key else title, text=cat[text_key]
+    )
+
+
 def _too_many(request: Request) -> Response | None:
     wait = _limiter(request).take(_client_ip(request))
     if wait <= 0:
         return None
-    html = _pages.get_template("message.html").render(
-        lang="en",
-        title="429",
-        text=str(catalogue("en")["tracking"]["too_many"]),
-    )
+    html = _message(request, None, "too_many", title="429")
     return HTMLResponse(html, status_code=429, headers={"Retry-After": str(math.ceil(wait))})
 
 
-def _not_found() -> HTMLResponse:
-    cat = catalogue("en")["tracking"]
-    html = _pages.get_template("message.html").render(
-        lang="en", title=cat["not_found"], text=cat["not_found_text"]
-    )
-    return HTMLResponse(html, status_code=404)
+def _not_found(request: Request) -> HTMLResponse:
+    return HTMLResponse(_message(request, "not_found", "not_found_text"), status_code=404)
 
 
 def _order(session: Session, token: str) -> OrderRow | None:
@@ -261,9 +317,12 @@ def _page(
     message: str = "",
     error: bool = False,
     status_code: int = 200,
+    roads: list[list[list[float]]] | None = None,
 ) -> HTMLResponse:
     html = _pages.get_template("tracking.html").render(
         view=view,
+        live=view.live(),
+        roads=roads or [],
         t=view.texts,
         order_line=_say(view.texts["order"], reference=view.reference),
         token=token,
@@ -284,14 +343,16 @@ def tracking_page(token: str, request: Request) -> Response:
     with request.app.state.sessions() as session:
         order = _order(session, token)
         if order is None:
-            return _not_found()
-        view = tracking_view(session, order, datetime.now(UTC))
+            return _not_found(request)
+        view = tracking_view(session, order, datetime.now(UTC), _tracks(request))
         saved = "saved" in request.query_params
+        roads = roads_around(getattr(request.app.state, "snapper", None), order)
         return _page(
             view,
             token,
             order.delivery_instructions or {},
             message=view.texts["saved"] if saved else "",
+            roads=roads if view.map is not None else [],
         )
 
 
@@ -317,8 +378,8 @@ def _save(request: Request, token: str, given: dict[str, str], too_large: bool) 
     with request.app.state.sessions() as session, session.begin():
         order = _order(session, token)
         if order is None:
-            return _not_found()
-        view = tracking_view(session, order, datetime.now(UTC))
+            return _not_found(request)
+        view = tracking_view(session, order, datetime.now(UTC), _tracks(request))
         cat = view.texts
         problem = cat["too_large"] if too_large else ""
         for name, limit in LIMITS.items():
@@ -328,8 +389,47 @@ def _save(request: Request, token: str, given: dict[str, str], too_large: bool) 
             shown = {k: v[: LIMITS[k]] for k, v in given.items()}
             return _page(view, token, shown, message=problem, error=True, status_code=422)
         kept = {k: v for k, v in given.items() if v}
+        changed = (order.delivery_instructions or {}) != kept
         order.delivery_instructions = kept or None
+        if changed:
+            _tell_driver(request, session, order)
     return Response(status_code=303, headers={"Location": f"/t/{token}?saved=1"})
+
+
+def _tell_driver(request: Request, session: Session, order: OrderRow) -> None:
+    """New instructions for an order already on the road: an event for the dispatcher's feed
+    and, with MQTT on, the vehicle's retained route message again, now carrying them (the
+    driver's app reads its route there). Published before the commit: a retained message
+    that goes out for a save that then fails carries the same stops, only the old notes."""
+    route = _latest_route(session, order) if order.status == "dispatched" else None
+    if route is None:
+        return
+    plan_id, vehicle_id = route
+    session.add(
+        EventRow(
+            organisation_id=order.organisation_id,
+            order_id=order.id,
+            vehicle_id=vehicle_id,
+            kind="instructions_changed",
+            data={"fields": sorted(order.delivery_instructions or {})},
+        )
+    )
+    mqtt = getattr(request.app.state, "mqtt", None)
+    plan = session.get(PlanRow, plan_id)
+    vehicle = session.get(VehicleRow, vehicle_id)
+    if mqtt is None or plan is None or vehicle is None or plan.geojson is None:
+        return
+    session.flush()
+    topic = f"fleet/{vehicle.external_id}/route"
+    for name, message in route_messages(
+        plan.id, plan.result or {"routes": []}, plan.geojson, session, order.organisation_id
+    ):
+        if name == topic:
+            try:
+                publish_checked(mqtt.client, topic, message, qos=1, retain=True)
+            except PublishError as exc:
+                # The customer's save stands; the driver sees it at the next route message.
+                log.warning("route of %s not republished: %s", vehicle.external_id, exc)
 
 
 def _snapshot(request: Request, token: str) -> dict[str, Any] | None:
@@ -337,7 +437,7 @@ def _snapshot(request: Request, token: str) -> dict[str, Any] | None:
         order = _order(session, token)
         if order is None:
             return None
-        return tracking_view(session, order, datetime.now(UTC)).live()
+        return tracking_view(session, order, datetime.now(UTC), _tracks(request)).live()
 
 
 def _sse(data: dict[str, Any]) -> str:
@@ -352,7 +452,7 @@ async def tracking_events(token: str, request: Request) -> Response:
         return refused
     first = await run_in_threadpool(_snapshot, request, token)
     if first is None:
-        return _not_found()
+        return _not_found(request)
     state = request.app.state
     poll_s: float = getattr(state, "tracking_poll_s", POLL_S)
     max_s: float = getattr(state, "tracking_stream_max_s", STREAM_MAX_S)

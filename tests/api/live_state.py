@@ -1,9 +1,11 @@
-"""An order put on a moving vehicle's route directly in the store (plan, stop, progress with
-ETAs, the windows told), for tests of what customers and support staff are shown."""
+"""Live delivery states for tests of what customers, support staff and dispatchers are shown:
+an order put on a moving vehicle's route directly in the store (plan, stop, progress with
+ETAs, the windows told), or a real day planned and dispatched through the API."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 
@@ -17,6 +19,7 @@ from store.schema import (
     ProgressRow,
     VehicleRow,
 )
+from tests.api.service import Service
 
 
 def put_on_route(
@@ -117,3 +120,43 @@ def put_on_route(
     finally:
         engine.dispose()
     return start, end
+
+
+def dispatch(
+    s: Service, orders: dict[str, dict[str, Any]], depot: tuple[float, float]
+) -> list[str]:
+    """Depot, a van whose shift is under way, the orders; plan, dispatch, register the van's
+    OsmAnd device. Returns the order ids in route order."""
+    h = s.headers()
+    now = datetime.now(UTC)
+    shift = {
+        "start": (now - timedelta(hours=2)).isoformat(),
+        "end": (now + timedelta(hours=8)).isoformat(),
+    }
+    r = s.client.post(
+        "/v1/depots",
+        json={"id": "d1", "location": {"lat": depot[0], "lon": depot[1]}},
+        headers=h,
+    )
+    assert r.status_code == 201, r.text
+    r = s.client.post(
+        "/v1/vehicles", json={"id": "v1", "depot_id": "d1", "shift": shift}, headers=h
+    )
+    assert r.status_code == 201, r.text
+    for order_id, fields in orders.items():
+        r = s.client.post("/v1/orders", json={"id": order_id, **fields}, headers=h)
+        assert r.status_code == 201, r.text
+    plan_id = s.client.post("/v1/plans", json={"time_limit_s": 0.5}, headers=h).json()["plan_id"]
+    body = s.wait(plan_id)
+    assert body["status"] == "succeeded", body
+    assert s.client.post(f"/v1/plans/{plan_id}/dispatch", headers=h).status_code == 200
+    r = s.client.post(
+        "/v1/vehicles/v1/devices",
+        json={"protocol": "osmand", "external_device_id": "dev-1"},
+        headers=h,
+    )
+    assert r.status_code == 201, r.text
+    [route] = body["plan"]["routes"]
+    stops: list[str] = [stop["order_id"] for stop in route["stops"]]
+    assert sorted(stops) == sorted(orders)
+    return stops

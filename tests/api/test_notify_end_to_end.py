@@ -21,6 +21,7 @@ from notify.render import catalogue, window_text
 from notify.triggers import Window
 from store.db import make_engine, session_factory
 from store.schema import EventRow, OrderRow
+from tests.api.live_state import dispatch
 from tests.api.service import Service, running
 from tests.api.smtp_server import SmtpServer
 
@@ -74,41 +75,7 @@ def _policy(s: Service, policy: dict[str, Any]) -> None:
 
 
 def _dispatch(s: Service, orders: dict[str, dict[str, Any]]) -> list[str]:
-    """Depot, a van whose shift is under way, the orders; plan, dispatch, register the van's
-    OsmAnd device. Returns the order ids in route order."""
-    h = s.headers()
-    now = datetime.now(UTC)
-    shift = {
-        "start": (now - timedelta(hours=2)).isoformat(),
-        "end": (now + timedelta(hours=8)).isoformat(),
-    }
-    r = s.client.post(
-        "/v1/depots",
-        json={"id": "d1", "location": {"lat": DEPOT[0], "lon": DEPOT[1]}},
-        headers=h,
-    )
-    assert r.status_code == 201, r.text
-    r = s.client.post(
-        "/v1/vehicles", json={"id": "v1", "depot_id": "d1", "shift": shift}, headers=h
-    )
-    assert r.status_code == 201, r.text
-    for order_id, fields in orders.items():
-        r = s.client.post("/v1/orders", json={"id": order_id, **fields}, headers=h)
-        assert r.status_code == 201, r.text
-    plan_id = s.client.post("/v1/plans", json={"time_limit_s": 0.5}, headers=h).json()["plan_id"]
-    body = s.wait(plan_id)
-    assert body["status"] == "succeeded", body
-    assert s.client.post(f"/v1/plans/{plan_id}/dispatch", headers=h).status_code == 200
-    r = s.client.post(
-        "/v1/vehicles/v1/devices",
-        json={"protocol": "osmand", "external_device_id": "dev-1"},
-        headers=h,
-    )
-    assert r.status_code == 201, r.text
-    [route] = body["plan"]["routes"]
-    stops: list[str] = [stop["order_id"] for stop in route["stops"]]
-    assert sorted(stops) == sorted(orders)
-    return stops
+    return dispatch(s, orders, DEPOT)
 
 
 def _order(

@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
 
+from api.routes.tracking import browser_language
 from store.db import make_engine, session_factory
 from store.schema import (
     OrderRow,
 )
-from tests.api.live_state import put_on_route
+from tests.api.live_state import dispatch, put_on_route
 from tests.api.service import Service
 
 ROME = ZoneInfo("Europe/Rome")
@@ -156,3 +158,106 @@ def test_rate_limit_answers_429(service: Service) -> None:
     r = s.client.get("/t/nope")
     assert r.status_code == 429
     assert int(r.headers["Retry-After"]) >= 1
+
+
+HELSINKI_DEPOT = (60.1699, 24.9384)
+HELSINKI_STOPS = {"M-a": (60.1665, 24.9433), "M-b": (60.1700, 24.9500)}
+
+
+def _map_data(html: str) -> dict[str, Any]:
+    """The JSON the page hands its map script."""
+    begin = html.index('<script type="application/json" id="map-data">') + len(
+        '<script type="application/json" id="map-data">'
+    )
+    data: dict[str, Any] = json.loads(html[begin : html.index("</script>", begin)])
+    return data
+
+
+def _token(url: str, order_id: str) -> str:
+    engine = make_engine(url)
+    try:
+        with session_factory(engine)() as session:
+            order = session.scalar(select(OrderRow).where(OrderRow.external_id == order_id))
+            assert order is not None
+            return order.tracking_token
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.integration
+def test_map_shows_the_van_only_to_the_next_stop(service: Service) -> None:
+    """A planned, dispatched day on Helsinki's roads, the van reporting from the depot: the
+    first stop's page shows the van and the road from it to the door; the second's shows its
+    own address on the streets around it, and neither the van nor another customer's place."""
+    s = service
+    orders = {
+        oid: {"location": {"lat": lat, "lon": lon}, "service_s": 60}
+        for oid, (lat, lon) in HELSINKI_STOPS.items()
+    }
+    first, second = dispatch(s, orders, HELSINKI_DEPOT)
+    r = s.client.get(
+        "/osmand",
+        params={
+            "id": "dev-1",
+            "lat": HELSINKI_DEPOT[0],
+            "lon": HELSINKI_DEPOT[1],
+            "timestamp": int(datetime.now(UTC).timestamp()),
+        },
+    )
+    assert r.status_code == 200, r.text
+
+    page = s.client.get(f"/t/{_token(s.url, first)}")
+    assert page.status_code == 200
+    assert 'data-vehicle="shown"' in page.text
+    assert "/static/vendor/leaflet/leaflet.js" in page.text
+    data = _map_data(page.text)
+    live = data["live"]
+    assert live["vehicle"] == pytest.approx(list(HELSINKI_DEPOT), abs=1e-4)
+    assert live["stop"] == pytest.approx(list(HELSINKI_STOPS[first]), abs=1e-4)
+    leg = live["leg"]
+    assert len(leg) >= 2
+    # The line runs from near the van to near the door, on the roads.
+    assert leg[0] == pytest.approx(list(HELSINKI_DEPOT), abs=2e-3)
+    assert leg[-1] == pytest.approx(list(HELSINKI_STOPS[first]), abs=2e-3)
+    assert len(data["roads"]) > 10
+
+    page = s.client.get(f"/t/{_token(s.url, second)}")
+    assert 'data-vehicle="hidden"' in page.text
+    live = _map_data(page.text)["live"]
+    assert live["vehicle"] is None
+    assert live["leg"] == []
+    assert live["stop"] == pytest.approx(list(HELSINKI_STOPS[second]), abs=1e-4)
+
+
+@pytest.mark.integration
+def test_static_leaflet_is_served(service: Service) -> None:
+    """The bundled map library is served by the service itself (no CDN)."""
+    r = service.client.get("/static/vendor/leaflet/leaflet.js")
+    assert r.status_code == 200
+    assert "Leaflet" in r.text[:500]
+    assert service.client.get("/static/vendor/leaflet/leaflet.css").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("header", "language"),
+    [
+        ("it-IT,it;q=0.9,en;q=0.8", "it"),
+        ("de-DE,de;q=0.9,fr;q=0.5", "fr"),
+        ("en;q=0.2, nl;q=0.9", "nl"),
+        ("ru;q=0, es", "es"),
+        ("de", "en"),
+        ("", "en"),
+        ("fr;q=abc, it", "it"),
+    ],
+)
+def test_error_pages_speak_the_browsers_language(header: str, language: str) -> None:
+    """An error page has no order to take a language from: the browser's own, by q."""
+    assert browser_language(header) == language
+
+
+@pytest.mark.integration
+def test_not_found_page_in_the_browsers_language(service: Service) -> None:
+    r = service.client.get("/t/not-a-token", headers={"Accept-Language": "fr-FR,fr;q=0.9"})
+    assert r.status_code == 404
+    assert '<html lang="fr">' in r.text
+    assert "Lien de suivi introuvable" in r.text

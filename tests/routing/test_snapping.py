@@ -70,3 +70,20 @@ def test_vectorised_snap_matches_one_by_one(helsinki: RoadGraph, helsinki_snappe
         one = helsinki_snapper.snap_arrays(lat[i : i + 1], lon[i : i + 1])
         assert one.distance_m[0] == pytest.approx(many.distance_m[i])
         assert one.lat[0] == pytest.approx(many.lat[i])
+
+
+def test_roads_near_a_point_are_the_streets_within_the_radius(
+    helsinki_snapper: Snapper,
+) -> None:
+    """The base map of the tracking page: each road (twins once) has a point within reach,
+    nearest first, and the cap holds."""
+    centre = LatLon(60.1699, 24.9384)
+    roads = helsinki_snapper.roads_near(centre, 300.0)
+    assert len(roads) > 20
+    nearest = [min(haversine_m(centre, LatLon(lat, lon)) for lat, lon in road) for road in roads]
+    # Each road passes within the radius (a vertex may lie beyond it on a long road).
+    assert all(len(road) >= 2 for road in roads)
+    assert nearest[0] < 100
+    assert len({tuple(road) for road in roads}) == len(roads)
+    assert len(helsinki_snapper.roads_near(centre, 300.0, max_roads=5)) == 5
+    assert helsinki_snapper.roads_near(LatLon(60.0, 24.0), 300.0) == []

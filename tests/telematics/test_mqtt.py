@@ -15,7 +15,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import func, select
 
-from store.schema import DeadLetterRow, PositionRow
+from store.schema import DeadLetterRow, EventRow, PositionRow
 from telematics.ingest import Ingester
 from telematics.mqtt import BrokerAddress, MqttIngester, publish_checked
 from tests.conftest import MOSQUITTO, require_servers
@@ -175,3 +175,28 @@ def test_service_with_a_private_broker_ingests_mqtt(tmp_path: Path) -> None:
         assert [s["order_id"] for s in route["stops"]] == ["ro"]
         assert route["stops"][0]["instructions"]["safe_place"] == "Porch"
         assert route["geometry"]["type"] == "LineString"
+
+        # Changed after dispatch: the retained route is published again, carrying them, and
+        # the dispatcher's feed gets an event.
+        saved = client.post(
+            f"/t/{token}/instructions",
+            content="safe_place=Garage&notes=Ring+twice&access_code=",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+            follow_redirects=False,
+        )
+        assert saved.status_code == 303, saved.text
+        latest: list[bytes] = []
+        reader = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        reader.on_message = lambda _c, _u, m: latest.append(m.payload)
+        reader.connect(broker.host, broker.port)
+        reader.subscribe("fleet/rv/route", qos=1)
+        reader.loop_start()
+        _wait(lambda: bool(latest))
+        reader.loop_stop()
+        reader.disconnect()
+        again = json.loads(latest[0])
+        assert again["plan_id"] == plan_id
+        assert again["stops"][0]["instructions"] == {"safe_place": "Garage", "notes": "Ring twice"}
+        with sessions() as session:
+            kinds = list(session.scalars(select(EventRow.kind).where(EventRow.kind.like("instr%"))))
+        assert kinds == ["instructions_changed"]

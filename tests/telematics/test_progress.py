@@ -3,9 +3,11 @@ fixes that jump over a stop, leaving and rejoining the route."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -179,3 +181,30 @@ def test_standing_still_is_seen() -> None:
     assert state.moved_at is not None
     assert state.moved_at <= T0 + timedelta(seconds=25)
     assert state.fix_time == T0 + timedelta(seconds=310)
+
+
+def test_the_line_between_two_places_on_the_route_is_cut_where_they_fall() -> None:
+    """From 250 m to 1,530 m: ends cut mid-segment, the vertices between kept, in order."""
+    points = track().latlon_between(250.0, 1530.0)
+    assert points[0] == pytest.approx(at(250), abs=1e-7)
+    assert points[-1] == pytest.approx(at(1530), abs=1e-7)
+    assert len(points) == 2 + len(range(300, 1501, 100))
+    lons = [lon for _, lon in points]
+    assert lons == sorted(lons)
+
+
+@given(
+    st.floats(min_value=-500, max_value=2500, allow_nan=False),
+    st.floats(min_value=-500, max_value=2500, allow_nan=False),
+)
+@settings(max_examples=200, deadline=None)
+def test_the_cut_line_is_as_long_as_the_stretch_it_covers(a_m: float, b_m: float) -> None:
+    """Clamped to the route: its length is the distance between the clamped ends."""
+    points = track().latlon_between(a_m, b_m)
+    lo = min(max(a_m, 0.0), 2000.0)
+    hi = min(max(b_m, lo), 2000.0)
+    length_m = sum(
+        math.hypot((b[0] - a[0]) * M_PER_DEG_LAT, (b[1] - a[1]) * M_PER_DEG_LON)
+        for a, b in itertools.pairwise(points)
+    )
+    assert length_m == pytest.approx(hi - lo, abs=0.5)
