@@ -196,7 +196,8 @@ def tracking_view(
     stops_label = cat["next"]
     if stops_before:
         stops_label = _say(cat["stops"], stops=_plural(full, "stops", stops_before, locale))
-    done_label = cat["delivered"] if order.status == "delivered" else cat["failed"]
+    # Until the order ends, the last step is the hoped-for one.
+    done_label = cat["failed"] if order.status in ("failed", "skipped") else cat["delivered"]
     labels = (cat["planned"], cat["out"], stops_label, cat["arrived"], done_label)
     steps = tuple(
         Step(label, "done" if i < reached else "current" if i == reached else "todo")

@@ -1,0 +1,149 @@
+"""Real browser tests' parts: the service on a real port (uvicorn in a thread), a headless
+Chromium driven by Playwright (the machine's own Chromium, never a downloaded one), and a
+folder for the screenshots each test saves as an artefact."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI
+
+from api.app import create_app
+from api.settings import Settings
+from store.db import make_engine, session_factory
+from store.repo import create_organisation
+from tests.conftest import require_servers
+
+#: Where screenshots go (CI keeps the folder as the run's artefacts).
+ARTIFACTS = Path(os.environ.get("LASTMILE_ARTIFACTS_DIR", "test-artifacts")) / "screenshots"
+#: Flags for a headless Chromium on a machine with no network beyond loopback: without the
+#: background-networking ones it keeps trying Google's hosts.
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def chromium_path() -> str:
+    """The machine's Chromium (LASTMILE_CHROMIUM, else on PATH), or skip (fail in CI)."""
+    found = os.environ.get("LASTMILE_CHROMIUM") or next(
+        (p for p in map(shutil.which, ("chromium", "chromium-browser")) if p), None
+    )
+    if found is None:
+        message = "no Chromium on this machine (Debian: apt-get install chromium)"
+        if require_servers():
+            pytest.fail(message)
+        pytest.skip(message)
+    return found
+
+
+@dataclass
+class LiveService:
+    """The service listening on a real port, with its app (for its state) and an admin key."""
+
+    app: FastAPI
+    base_url: str
+    admin: str
+    url: str
+    client: httpx.Client
+
+    def headers(self, key: str | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key or self.admin}"}
+
+    def key(self, role: str) -> str:
+        response = self.client.post("/v1/keys", json={"role": role}, headers=self.headers())
+        assert response.status_code == 201, response.text
+        key: str = response.json()["key"]
+        return key
+
+    def wait(self, plan_id: str, timeout_s: float = 60.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            body: dict[str, Any] = self.client.get(
+                f"/v1/plans/{plan_id}", headers=self.headers()
+            ).json()
+            if body["status"] in ("succeeded", "failed", "cancelled"):
+                return body
+            time.sleep(0.1)
+        raise AssertionError(f"plan {plan_id} still not finished after {timeout_s} s")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@contextmanager
+def live_service(data_dir: Path) -> Iterator[LiveService]:
+    """The service on SQLite, MQTT and sender off, served by uvicorn on a free port."""
+    url = f"sqlite:///{data_dir / 'lastmile.db'}"
+    settings = Settings(
+        data_dir=data_dir,
+        database_url=url,
+        plan_time_limit_s=1.0,
+        mqtt=False,
+        sender_enabled=False,
+    )
+    app = create_app(settings)
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="on",
+            # Open event streams would hold the shutdown: cut them after a moment.
+            timeout_graceful_shutdown=2,
+        )
+    )
+    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the service did not start")
+        time.sleep(0.05)
+    # Pages update fast in tests: the event streams poll the store often.
+    app.state.tracking_poll_s = 0.2
+    app.state.dashboard_poll_s = 0.2
+    engine = make_engine(url)
+    try:
+        _, admin = create_organisation(session_factory(engine), "Test carrier", "UTC")
+    finally:
+        engine.dispose()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        with httpx.Client(base_url=base, timeout=30) as client:
+            yield LiveService(app, base, admin, url, client)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def screenshot(page: Any, name: str) -> Path:
+    """Save the whole page as ``<name>.png`` among the run's artefacts."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path

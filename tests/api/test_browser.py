@@ -1,0 +1,222 @@
+"""The web pages in a real browser (headless Chromium driven by Playwright) against the
+service on a real port: the tracking page's window, its live update without reload, the
+map's privacy rule, the instructions form, and the dispatcher dashboard's late stop. Each
+test saves screenshots (``test-artifacts/screenshots``). Run them alone: ``pytest -m
+browser``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from api.routes.tracking import tracking_view
+from store.db import make_engine, session_factory
+from store.schema import OrderRow
+from tests.api.browser import CHROMIUM_ARGS, LiveService, chromium_path, live_service, screenshot
+from tests.api.live_state import dispatch
+
+pytestmark = [pytest.mark.browser, pytest.mark.integration]
+
+DEPOT = (60.1699, 24.9384)
+STOPS = {"B-a": (60.1665, 24.9433), "B-b": (60.1700, 24.9500)}
+#: A phone's width: the tracking page must read without sideways scrolling.
+PHONE = {"width": 360, "height": 740}
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    path = chromium_path()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def live(tmp_path: Path) -> Iterator[LiveService]:
+    with live_service(tmp_path) as s:
+        yield s
+
+
+@pytest.fixture
+def phone(chromium: Any) -> Iterator[Any]:
+    context = chromium.new_context(viewport=PHONE, locale="en-GB")
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+class SimClock:
+    """The ingester's clock, started in the past and moved on with the fixes: a van stands at
+    the depot for many minutes of fix time in a test of seconds."""
+
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> datetime:
+        self.now += timedelta(seconds=seconds)
+        return self.now
+
+
+def _day(s: LiveService) -> list[str]:
+    """Two English customers planned and dispatched from the Helsinki depot, route order."""
+    orders = {
+        oid: {
+            "location": {"lat": lat, "lon": lon},
+            "service_s": 60,
+            "customer_ref": f"REF-{oid}",
+            "contact": {"name": "Alex"},
+            "language": "en",
+            "timezone": "Europe/Helsinki",
+        }
+        for oid, (lat, lon) in STOPS.items()
+    }
+    return dispatch(s, orders, DEPOT)  # type: ignore[arg-type]
+
+
+def _fix(s: LiveService, at: datetime, where: tuple[float, float] = DEPOT) -> None:
+    r = s.client.get(
+        "/osmand",
+        params={"id": "dev-1", "lat": where[0], "lon": where[1], "timestamp": int(at.timestamp())},
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "applied", r.text
+
+
+def _token(s: LiveService, order_id: str) -> str:
+    engine = make_engine(s.url)
+    try:
+        with session_factory(engine)() as session:
+            order = session.scalar(select(OrderRow).where(OrderRow.external_id == order_id))
+            assert order is not None
+            return order.tracking_token
+    finally:
+        engine.dispose()
+
+
+def _window_line(s: LiveService, order_id: str) -> str:
+    """The window sentence the page should show now, read from the store."""
+    engine = make_engine(s.url)
+    try:
+        with session_factory(engine)() as session:
+            order = session.scalar(select(OrderRow).where(OrderRow.external_id == order_id))
+            assert order is not None
+            return tracking_view(session, order, datetime.now(UTC)).window
+    finally:
+        engine.dispose()
+
+
+def _fits_the_phone(page: Any) -> bool:
+    width: int = page.evaluate("document.documentElement.scrollWidth")
+    return width <= PHONE["width"]
+
+
+def test_tracking_page_shows_the_window(live: LiveService, phone: Any) -> None:
+    """The page shows the live window in the customer's words, readable at 360 px."""
+    s = live
+    first, _ = _day(s)
+    _fix(s, datetime.now(UTC) - timedelta(seconds=5))
+    phone.goto(f"{s.base_url}/t/{_token(s, first)}")
+    expected = _window_line(s, first)
+    assert expected.startswith("Expected between ")
+    assert phone.inner_text("#window") == expected
+    assert phone.inner_text("#status") == "You are the next stop"
+    assert phone.inner_text("#timeline li:last-child") == "Delivered"
+    assert phone.get_attribute("html", "lang") == "en"
+    assert _fits_the_phone(phone)
+    screenshot(phone, "tracking-window")
+
+
+def test_a_delaying_fix_changes_the_open_page_without_reload(
+    live: LiveService, phone: Any
+) -> None:
+    """The van stands at the depot, minute after minute of fixes: the stored window moves
+    and the open page follows within seconds, over server-sent events, not by reloading."""
+    s = live
+    _, second = _day(s)
+    clock = SimClock(datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=40))
+    s.app.state.ingester.clock = clock
+    _fix(s, clock.now)
+    phone.goto(f"{s.base_url}/t/{_token(s, second)}")
+    before = phone.inner_text("#window")
+    assert before == _window_line(s, second)
+    phone.evaluate("window.__loadedOnce = true")
+    for _ in range(40):
+        _fix(s, clock.advance(60))
+        if _window_line(s, second) != before:
+            break
+    else:
+        raise AssertionError("standing 40 minutes at the depot never moved the window")
+    expected = _window_line(s, second)
+    phone.wait_for_function(
+        "text => document.getElementById('window').textContent === text",
+        arg=expected,
+        timeout=5_000,
+    )
+    assert phone.evaluate("window.__loadedOnce === true")  # the same page, not reloaded
+    screenshot(phone, "tracking-window-moved")
+
+
+def test_map_shows_the_van_only_when_the_stop_is_next(live: LiveService, chromium: Any) -> None:
+    """First stop: the van and its road to the door on the map. Second stop: its own
+    address on the streets, no van."""
+    s = live
+    first, second = _day(s)
+    _fix(s, datetime.now(UTC) - timedelta(seconds=5))
+    context = chromium.new_context(viewport=PHONE)
+    try:
+        page = context.new_page()
+        page.goto(f"{s.base_url}/t/{_token(s, first)}")
+        page.wait_for_selector("#map path.map-stop")
+        assert page.get_attribute("#map", "data-vehicle") == "shown"
+        assert page.locator("#map path.map-vehicle").count() == 1
+        assert page.locator("#map path.map-leg").count() == 1
+        assert page.is_visible("#map-vehicle-note")
+        screenshot(page, "tracking-map-next")
+
+        page.goto(f"{s.base_url}/t/{_token(s, second)}")
+        page.wait_for_selector("#map path.map-stop")
+        assert page.get_attribute("#map", "data-vehicle") == "hidden"
+        assert page.locator("#map path.map-vehicle").count() == 0
+        assert not page.is_visible("#map-vehicle-note")
+        screenshot(page, "tracking-map-not-next")
+    finally:
+        context.close()
+
+
+def test_instructions_form_saves(live: LiveService, phone: Any) -> None:
+    """Typed into the labelled fields and saved: the page says so and keeps the values."""
+    s = live
+    first, _ = _day(s)
+    phone.goto(f"{s.base_url}/t/{_token(s, first)}")
+    phone.get_by_label("Safe place").fill("Behind the blue gate")
+    phone.get_by_label("Notes for the driver").fill("Dog is friendly")
+    phone.get_by_label("Access or door code").fill("4321")
+    phone.get_by_role("button", name="Save instructions").click()
+    phone.wait_for_selector("p.note")
+    assert "your instructions were saved" in phone.inner_text("p.note")
+    assert phone.input_value("#safe_place") == "Behind the blue gate"
+    assert phone.input_value("#access_code") == "4321"
+    engine = make_engine(s.url)
+    try:
+        with session_factory(engine)() as session:
+            order = session.scalar(select(OrderRow).where(OrderRow.external_id == first))
+            assert order is not None
+            assert order.delivery_instructions == {
+                "safe_place": "Behind the blue gate",
+                "notes": "Dog is friendly",
+                "access_code": "4321",
+            }
+    finally:
+        engine.dispose()
+    screenshot(phone, "tracking-instructions-saved")
