@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, Path, Request
@@ -19,6 +20,16 @@ def _session(request: Request) -> Iterator[Session]:
 
 
 SessionDep = Annotated[Session, Depends(_session)]
+
+
+def service_now(request: Request) -> datetime:
+    """The service's time: the wall clock, or the simulated one the demo runs on (one clock
+    for the routes, the ingester and the sender, so a sped-up day stays consistent)."""
+    clock = getattr(request.app.state, "clock", None)
+    return clock() if clock is not None else datetime.now(UTC)
+
+
+Now = Annotated[datetime, Depends(service_now)]
 Dispatcher = Annotated[Caller, Depends(require("dispatcher"))]
 Reader = Annotated[Caller, Depends(require("dispatcher", "support"))]
 Admin = Annotated[Caller, Depends(require("admin"))]

@@ -273,7 +273,8 @@ class OrganisationUpdate(Strict):
         description="Which customer messages go out and when: enabled (triggers), "
         "stops_away_n, minutes_away_m, budget_per_order, min_interval_s, quiet_start and "
         "quiet_end (HH:MM in the customer's zone, or null), stale_after_s, "
-        "final_stale_after_s, default_channels. Missing keys keep their defaults.",
+        "final_stale_after_s, default_channels, webhook_url (the shop's endpoint for the "
+        "webhook channel, signed as docs/webhooks.md says). Missing keys keep their defaults.",
         examples=[{"quiet_start": "21:00", "quiet_end": "08:00", "budget_per_order": 6}],
     )
 

@@ -110,7 +110,15 @@ def settings_from_json(
 ) -> NotifySettings:
     """A tenant's policy from its stored JSON; missing keys keep the defaults."""
     problems: list[Problem] = []
-    known = {*_INTS, *_POSITIVE, "enabled", "default_channels", "quiet_start", "quiet_end"}
+    known = {
+        *_INTS,
+        *_POSITIVE,
+        "enabled",
+        "default_channels",
+        "quiet_start",
+        "quiet_end",
+        "webhook_url",
+    }
     for name in sorted(set(data) - known):
         problems.append(
             Problem(f"{where}.{name}", f"unknown setting; known: {', '.join(sorted(known))}")
@@ -135,6 +143,12 @@ def settings_from_json(
         except (ValueError, TypeError):
             channels = ", ".join(str(c) for c in Channel)
             problems.append(Problem(f"{where}.default_channels", f"channels are among: {channels}"))
+    if "webhook_url" in data:
+        url = data["webhook_url"]
+        if url is not None and (not isinstance(url, str) or len(url) > 500):
+            problems.append(Problem(f"{where}.webhook_url", "must be a URL (<= 500) or null"))
+        else:
+            kwargs["webhook_url"] = url or None
     for name in ("quiet_start", "quiet_end"):
         if name in data:
             value = data[name]
@@ -159,6 +173,7 @@ def settings_to_json(settings: NotifySettings) -> dict[str, Any]:
         "quiet_start": settings.quiet_start.strftime("%H:%M") if settings.quiet_start else None,
         "quiet_end": settings.quiet_end.strftime("%H:%M") if settings.quiet_end else None,
         "default_channels": [str(c) for c in settings.default_channels],
+        "webhook_url": settings.webhook_url,
     }
 
 

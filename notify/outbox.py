@@ -25,8 +25,9 @@ from notify.triggers import DeliveryEvent
 from store.schema import OrderRow, Organisation, OutboxRow
 
 
-def recipient(order: OrderRow) -> Recipient:
-    """Where and how to reach the customer of an order (push goes to its tracking token)."""
+def recipient(order: OrderRow, webhook_url: str | None = None) -> Recipient:
+    """Where and how to reach the customer of an order (push goes to its tracking token, the
+    webhook channel to the tenant's endpoint)."""
     channels: tuple[Channel, ...] | None = None
     if order.channels:
         # "mqtt" is the API's older name of push.
@@ -38,6 +39,7 @@ def recipient(order: OrderRow) -> Recipient:
         email=order.contact_email or None,
         phone=order.contact_phone or None,
         push_topic=order.tracking_token,
+        webhook_url=webhook_url,
         channels=channels,
         opted_out=order.opted_out,
     )
@@ -100,11 +102,12 @@ class Outbox:
     ) -> int:
         # Keyed by the order's row id: external ids repeat across tenants.
         state = state_from_json(order.id, order.notify_state or {})
+        settings = self.settings(session, order.organisation_id)
         decision = decide(
             state,
             events,
-            self.settings(session, order.organisation_id),
-            recipient(order),
+            settings,
+            recipient(order, settings.webhook_url),
             now,
         )
         self._write(session, order, decision, now)

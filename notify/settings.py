@@ -41,9 +41,16 @@ class NotifySettings:
     #: Same for the outcome (delivered / failed): still worth telling the next morning.
     final_stale_after_s: int = 43_200
     default_channels: tuple[Channel, ...] = (Channel.SMS, Channel.EMAIL)
+    #: The shop's own endpoint: every customer's messages on the webhook channel go there
+    #: (signed), so its systems (CRM, chat bot, help desk) hear what customers are told.
+    webhook_url: str | None = None
 
     def __post_init__(self) -> None:
         problems: list[Problem] = []
+        if self.webhook_url is not None and not self.webhook_url.startswith(
+            ("https://", "http://")
+        ):
+            problems.append(Problem("webhook_url", "must be an http(s):// URL"))
         for name in ("stops_away_n", "minutes_away_m", "budget_per_order", "min_interval_s"):
             if getattr(self, name) < 0:
                 problems.append(Problem(name, "must be >= 0"))

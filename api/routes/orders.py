@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from api.deps import Dispatcher, OrderId, Reader, SessionDep, owned
+from api.deps import Dispatcher, OrderId, Reader, SessionDep, owned, service_now
 from api.errors import conflict
 from api.routes.fleet import ERRORS
 from api.schemas import (
@@ -105,12 +104,14 @@ def get_order(order_id: OrderId, caller: Reader, session: SessionDep) -> OrderPu
 
 
 @router.post("/{order_id}/cancel", responses=ERRORS, summary="Cancel an order.")
-def cancel_order(order_id: OrderId, caller: Dispatcher, session: SessionDep) -> OrderPublic:
+def cancel_order(
+    order_id: OrderId, caller: Dispatcher, session: SessionDep, request: Request
+) -> OrderPublic:
     row = order_row(session, caller.organisation_id, order_id)
     if row.status == "cancelled":
         raise conflict(f"order {order_id!r} is already cancelled")
     row.status = "cancelled"
-    row.cancelled_at = datetime.now(UTC)
+    row.cancelled_at = service_now(request)
     return order_public(row)
 
 

@@ -6,14 +6,14 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 
-from api.deps import Dispatcher, PlanId, Reader, SessionDep
+from api.deps import Dispatcher, PlanId, Reader, SessionDep, service_now
 from api.errors import conflict, not_found
 from api.routes.fleet import ERRORS
 from api.routes.orders import order_row
@@ -207,7 +207,7 @@ def dispatch(
     for order in orders.values():
         if order.status != "cancelled":
             order.status = "dispatched"
-    row.dispatched_at = datetime.now(UTC)
+    row.dispatched_at = service_now(request)
     _confirm(request, session, row, orders, again, row.dispatched_at)
     mqtt = getattr(request.app.state, "mqtt", None)
     if mqtt is not None and row.geojson is not None:
@@ -312,12 +312,14 @@ def route_messages(
 
 
 @router.post("/{plan_id}/cancel", responses=ERRORS, summary="Cancel a plan (stops a queued job).")
-def cancel(plan_id: PlanId, caller: Dispatcher, session: SessionDep) -> PlanPublic:
+def cancel(
+    plan_id: PlanId, caller: Dispatcher, session: SessionDep, request: Request
+) -> PlanPublic:
     row = _plan_row(session, caller.organisation_id, plan_id)
     if row.status == "cancelled":
         raise conflict(f"plan {plan_id!r} is already cancelled")
     row.status = "cancelled"
-    row.cancelled_at = datetime.now(UTC)
+    row.cancelled_at = service_now(request)
     return _public(session, row)
 
 
@@ -339,7 +341,7 @@ def _start_change(
     plan_id: str,
 ) -> PlanJobPublic:
     data = body.model_dump(mode="json")
-    data["now"] = (body.now or datetime.now(UTC)).isoformat()
+    data["now"] = (body.now or service_now(request)).isoformat()
     return _start(request, organisation_id, kind, data, parent=plan_id)
 
 

@@ -14,7 +14,7 @@ from prometheus_client import Counter
 from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session
 
-from api.deps import Reader, SessionDep
+from api.deps import Reader, SessionDep, service_now
 from api.errors import ApiError
 from api.routes.fleet import ERRORS
 from api.routes.orders import order_row
@@ -226,7 +226,7 @@ def lookup(
     from api.app import TRACKING_PATH  # the app imports this module
 
     base = request.app.state.settings.tracking_base
-    now = datetime.now(UTC)
+    now = service_now(request)
     return [
         _found(session, row, base + TRACKING_PATH.format(token=row.tracking_token), now)
         for row in rows
@@ -247,7 +247,7 @@ def record_contact(
         organisation_id=caller.organisation_id,
         order_id=order.id,
         channel=body.channel,
-        at=datetime.now(UTC),
+        at=service_now(request),
         note=body.note,
     )
     session.add(row)
@@ -277,12 +277,13 @@ def _rate(contacts: int, orders: int) -> float | None:
 def wismo_report(
     caller: Reader,
     session: SessionDep,
+    request: Request,
     days: Annotated[int, Query(ge=1, le=92, description="Days back, today included.")] = 7,
 ) -> WismoReportOut:
     organisation = session.get(Organisation, caller.organisation_id)
     assert organisation is not None
     zone = _zone(organisation.timezone)
-    today = datetime.now(UTC).astimezone(zone).date()
+    today = service_now(request).astimezone(zone).date()
     first_day = today - timedelta(days=days - 1)
     since = datetime.combine(first_day, time(0), tzinfo=zone).astimezone(UTC)
 

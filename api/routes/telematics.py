@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from api.auth import Caller, require
-from api.deps import Reader, SessionDep, VehicleId
+from api.deps import Reader, SessionDep, VehicleId, service_now
 from api.errors import ApiError, not_found
 from api.routes.fleet import ERRORS, vehicle_row
 from api.routes.orders import order_row
@@ -118,7 +118,7 @@ def driver_event(
         order,
         body.kind,
         body.reason,
-        body.at or datetime.now(UTC),
+        body.at or service_now(request),
         getattr(request.app.state, "outbox", None),
     )
     return {"order_id": body.order_id, "status": body.kind}

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -30,6 +30,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from api.deps import service_now
 from api.routes.plans import route_messages
 from api.routes.support import _at, _late_minutes, _latest_route
 from api.tracking_map import MapView, Tracks, map_view, roads_around
@@ -345,7 +346,7 @@ def tracking_page(token: str, request: Request) -> Response:
         order = _order(session, token)
         if order is None:
             return _not_found(request)
-        view = tracking_view(session, order, datetime.now(UTC), _tracks(request))
+        view = tracking_view(session, order, service_now(request), _tracks(request))
         saved = "saved" in request.query_params
         roads = roads_around(getattr(request.app.state, "snapper", None), order)
         return _page(
@@ -380,7 +381,7 @@ def _save(request: Request, token: str, given: dict[str, str], too_large: bool) 
         order = _order(session, token)
         if order is None:
             return _not_found(request)
-        view = tracking_view(session, order, datetime.now(UTC), _tracks(request))
+        view = tracking_view(session, order, service_now(request), _tracks(request))
         cat = view.texts
         problem = cat["too_large"] if too_large else ""
         for name, limit in LIMITS.items():
@@ -438,7 +439,7 @@ def _snapshot(request: Request, token: str) -> dict[str, Any] | None:
         order = _order(session, token)
         if order is None:
             return None
-        return tracking_view(session, order, datetime.now(UTC), _tracks(request)).live()
+        return tracking_view(session, order, service_now(request), _tracks(request)).live()
 
 
 def _sse(data: dict[str, Any]) -> str:

@@ -82,3 +82,16 @@ def test_unknown_settings_are_refused() -> None:
     """A misspelt setting is an error naming it, not silently ignored."""
     with pytest.raises(ValidationError, match=r"notification_policy\.quiet_strat"):
         settings_from_json({"quiet_strat": "22:00"})
+
+
+def test_the_tenants_webhook_url_round_trips_and_is_checked() -> None:
+    """The shop's endpoint for the webhook channel: kept, cleared with null, refused when not
+    an http(s) URL (naming the field)."""
+    settings = settings_from_json({"webhook_url": "https://shop.example/hooks"})
+    assert settings.webhook_url == "https://shop.example/hooks"
+    assert settings_from_json(settings_to_json(settings)) == settings
+    assert settings_from_json({"webhook_url": None}).webhook_url is None
+    for bad in ("ftp://shop.example", 42):
+        with pytest.raises(ValidationError) as caught:
+            settings_from_json({"webhook_url": bad})
+        assert caught.value.problems[0].field == "notification_policy.webhook_url"
