@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -19,7 +20,17 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from api import errors
 from api.jobs import PlanRunner
-from api.routes import fleet, health, notifications, orders, plans, support, telematics, tracking
+from api.routes import (
+    dashboard,
+    fleet,
+    health,
+    notifications,
+    orders,
+    plans,
+    support,
+    telematics,
+    tracking,
+)
 from api.settings import Settings
 from domain.geo import LatLon
 from notify.channels import GenericSms, SmtpChannel, TwilioSms, WebhookChannel
@@ -93,8 +104,13 @@ def close_channels(channels: dict[Channel, ChannelImpl]) -> None:
             close()
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, clock: Callable[[], datetime] | None = None
+) -> FastAPI:
+    """The service. ``clock`` is the time every part reads (routes, ingester, sender): the
+    wall clock unless given (the demo passes a sped-up one)."""
     settings = settings or Settings()
+    service_clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -123,7 +139,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # One outbox for the ingester (which queues) and the sender (which releases and sends).
         app.state.outbox = Outbox()
         app.state.ingester = Ingester(
-            sessions, off_route_travel=drive_back_s, outbox=app.state.outbox
+            sessions, off_route_travel=drive_back_s, outbox=app.state.outbox, clock=service_clock
         )
         private = None
         app.state.mqtt = None
@@ -167,6 +183,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 channels,
                 app.state.outbox,
                 tracking_url=lambda token: base + TRACKING_PATH.format(token=token),
+                clock=service_clock,
                 lease_s=settings.sender_lease_s,
                 max_attempts=settings.sender_max_attempts,
             )
@@ -193,6 +210,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.clock = service_clock
     registry = CollectorRegistry()
     app.state.registry = registry
     requests = Counter(
@@ -229,7 +247,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return response
 
     errors.install(app)
-    for module in (health, fleet, orders, plans, telematics, notifications, support, tracking):
+    for module in (
+        health,
+        fleet,
+        orders,
+        plans,
+        telematics,
+        notifications,
+        support,
+        tracking,
+        dashboard,
+    ):
         app.include_router(module.router)
     # The web pages' own scripts and styles, and the bundled Leaflet (no CDN, works offline).
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

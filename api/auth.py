@@ -23,12 +23,9 @@ class Caller:
     key_id: str
 
 
-def _caller(
-    request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)
-) -> Caller:
-    if credentials is None:
-        raise ApiError(401, "unauthorized", "an API key is needed (Authorization: Bearer ...)")
-    key = credentials.credentials
+def caller_for_key(request: Request, key: str) -> Caller:
+    """The caller a key string belongs to, or 401: one check for the bearer header and for the
+    dashboard's cookie (browsers cannot send headers on navigation or EventSource)."""
     prefix = key_prefix(key)
     if prefix is None:
         raise ApiError(401, "unauthorized", "not a lastmile API key")
@@ -39,12 +36,25 @@ def _caller(
     return Caller(row.organisation_id, row.role, row.id)
 
 
+def check_role(caller: Caller, *roles: str) -> Caller:
+    """The caller if it has one of ``roles`` (admin always), else 403."""
+    if caller.role != "admin" and caller.role not in roles:
+        raise ApiError(403, "forbidden", f"this needs the role {' or '.join(roles)}")
+    return caller
+
+
+def _caller(
+    request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)
+) -> Caller:
+    if credentials is None:
+        raise ApiError(401, "unauthorized", "an API key is needed (Authorization: Bearer ...)")
+    return caller_for_key(request, credentials.credentials)
+
+
 def require(*roles: str) -> Callable[..., Caller]:
     """A dependency admitting callers with one of ``roles`` (admin always)."""
 
     def check(caller: Caller = Depends(_caller)) -> Caller:
-        if caller.role != "admin" and caller.role not in roles:
-            raise ApiError(403, "forbidden", f"this needs the role {' or '.join(roles)}")
-        return caller
+        return check_role(caller, *roles)
 
     return check

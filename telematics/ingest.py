@@ -70,6 +70,7 @@ from telematics.progress import (
     ProgressParams,
     RouteTrack,
     apply_fix,
+    carry_over,
     progress_from_dict,
     progress_to_dict,
     route_track,
@@ -509,7 +510,14 @@ class Ingester:
                     # on rising, so the policy never takes a new ETA for an old one.
                     kept = set(route.track.stop_ids)
                     live.told = {k: v for k, v in live.told.items() if k in kept}
-                    live.progress, live.eta_log = start(route.track), {}
+                    # Stops it shares with the old plan keep their arrivals, and the search
+                    # for its place starts where it had got to (not at the depot).
+                    fresh = (
+                        carry_over(route.track, live.progress)
+                        if live.progress is not None
+                        else start(route.track)
+                    )
+                    live.progress, live.eta_log = fresh, {}
                 live.progress, events = apply_fix(
                     route.track, live.progress, position, self.progress
                 )

@@ -75,6 +75,10 @@ class RouteTrack:
         point: XY = _project(np.array([[lon, lat]]), self.origin_lat, self.origin_lon)[0]
         return point
 
+    def latlon_at(self, along_m: float) -> tuple[float, float]:
+        """(lat, lon) of the place ``along_m`` along the route (clamped to it)."""
+        return self.latlon_between(along_m, along_m)[0]
+
     def latlon_between(self, from_m: float, to_m: float) -> list[tuple[float, float]]:
         """The route's line from ``from_m`` to ``to_m`` along it (clamped to the route), as
         (lat, lon) points: both ends cut where they fall, the vertices between kept."""
@@ -231,6 +235,36 @@ Event = Arrived | Departed | Passed | LeftRoute | RejoinedRoute
 
 def start(track: RouteTrack) -> Progress:
     return Progress(track.vehicle_id, track.plan_id, tuple(StopStatus(o) for o in track.stop_ids))
+
+
+def carry_over(track: RouteTrack, old: Progress) -> Progress:
+    """Progress on a new plan's track for a vehicle already on the road (a re-plan, an
+    inserted order): the stops it shares with the old plan keep their arrivals and
+    departures, and the vehicle is placed at the last stop it reached, so the next fix is
+    searched for from there, not from the depot. A track sharing no stop starts afresh."""
+    before = {s.order_id: s for s in old.stops}
+    if not before.keys() & set(track.stop_ids):
+        return start(track)
+    stops = tuple(
+        replace(before[o], order_id=o) if o in before else StopStatus(o) for o in track.stop_ids
+    )
+    along_m = 0.0
+    for status, at_m in zip(stops, track.stop_along_m, strict=True):
+        if status.arrived_at is not None or status.departed_at is not None or status.passed:
+            along_m = max(along_m, at_m)
+    return Progress(
+        track.vehicle_id,
+        track.plan_id,
+        stops,
+        fix_time=old.fix_time,
+        lat=old.lat,
+        lon=old.lon,
+        along_m=along_m,
+        on_route=True,
+        started_at=old.started_at,
+        moved_at=old.moved_at,
+        moved_along_m=along_m,
+    )
 
 
 def apply_fix(

@@ -22,6 +22,7 @@ from telematics.progress import (
     RejoinedRoute,
     RouteTrack,
     apply_fix,
+    carry_over,
     route_track,
     start,
 )
@@ -208,3 +209,37 @@ def test_the_cut_line_is_as_long_as_the_stretch_it_covers(a_m: float, b_m: float
         for a, b in itertools.pairwise(points)
     )
     assert length_m == pytest.approx(hi - lo, abs=0.5)
+
+
+def test_a_new_plan_mid_route_keeps_the_stops_done_and_the_place_reached() -> None:
+    """Served s1 on the first plan; a re-plan inserts s-new between s1 and s2 on a line that
+    reaches 4 km: s1 stays served, the van is placed at s1 (not the depot), and the next fixes
+    find s-new, then s2, far beyond the old plan's reach from the start."""
+    state, _ = drive([(0, 300, 0), (15, 480, 5), (30, 500, 12), (45, 505, -8), (75, 600, 0)])
+    assert state.next_stop == 1
+    line = [[at(x)[1], at(x)[0]] for x in range(0, 4001, 100)]
+    stops = [("s1", *at(500, 10)), ("s-new", *at(2500, 10)), ("s2", *at(3500, -10))]
+    new_track = route_track("van-1", "plan-2", line, stops)
+    carried = carry_over(new_track, state)
+    assert carried.plan_id == "plan-2"
+    assert carried.stops[0] == state.stops[0]
+    assert [s.order_id for s in carried.stops] == ["s1", "s-new", "s2"]
+    assert carried.along_m == pytest.approx(500, abs=2)
+    assert carried.next_stop == 1
+    events: list[Event] = []
+    for s, x in [(400, 1500), (500, 2450), (515, 2500), (560, 2505), (600, 2650)]:
+        lat, lon = at(x, 3)
+        carried, new = apply_fix(
+            new_track, carried, Position("van-1", T0 + timedelta(seconds=s), lat, lon), P
+        )
+        events += new
+    assert [type(e).__name__ for e in events] == ["Arrived", "Departed"]
+    assert events[0].order_id == "s-new"  # type: ignore[union-attr]
+
+
+def test_a_plan_sharing_no_stop_starts_afresh() -> None:
+    """Tomorrow's plan has other orders: nothing carries over."""
+    state, _ = drive([(0, 300, 0), (15, 480, 5), (30, 500, 12), (45, 505, -8), (75, 600, 0)])
+    line = [[at(x)[1], at(x)[0]] for x in range(0, 2001, 100)]
+    other = route_track("van-1", "plan-3", line, [("t1", *at(800, 10))])
+    assert carry_over(other, state) == start(other)
