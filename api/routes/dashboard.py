@@ -284,7 +284,7 @@ def dashboard_state(session: Session, organisation_id: str, now: datetime) -> di
                 {
                     "order": order.external_id,
                     "ref": order.customer_ref,
-                    "seq": stop.seq,
+                    "seq": stop.seq + 1,  # as drivers count: the first stop is 1
                     "lat": order.lat,
                     "lon": order.lon,
                     "status": status,

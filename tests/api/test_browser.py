@@ -137,9 +137,7 @@ def test_tracking_page_shows_the_window(live: LiveService, phone: Any) -> None:
     screenshot(phone, "tracking-window")
 
 
-def test_a_delaying_fix_changes_the_open_page_without_reload(
-    live: LiveService, phone: Any
-) -> None:
+def test_a_delaying_fix_changes_the_open_page_without_reload(live: LiveService, phone: Any) -> None:
     """The van stands at the depot, minute after minute of fixes: the stored window moves
     and the open page follows within seconds, over server-sent events, not by reloading."""
     s = live
@@ -220,3 +218,38 @@ def test_instructions_form_saves(live: LiveService, phone: Any) -> None:
     finally:
         engine.dispose()
     screenshot(phone, "tracking-instructions-saved")
+
+
+def test_dashboard_lists_a_late_stop(live: LiveService, chromium: Any) -> None:
+    """A dispatcher signs in with their key; the van stands at the depot until a stop runs
+    late: the open dashboard marks that stop's row late, live, without a reload."""
+    s = live
+    _day(s)
+    key = s.key("dispatcher")
+    clock = SimClock(datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=40))
+    s.app.state.ingester.clock = clock
+    _fix(s, clock.now)
+    context = chromium.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        page = context.new_page()
+        page.goto(f"{s.base_url}/dashboard")
+        page.get_by_label("API key").fill(key)
+        page.get_by_role("button").click()
+        page.wait_for_selector("table#stops tr[data-order]")
+        page.wait_for_selector("#connection.live")
+        assert page.locator("table#stops tr[data-order]").count() == len(STOPS)
+        page.evaluate("window.__loadedOnce = true")
+        for _ in range(40):
+            _fix(s, clock.advance(60))
+            state = s.client.get("/dashboard/state", headers=s.headers(key)).json()
+            late = [st["order"] for v in state["vehicles"] for st in v["stops"] if st["late"]]
+            if late:
+                break
+        else:
+            raise AssertionError("standing 40 minutes at the depot made no stop late")
+        page.wait_for_selector(f'table#stops tr[data-order="{late[0]}"].late', timeout=5_000)
+        assert page.evaluate("window.__loadedOnce === true")
+        assert page.locator("#dashboard-map path").count() >= len(STOPS)
+        screenshot(page, "dashboard-late-stop")
+    finally:
+        context.close()
