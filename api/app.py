@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from api import errors
 from api.jobs import PlanRunner
+from api.log_privacy import install_access_log_privacy
 from api.routes import (
     dashboard,
     fleet,
@@ -247,6 +248,8 @@ def create_app(
         return response
 
     errors.install(app)
+    # uvicorn's access log would otherwise keep phones, e-mails and tracking tokens.
+    install_access_log_privacy()
     for module in (
         health,
         fleet,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from fastapi import Depends, Request
@@ -51,10 +50,18 @@ def _caller(
     return caller_for_key(request, credentials.credentials)
 
 
-def require(*roles: str) -> Callable[..., Caller]:
+class RoleCheck:
+    """A dependency admitting callers with one of ``roles`` (admin always). A class rather
+    than a closure so that ``roles`` can be read back from each route's dependencies: the
+    role tests take every route's rule from the app itself, not from a copy that can drift."""
+
+    def __init__(self, roles: tuple[str, ...]) -> None:
+        self.roles = roles
+
+    def __call__(self, caller: Caller = Depends(_caller)) -> Caller:
+        return check_role(caller, *self.roles)
+
+
+def require(*roles: str) -> RoleCheck:
     """A dependency admitting callers with one of ``roles`` (admin always)."""
-
-    def check(caller: Caller = Depends(_caller)) -> Caller:
-        return check_role(caller, *roles)
-
-    return check
+    return RoleCheck(roles)

@@ -13,6 +13,8 @@ from rich.markup import escape
 from rich.progress import Progress
 from rich.status import Status
 from rich.table import Table
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from api.problem_file import problem_from_json
 from api.settings import Settings
@@ -30,7 +32,6 @@ from routing.network import load_road_graph
 from routing.osm_reader import NetworkLoadError
 from routing.planner import plan_geojson, plan_routes
 from routing.road_graph import RoadGraph
-from routing.scenario import random_day
 from routing.snapping import DEFAULT_MAX_SNAP_M, Snapper
 from routing.vroom_format import solve_vroom
 from store.db import make_engine, session_factory, upgrade
@@ -47,6 +48,8 @@ db_app = typer.Typer(help="The service's database.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 org_app = typer.Typer(help="Organisations (tenants) and their keys.", no_args_is_help=True)
 app.add_typer(org_app, name="org")
+devices_app = typer.Typer(help="GPS devices and their MQTT access.", no_args_is_help=True)
+app.add_typer(devices_app, name="devices")
 console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
@@ -174,26 +177,66 @@ def network_route(
 @app.command("demo")
 def demo(
     osm: OsmOption = None,
-    orders: Annotated[int, typer.Option(min=1, help="Orders in the day.")] = 60,
-    vehicles: Annotated[int, typer.Option(min=1, help="Vans available.")] = 4,
-    seed: Annotated[int, typer.Option(help="Seed of the generated day.")] = 1,
-    time_limit: Annotated[float, typer.Option(min=0.1, help="Solver time limit (s).")] = 10.0,
+    orders: Annotated[int, typer.Option(min=1, help="Orders in the day.")] = 120,
+    vehicles: Annotated[int, typer.Option(min=1, help="Vans available.")] = 6,
+    speed: Annotated[
+        float, typer.Option(min=1.0, help="Simulated seconds per wall-clock second.")
+    ] = 30.0,
+    seed: Annotated[int, typer.Option(help="Seed of the generated day and its events.")] = 1,
+    headless: Annotated[
+        bool, typer.Option(help="No live screen; the summary as JSON on the last line.")
+    ] = False,
+    duration: Annotated[
+        float | None, typer.Option(min=1.0, help="Stop after this many wall-clock seconds.")
+    ] = None,
+    time_limit: Annotated[float, typer.Option(min=0.1, help="Solver time limit (s).")] = 5.0,
+    port: Annotated[int, typer.Option(help="HTTP port (another one if taken).")] = 8000,
+    data_dir: Annotated[
+        Path, typer.Option(help="Where the demo's database, mailbox and webhook log go.")
+    ] = Path("var/demo"),
+    timezone: Annotated[
+        str, typer.Option(help="The fleet's and customers' time zone.")
+    ] = "Europe/Helsinki",
 ) -> None:
-    """Plan a generated day of deliveries on the road network and print the routes."""
-    graph = _load(osm)
-    snapper = Snapper(graph)
-    problem = random_day(graph, orders=orders, vehicles=vehicles, seed=seed)
-    err.print(f"planning {orders} orders for {vehicles} vans (limit {time_limit:.0f} s) ...")
-    started = time.perf_counter()
-    params = SolverParams(time_limit_s=time_limit, seed=seed)
+    """A live delivery day, end to end: plan, drive, ETAs, customers told, pages live.
+
+    Generates a day on the road network, plans it with the solver, runs the whole service on
+    its embedded defaults (SQLite, its own MQTT broker) on a sped-up clock, and drives a
+    simulated fleet over MQTT (some vans as OwnTracks) through a jam, a slow stop, a failed
+    delivery and an urgent order. Customers' e-mails land as .eml files in DATA_DIR/mailbox,
+    the shop's webhooks in DATA_DIR/webhooks.jsonl.
+    """
+    import logging
+
+    from api.demo.run import DemoOptions, run_demo, summary_json
+
+    # The live screen is the demo's log; warnings still show.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    options = DemoOptions(
+        osm=osm,
+        orders=orders,
+        vehicles=vehicles,
+        speed=speed,
+        seed=seed,
+        headless=headless,
+        duration_s=duration,
+        time_limit_s=time_limit,
+        port=port,
+        data_dir=data_dir,
+        timezone=timezone,
+    )
     try:
-        with err.status("solving ...") as status:
-            plan = plan_routes(problem, graph, snapper, params, on_improve=_progress_to(status))
-    except ValidationError as exc:
+        result = run_demo(options, err)
+    except (ValidationError, NetworkLoadError, RuntimeError) as exc:
         _error(exc)
         raise typer.Exit(2) from exc
-    _print_plan(plan)
-    err.print(f"planned in {time.perf_counter() - started:.1f} s")
+    if not headless:
+        err.print(
+            f"day done in {result['wall_s']:.0f} s: {result['delivered']} delivered, "
+            f"{result['failed']} failed, {result['messages_sent']} messages, "
+            f"{result['late_stops_notified']}/{result['late_stops']} late stops told in time"
+        )
+    print(summary_json(result))
 
 
 def _progress_to(status: Status) -> ProgressCallback:
@@ -351,17 +394,82 @@ def eval_eta(
     print(json.dumps(score(result)))
 
 
+@app.command("report")
+def report(
+    plan: Annotated[
+        str | None,
+        typer.Option(
+            "--plan", help="Plan id (default: the latest dispatched plan, else the latest solved)."
+        ),
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Folder to write the PNG files into.")] = Path("report"),
+    database_url: Annotated[
+        str | None,
+        typer.Option(help="SQLAlchemy URL of the store (default: LASTMILE_DATABASE_URL / SQLite)."),
+    ] = None,
+    osm: OsmOption = None,
+) -> None:
+    """Plot a plan from the store as PNG files: its routes on the road network, planned vs
+    actual arrival per stop, ETA error by horizon and messages per order."""
+    # Imported here: matplotlib would slow every other command's start.
+    from api.report import ReportError, select_plan, write_report
+
+    settings = Settings() if database_url is None else Settings(database_url=database_url)
+    url = settings.url
+    sqlite_file = make_url(url).database if url.startswith("sqlite") else None
+    if sqlite_file and sqlite_file != ":memory:" and not Path(sqlite_file).is_file():
+        # Connecting would quietly create an empty database file where none was meant to be.
+        _error(FileNotFoundError(f"no database at {sqlite_file} (set --database-url)"))
+        raise typer.Exit(2)
+    engine = make_engine(url)
+    try:
+        with session_factory(engine)() as session:
+            try:
+                row = select_plan(session, plan)
+            except ReportError as exc:
+                _error(exc)
+                raise typer.Exit(2) from exc
+            graph = None
+            if row.geojson:
+                try:
+                    graph = load_road_graph(osm or settings.osm_path)[0]
+                except NetworkLoadError as exc:
+                    err.print(f"[yellow]warning:[/yellow] {escape(str(exc))}; routes drawn alone")
+            written = write_report(session, row, out, graph)
+    except SQLAlchemyError as exc:
+        _error(ValueError(f"cannot read the store at {url.split('@')[-1]}: {exc}"))
+        raise typer.Exit(2) from exc
+    finally:
+        engine.dispose()
+    for path in written.paths:
+        console.print(str(path), markup=False, highlight=False)
+    console.print(written.summary, markup=False, highlight=False)
+
+
 @app.command("serve")
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    forwarded_allow_ips: Annotated[
+        str,
+        typer.Option(
+            help="Reverse proxies whose X-Forwarded-For is believed (comma-separated, or '*'): "
+            "the client address behind them is what the tracking page's rate limit counts."
+        ),
+    ] = "127.0.0.1",
 ) -> None:
     """Run the HTTP service (settings from LASTMILE_* variables; SQLite in ./var by default)."""
     import uvicorn
 
     from api.app import create_app
 
-    uvicorn.run(create_app(Settings()), host=host, port=port)
+    uvicorn.run(
+        create_app(Settings()),
+        host=host,
+        port=port,
+        proxy_headers=True,
+        forwarded_allow_ips=forwarded_allow_ips,
+    )
 
 
 @db_app.command("upgrade")
@@ -388,6 +496,38 @@ def org_create(
     finally:
         engine.dispose()
     console.print_json(json.dumps({"organisation_id": org_id, "admin_key": key}))
+
+
+@devices_app.command("export-mosquitto")
+def devices_export_mosquitto(
+    out: Annotated[Path, typer.Option(help="Folder to write passwords, acl and mosquitto.conf.")],
+    organisation: Annotated[
+        str | None, typer.Option(help="Only this organisation's devices (default: all).")
+    ] = None,
+) -> None:
+    """Write a Mosquitto password file and ACL: each device publishes only its own topics and
+    reads only its own route; the service reads device topics and publishes routes and pushes
+    (ADR 0014). The service account is LASTMILE_MQTT_URL's user and password; without them a
+    password is generated and written once to OUT/credentials.csv (mode 0600)."""
+    from telematics.acl import AclError, export_mosquitto
+
+    settings = Settings()
+    engine = make_engine(settings.url)
+    try:
+        done = export_mosquitto(session_factory(engine), out, organisation, settings.mqtt_url)
+    except (SQLAlchemyError, AclError, ValueError) as exc:
+        _error(exc)
+        raise typer.Exit(2) from exc
+    finally:
+        engine.dispose()
+    for item in done.skipped:
+        err.print(f"[yellow]left out[/yellow] {escape(item.username)}: {escape(item.reason)}")
+    if done.written.credentials is not None:
+        err.print(
+            f"the service account's new password is in {done.written.credentials} only: "
+            "put it in LASTMILE_MQTT_URL, then delete the file"
+        )
+    console.print_json(json.dumps(done.summary()))
 
 
 if __name__ == "__main__":

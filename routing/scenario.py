@@ -28,16 +28,20 @@ def random_day(
     day: date = date(2026, 11, 26),
     tz: str = "UTC",
     capacity: int | None = None,
+    shift_h: float = 10.0,
+    window_h: tuple[float, ...] = (2.0, 3.0),
 ) -> PlanningProblem:
     """A day of deliveries: addresses sampled on the roads, mixed windows, 2-8 min service.
 
-    Shifts run 08:00-18:00 local time; a third of the orders are open all day, the rest have
-    a two- or three-hour window; the depot sits at the node nearest the network's centre.
+    Shifts run from 08:00 local time for ``shift_h`` hours; a third of the orders are open all
+    day, the rest have a window of one of the ``window_h`` lengths (whole quarter hours,
+    starting on a quarter hour); the depot sits at the node nearest the network's centre.
     """
     rng = np.random.default_rng(seed)
     zone = ZoneInfo(tz)
     t8 = datetime.combine(day, time(8, 0), zone)
-    shift = TimeWindow(t8, t8 + timedelta(hours=10))
+    shift = TimeWindow(t8, t8 + timedelta(hours=shift_h))
+    quarters = int(shift_h * 4)
     lat_c, lon_c = graph.node_lat.mean(), graph.node_lon.mean()
     centre = np.argmin((graph.node_lat - lat_c) ** 2 + (graph.node_lon - lon_c) ** 2)
     depot = Depot("depot-1", LatLon(float(graph.node_lat[centre]), float(graph.node_lon[centre])))
@@ -51,10 +55,13 @@ def random_day(
         lon = float(p[0] + rng.normal(0.0, 0.00008))
         windows: tuple[TimeWindow, ...] = ()
         if rng.random() >= 1 / 3:
-            length_h = int(rng.choice([2, 3]))
-            start_h = int(rng.integers(0, 10 - length_h + 1))
+            length_q = min(quarters, max(1, round(float(rng.choice(window_h)) * 4)))
+            start_q = int(rng.integers(0, quarters - length_q + 1))
             windows = (
-                TimeWindow(t8 + timedelta(hours=start_h), t8 + timedelta(hours=start_h + length_h)),
+                TimeWindow(
+                    t8 + timedelta(minutes=15 * start_q),
+                    t8 + timedelta(minutes=15 * (start_q + length_q)),
+                ),
             )
         made.append(
             Order(

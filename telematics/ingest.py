@@ -266,8 +266,9 @@ class Ingester:
                     )
                     or {}
                 )
-            # Progress belongs to its plan; the windows told belong to the customers.
-            known = bool(state.get("stops")) and row is not None and row.plan_id == plan_id
+            # Progress of another plan is kept too: a new plan for a vehicle on the road
+            # carries its served stops over (carry_over), one sharing no stop starts afresh.
+            known = bool(state.get("stops")) and row is not None
             batch.live[vehicle_id] = _Live(
                 vehicle_id=vehicle_id,
                 organisation_id=organisation_id,
@@ -922,6 +923,9 @@ def record_driver_event(
             else s
             for s in state["stops"]
         ]
+        # Time inside a fence counted so far belonged to this stop: the next one's dwell
+        # starts afresh (a neighbour's fence may hold the van all along).
+        state["inside_since"] = None
         progress.state = state
         # A worker holding this vehicle's state in memory sees the row changed and reloads.
         progress.updated_at = datetime.now(UTC)

@@ -332,11 +332,14 @@ def _stops(
             break
         # The fence the vehicle is in: this stop's, or (drivers serve neighbours in the order
         # that suits the street) one of the next few.
+        # A later stop counts only once the vehicle has reached its stretch of the route: a
+        # road that passes near a later customer's door on the way here is not a visit.
         j = next(
             (
                 j
                 for j in range(k, min(k + 1 + params.lookahead_stops, len(stops)))
                 if float(np.hypot(*(track.stop_xy[j] - point))) <= params.arrive_radius_m
+                and (j == k or state.along_m >= track.stop_along_m[j] - params.depart_radius_m)
             ),
             None,
         )

@@ -34,6 +34,9 @@ from store.repo import load_problem, order_windows
 from store.schema import OrderRow, PlanJobRow, PlanRow, VehicleRow
 from telematics.mqtt import publish_checked
 
+#: Orders whose outcome is known: a dispatch does not make them "dispatched" again.
+FINAL_STATUSES = frozenset({"delivered", "failed", "skipped", "cancelled"})
+
 router = APIRouter(
     prefix="/v1/plans",
     tags=["plans"],
@@ -202,10 +205,16 @@ def dispatch(
             )
         )
     }
-    # An order that failed before and is now planned again is a new attempt: "rescheduled".
-    again = {oid for oid, order in orders.items() if order.status == "failed"}
-    for order in orders.values():
-        if order.status != "cancelled":
+    # An order that failed before and is planned again by a new plan is a new attempt:
+    # "rescheduled". A change of a plan already on the road (an insertion, a re-plan) carries
+    # its served stops along: their outcome stands.
+    again = (
+        {oid for oid, order in orders.items() if order.status == "failed"}
+        if row.kind == "plan"
+        else set()
+    )
+    for oid, order in orders.items():
+        if order.status not in FINAL_STATUSES or oid in again:
             order.status = "dispatched"
     row.dispatched_at = service_now(request)
     _confirm(request, session, row, orders, again, row.dispatched_at)
@@ -244,7 +253,12 @@ def _confirm(
         )
         for eta in etas:
             order = orders.get(eta.order_id)
-            if order is None or order.status == "cancelled":
+            if order is None or order.status != "dispatched":
+                continue  # cancelled, or its outcome is known
+            told = int((order.notify_state or {}).get("known_version", -1)) >= 0
+            if row.kind != "plan" and told:
+                # A change of a plan on the road: the live ETAs tell this customer of any
+                # change; only an order new to the road (an insertion) is confirmed.
                 continue
             again = eta.order_id in rescheduled
             events[order.id] = [
@@ -292,6 +306,9 @@ def route_messages(
                 "arrival": s["arrival"],
                 "service_start": s["service_start"],
                 "departure": s["departure"],
+                # The drive from the previous stop alone (arrival - departure may hold a wait).
+                "drive_s": s.get("duration_from_previous_s"),
+                "drive_m": s.get("distance_from_previous_m"),
                 "windows": orders[s["order_id"]].windows,
                 # What the customer asked for on the tracking page (safe place, notes, code).
                 "instructions": orders[s["order_id"]].delivery_instructions or {},

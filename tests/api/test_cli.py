@@ -74,12 +74,49 @@ def test_route_prints_time_distance_and_writes_geojson(tmp_path: Path) -> None:
     assert json.loads(out.read_text())["geometry"]["type"] == "LineString"
 
 
-def test_demo_plans_and_prints_routes() -> None:
-    """The demo plans a small day and prints the routes and totals."""
-    result = runner.invoke(app, ["demo", "--orders", "12", "--vehicles", "2", "--time-limit", "1"])
+@pytest.mark.slow
+@pytest.mark.integration
+def test_demo_runs_a_live_day_headless(tmp_path: Path) -> None:
+    """The main job, small and fast: a day of 12 orders and 2 vans planned, driven over MQTT
+    (one van as OwnTracks) through its disruptions and an urgent order, customers told by
+    e-mail and the shop by signed webhooks; the last line is the summary JSON."""
+    result = runner.invoke(
+        app,
+        [
+            "demo",
+            "--headless",
+            "--orders", "12",
+            "--vehicles", "2",
+            "--speed", "120",
+            "--time-limit", "1",
+            "--duration", "240",
+            "--port", "0",
+            "--data-dir", str(tmp_path),
+        ],
+    )  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "orders planned" in result.stdout
-    assert "van-" in result.stdout
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert list(summary)[:7] == [
+        "orders",
+        "delivered",
+        "failed",
+        "messages_sent",
+        "eta_mae_s",
+        "late_stops_notified",
+        "late_stops",
+    ]
+    assert summary["orders"] == 13  # the urgent one included
+    assert summary["day_finished"] is True
+    assert summary["failed"] == 1  # the customer who was not at home
+    assert summary["delivered"] == summary["orders"] - summary["failed"]
+    assert summary["messages_sent"] > 0
+    assert summary["eta_mae_s"] is not None
+    assert 0 <= summary["late_stops_notified"] <= summary["late_stops"]
+    mails = list((tmp_path / "mailbox").glob("*.eml"))
+    assert len(mails) > 12
+    hooks = [json.loads(line) for line in (tmp_path / "webhooks.jsonl").read_text().splitlines()]
+    assert hooks
+    assert all(h["signature_ok"] for h in hooks)
 
 
 GOLDEN = Path(__file__).resolve().parents[1] / "routing" / "golden"

@@ -243,3 +243,22 @@ def test_a_plan_sharing_no_stop_starts_afresh() -> None:
     line = [[at(x)[1], at(x)[0]] for x in range(0, 2001, 100)]
     other = route_track("van-1", "plan-3", line, [("t1", *at(800, 10))])
     assert carry_over(other, state) == start(other)
+
+
+def test_a_later_customers_door_passed_on_the_way_is_not_a_visit() -> None:
+    """The route runs east 1 km to s1, then back west 45 m further north to s2: crawling past
+    s2's door on the way out (a minute inside its fence) is no arrival there, and s1 is not
+    skipped; s1 is then reached and served."""
+    line = [[at(x)[1], at(x)[0]] for x in range(0, 1001, 100)]
+    line += [[at(x, 45)[1], at(x, 45)[0]] for x in range(1000, -1, -100)]
+    t = route_track("van-1", "plan-1", line, [("s1", *at(1000, 5)), ("s2", *at(300, 40))])
+    state = start(t)
+    events: list[Event] = []
+    crawl = [(s, 200 + s) for s in range(0, 201, 10)]  # 1 m/s past x = 300
+    drive_on = [(210 + s, 410 + 10 * s) for s in range(0, 60, 5)]
+    serve = [(270 + s, 1000) for s in range(0, 61, 10)]
+    for s, x in crawl + drive_on + serve:
+        lat, lon = at(x)
+        state, new = apply_fix(t, state, Position("van-1", T0 + timedelta(seconds=s), lat, lon), P)
+        events += new
+    assert [(type(e).__name__, getattr(e, "order_id", "")) for e in events] == [("Arrived", "s1")]

@@ -1,0 +1,456 @@
+"""``lastmile demo``: a delivery day, live, end to end, on a real road network.
+
+The whole product runs as in production, on its embedded defaults: the service (API, web
+pages, ingester with its own MQTT broker, live ETA core, notification sender) on a SQLite
+file, in this process, on a clock that runs ``speed`` times faster than the wall clock. Around
+it, what the real world would bring: a shop that sends its day through the API, a fleet of
+vans that drive their routes and publish GPS over MQTT (some as OwnTracks), a customers'
+mailbox (SMTP, ``.eml`` files) and the shop's webhook endpoint. The day has its troubles: a
+jam on one road for 20 minutes, a stop that takes three times longer, a failed delivery and
+an urgent order inserted mid-day.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import shutil
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as clock_time
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+import numpy as np
+import uvicorn
+from rich.console import Console
+from rich.live import Live
+from sqlalchemy import func, select
+
+from api.app import create_app
+from api.demo import day as demo_day
+from api.demo.clock import SimClock
+from api.demo.fleet import Disruptions, DriverEvent, FleetConfig, FleetSimulator, Jam
+from api.demo.mailbox import Mailbox, free_port
+from api.demo.screen import render
+from api.demo.summary import summary
+from api.demo.webhooks import WebhookLog
+from api.routes.dashboard import dashboard_state
+from api.settings import Settings
+from domain.problem import PlanningProblem
+from routing.network import load_road_graph
+from routing.scenario import random_day
+from store.repo import create_organisation
+from store.schema import OrderRow, OutboxRow
+
+log = logging.getLogger(__name__)
+
+#: The demo's day: a morning wave of two hours from 08:00, windows of one or one and a half
+#: hours; the service starts ten minutes before the vans leave.
+SHIFT_H = 2.0
+WINDOW_H = (1.0, 1.5)
+DAY_START = clock_time(8, 0)
+LEAD = timedelta(minutes=10)
+#: When the urgent order comes in, after the vans leave.
+URGENT_AFTER = timedelta(minutes=40)
+#: Wall-clock seconds the demo waits, once the vans are done, for the last messages.
+SETTLE_S = 15.0
+
+
+@dataclass
+class DemoOptions:
+    osm: Path | None = None
+    orders: int = 120
+    vehicles: int = 6
+    speed: float = 30.0
+    seed: int = 1
+    headless: bool = False
+    duration_s: float | None = None
+    time_limit_s: float = 5.0
+    port: int = 8000
+    data_dir: Path = Path("var/demo")
+    timezone: str = "Europe/Helsinki"
+    owntracks_vans: int = 2
+
+
+@dataclass
+class _Day:
+    """What happened, for the screen."""
+
+    lines: deque[str] = field(default_factory=lambda: deque(maxlen=50))
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def say(self, at: datetime, zone: ZoneInfo, text: str) -> None:
+        with self.lock:
+            self.lines.append(f"{at.astimezone(zone):%H:%M}  {text}")
+
+    def recent(self) -> list[str]:
+        with self.lock:
+            return list(self.lines)
+
+
+def _port(wanted: int) -> int:
+    """``wanted`` if it is free, else any free port (0: any)."""
+    if wanted == 0:
+        return free_port()
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", wanted))
+            return wanted
+        except OSError:
+            return free_port()
+
+
+def choose_disruptions(
+    routes: tuple[dict[str, Any], ...], seed: int
+) -> tuple[Disruptions, dict[str, str]]:
+    """From the dispatched plan: the jam on a stretch before a middle stop of the shortest
+    route (so the day still ends in time), the slow stop and the failed one on two others.
+    Returns the disruptions and a line describing each."""
+    rng = np.random.default_rng(seed)
+    by_length = sorted(routes, key=lambda r: r["duration_s"])
+    said: dict[str, str] = {}
+    jam = None
+    jam_route = by_length[0]
+    stops = jam_route["stops"]
+    if len(stops) >= 3:
+        k = len(stops) // 2
+        # The jam sits on the 400 m before stop k, from a little before the van is due there.
+        distance_before_m = sum(s["distance_from_previous_m"] for s in stops[: k + 1])
+        due = datetime.fromisoformat(stops[k]["arrival"])
+        jam = Jam(
+            jam_route["vehicle_id"],
+            max(0.0, distance_before_m - 400.0),
+            distance_before_m - 20.0,
+            due - timedelta(minutes=4),
+            due + timedelta(minutes=16),
+        )
+        said["jam"] = f"a jam before {stops[k]['order_id']} on {jam_route['vehicle_id']}'s route"
+    others = [r for r in by_length[1:] if len(r["stops"]) >= 3] or by_length
+    slow_route = others[int(rng.integers(len(others)))]
+    slow = slow_route["stops"][len(slow_route["stops"]) // 3]["order_id"]
+    failed_route = others[-1] if others[-1] is not slow_route else others[0]
+    failed = failed_route["stops"][-2 if len(failed_route["stops"]) > 1 else 0]["order_id"]
+    said["slow"] = f"{slow} will take three times its service time"
+    said["failed"] = f"{failed} will not be at home"
+    return Disruptions(jam, (slow,), 3.0, (failed,)), said
+
+
+def _urgent_order(problem: PlanningProblem, now: datetime, timezone: str) -> dict[str, Any]:
+    """An order placed near an existing customer (a real address on the network)."""
+    near = problem.orders[len(problem.orders) // 2].location
+    return {
+        "id": "urgent-1",
+        "location": {"lat": near.lat + 0.0004, "lon": near.lon - 0.0004},
+        "windows": [demo_day.urgent_window(now)],
+        "service_s": 180,
+        "priority": 100,
+        "customer_ref": "URGENT-1",
+        "contact": {"name": "Urgent Customer", "email": "urgent+urgent-1@customers.demo"},
+        "language": "en",
+        "timezone": timezone,
+    }
+
+
+class Demo:
+    """One run of the demo; :meth:`run` returns the summary."""
+
+    def __init__(self, options: DemoOptions, console: Console | None = None) -> None:
+        self.options = options
+        self.console = console or Console(stderr=True)
+        self.zone = ZoneInfo(options.timezone)
+        self.day = _Day()
+        self.urgent: dict[str, Any] | None = None
+        self.urgent_error: str | None = None
+        self.urgent_done = threading.Event()
+
+    def _say(self, text: str) -> None:
+        self.day.say(self.clock(), self.zone, text)
+
+    def run(self) -> dict[str, Any]:
+        o = self.options
+        started = time.monotonic()
+        folder = o.data_dir
+        for stale in ("lastmile.db", "lastmile.db-wal", "lastmile.db-shm", "webhooks.jsonl"):
+            (folder / stale).unlink(missing_ok=True)
+        shutil.rmtree(folder / "mailbox", ignore_errors=True)
+        folder.mkdir(parents=True, exist_ok=True)
+
+        graph, _ = load_road_graph(o.osm)
+        today = datetime.now(self.zone).date()
+        problem = random_day(
+            graph,
+            orders=o.orders,
+            vehicles=o.vehicles,
+            seed=o.seed,
+            day=today,
+            tz=o.timezone,
+            shift_h=SHIFT_H,
+            window_h=WINDOW_H,
+        )
+        self.clock = SimClock(_at(today, DAY_START, self.zone) - LEAD, o.speed)
+        mailbox = Mailbox(folder / "mailbox")
+        secret = secrets.token_urlsafe(24)
+        webhooks = WebhookLog(folder / "webhooks.jsonl", secret)
+        mailbox.start()
+        webhooks.start()
+        port = _port(o.port)
+        base = f"http://127.0.0.1:{port}"
+        settings = Settings(
+            data_dir=folder,
+            database_url=f"sqlite:///{folder / 'lastmile.db'}",
+            osm_path=o.osm,
+            plan_time_limit_s=o.time_limit_s,
+            mqtt_client_id=f"demo-ingester-{secrets.token_hex(3)}",
+            public_base_url=base,
+            smtp_host="127.0.0.1",
+            smtp_port=mailbox.port,
+            smtp_security="none",
+            smtp_sender="deliveries@kauppa.demo",
+            webhook_secret=secret,
+        )
+        app = create_app(settings, clock=self.clock)
+        server = uvicorn.Server(
+            uvicorn.Config(
+                app,
+                host="127.0.0.1",
+                port=port,
+                log_level="warning",
+                timeout_graceful_shutdown=2,
+            )
+        )
+        thread = threading.Thread(target=server.run, name="demo-service", daemon=True)
+        thread.start()
+        fleet: FleetSimulator | None = None
+        clients: list[httpx.Client] = []
+        try:
+            _wait(lambda: server.started, 120, "the service did not start")
+            if app.state.mqtt is None:
+                raise RuntimeError(
+                    "the service has no MQTT broker: "
+                    + str(getattr(app.state, "mqtt_unavailable", "unknown reason"))
+                )
+            _wait(app.state.mqtt.connected.is_set, 30, "the ingester did not reach the broker")
+            org_id, admin = create_organisation(app.state.sessions, "Kauppa Demo", o.timezone)
+            client = httpx.Client(
+                base_url=base, headers={"Authorization": f"Bearer {admin}"}, timeout=60
+            )
+            clients.append(client)
+            self.console.print(
+                f"[bold]lastmile demo[/]: {len(problem.orders)} orders, "
+                f"{len(problem.vehicles)} vans, {today} in {o.timezone}, x{o.speed:g} speed"
+            )
+            demo_day.set_up(
+                client, problem, timezone=o.timezone, webhook_url=webhooks.url, seed=o.seed
+            )
+            with self.console.status(f"planning (solver limit {o.time_limit_s:g} s) ..."):
+                dispatched = demo_day.plan_and_dispatch(client, o.time_limit_s)
+            dispatcher = client.post("/v1/keys", json={"role": "dispatcher"}).json()["key"]
+            routes = dispatched.routes
+            self._say(
+                f"plan {dispatched.plan_id[:8]}: {len(dispatched.order_ids)} orders on "
+                f"{len(routes)} vans, {len(dispatched.unassigned)} left out"
+            )
+            for order_id, reason in dispatched.unassigned[:3]:
+                self._say(f"left out {order_id}: {reason}")
+            disruptions, said = choose_disruptions(routes, o.seed)
+            for line in said.values():
+                self._say(f"today: {line}")
+            owntracks = {
+                r["vehicle_id"]: ("driver", r["vehicle_id"]) for r in routes[: o.owntracks_vans]
+            }
+            for vehicle_id, (user, device) in owntracks.items():
+                demo_day.register_owntracks(client, vehicle_id, user, device)
+            fleet = FleetSimulator(
+                app.state.mqtt.broker,
+                self.clock,
+                disruptions,
+                FleetConfig(owntracks=owntracks),
+                seed=o.seed,
+                on_event=self._on_driver_event,
+            )
+            fleet.start()
+            _wait(lambda: len(fleet.vans) == len(routes), 30, "the vans got no routes")
+            tokens = self._tokens(app, [r["stops"][0]["order_id"] for r in routes[:3]])
+            self._print_links(base, dispatcher, tokens, folder)
+            self.clock.run()
+            result = self._watch(app, client, org_id, dispatched, problem, fleet, mailbox, webhooks)
+            result_line = summary_line(app, org_id)
+            result.update(result_line)
+            result["wall_s"] = round(time.monotonic() - started, 1)
+            return result
+        finally:
+            for client in clients:
+                client.close()
+            if fleet is not None:
+                fleet.stop()
+            server.should_exit = True
+            thread.join(timeout=30)
+            mailbox.stop()
+            webhooks.stop()
+
+    def _on_driver_event(self, event: DriverEvent) -> None:
+        what = "delivered" if event.kind == "delivered" else f"FAILED ({event.reason})"
+        if event.kind != "delivered":
+            self._say(f"{event.vehicle_id}: {event.order_id} {what}")
+
+    def _tokens(self, app: Any, order_ids: list[str]) -> list[str]:
+        with app.state.sessions() as session:
+            return list(
+                session.scalars(
+                    select(OrderRow.tracking_token).where(OrderRow.external_id.in_(order_ids))
+                )
+            )
+
+    def _print_links(self, base: str, key: str, tokens: list[str], folder: Path) -> None:
+        self.console.print(f"Dispatcher dashboard: [link]{base}/dashboard[/]  (key {key})")
+        for token in tokens:
+            self.console.print(f"Tracking page:        [link]{base}/t/{token}[/]")
+        self.console.print(
+            f"Customers' e-mail:    {folder / 'mailbox'}/*.eml    "
+            f"shop's webhooks: {folder / 'webhooks.jsonl'}"
+        )
+
+    def _insert_urgent(self, client: httpx.Client, plan_id: str, problem: PlanningProblem) -> None:
+        try:
+            order = _urgent_order(problem, self.clock(), self.options.timezone)
+            self._say("urgent order urgent-1 comes in: inserting it into the plan")
+            new = demo_day.insert_urgent(client, plan_id, order)
+            if "urgent-1" in new.order_ids:
+                van = next(
+                    r["vehicle_id"]
+                    for r in new.routes
+                    if any(s["order_id"] == "urgent-1" for s in r["stops"])
+                )
+                self._say(f"urgent-1 goes to {van}; plan {new.plan_id[:8]} dispatched")
+                self.urgent = {"order": "urgent-1", "vehicle": van}
+            else:
+                reason = dict(new.unassigned).get("urgent-1", "")
+                self._say(f"urgent-1 could not be fitted in: {reason}")
+        except Exception as exc:  # the day goes on; the screen says why
+            self.urgent_error = str(exc)
+            self._say(f"urgent order failed: {exc}")
+        finally:
+            self.urgent_done.set()
+
+    def _watch(
+        self,
+        app: Any,
+        client: httpx.Client,
+        org_id: str,
+        dispatched: demo_day.DispatchedDay,
+        problem: PlanningProblem,
+        fleet: FleetSimulator,
+        mailbox: Mailbox,
+        webhooks: WebhookLog,
+    ) -> dict[str, Any]:
+        o = self.options
+        urgent_at = _at(self.clock().date(), DAY_START, self.zone) + URGENT_AFTER
+        urgent_thread: threading.Thread | None = None
+        deadline = time.monotonic() + o.duration_s if o.duration_s else None
+        finished_at: float | None = None
+        seen_late: set[str] = set()
+        live = None
+        if not o.headless:
+            live = Live(console=self.console, refresh_per_second=4, transient=False)
+            live.start()
+        try:
+            while True:
+                now = self.clock()
+                if urgent_thread is None and now >= urgent_at:
+                    urgent_thread = threading.Thread(
+                        target=self._insert_urgent,
+                        args=(client, dispatched.plan_id, problem),
+                        daemon=True,
+                    )
+                    urgent_thread.start()
+                with app.state.sessions() as session:
+                    state = dashboard_state(session, org_id, now)
+                for vehicle in state["vehicles"]:
+                    for stop in vehicle["stops"]:
+                        if stop["late"] and stop["order"] not in seen_late:
+                            seen_late.add(stop["order"])
+                            self._say(
+                                f"{vehicle['id']}: {stop['order']} running late "
+                                f"({stop.get('late_min') or '?'} min)"
+                            )
+                if live is not None:
+                    phases = {v: van.phase for v, van in fleet.vans.items()}
+                    live.update(
+                        render(
+                            state,
+                            now,
+                            self.zone,
+                            phases,
+                            self.day.recent(),
+                            mailbox.recent(6),
+                            webhooks.count,
+                        )
+                    )
+                if fleet.done() and (urgent_thread is not None and self.urgent_done.is_set()):
+                    finished_at = finished_at or time.monotonic()
+                    if _settled(app, org_id) or time.monotonic() - finished_at > SETTLE_S:
+                        break
+                if deadline is not None and time.monotonic() >= deadline:
+                    self._say("stopped: --duration reached")
+                    break
+                time.sleep(0.5)
+        finally:
+            if live is not None:
+                live.stop()
+        return {"day_finished": finished_at is not None}
+
+
+def summary_line(app: Any, org_id: str) -> dict[str, Any]:
+    with app.state.sessions() as session:
+        return summary(session, org_id)
+
+
+def _settled(app: Any, org_id: str) -> bool:
+    """No message due and not yet sent (deferred ones wait for the morning, not for us)."""
+    with app.state.sessions() as session:
+        waiting = session.scalar(
+            select(func.count()).where(
+                OutboxRow.organisation_id == org_id, OutboxRow.status.in_(("pending", "sending"))
+            )
+        )
+    return not waiting
+
+
+def _at(day: date, at: clock_time, zone: ZoneInfo) -> datetime:
+    return datetime.combine(day, at, zone).astimezone(UTC)
+
+
+def _wait(done: Callable[[], bool], timeout_s: float, failure: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not done():
+        if time.monotonic() > deadline:
+            raise RuntimeError(failure)
+        time.sleep(0.05)
+
+
+def run_demo(options: DemoOptions, console: Console | None = None) -> dict[str, Any]:
+    """Run the demo; the summary (the issue's figures, plus ``wall_s``)."""
+    return Demo(options, console).run()
+
+
+def summary_json(result: dict[str, Any]) -> str:
+    keys = (
+        "orders",
+        "delivered",
+        "failed",
+        "messages_sent",
+        "eta_mae_s",
+        "late_stops_notified",
+        "late_stops",
+    )
+    ordered = {k: result[k] for k in keys} | {k: v for k, v in result.items() if k not in keys}
+    return json.dumps(ordered)

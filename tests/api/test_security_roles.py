@@ -1,0 +1,232 @@
+"""Every route's role rule, proven by calling it: each operation of the OpenAPI schema (and
+each route kept out of it) with no key, a bad or revoked key, and a key of every role.
+
+The allowed roles are read from the route's own ``require(...)`` dependency
+(:class:`api.auth.RoleCheck`), so the test follows the code; a route with no role check must
+be listed in ``PUBLIC`` or ``OWN_AUTH`` with why, so a new route that forgot its check fails
+here. Authorisation does not depend on the database, so this runs on SQLite only.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import fastapi.routing
+import pytest
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
+from sqlalchemy import update
+
+from api.app import create_app
+from api.auth import RoleCheck
+from api.routes import dashboard
+from api.settings import Settings
+from store.db import make_engine, session_factory, transaction
+from store.schema import ApiKey
+from tests.api.service import Service, running
+
+pytestmark = pytest.mark.security
+
+ROLES = ("dispatcher", "support", "device", "admin")
+#: Operations anyone may call, and why that is safe.
+PUBLIC: dict[tuple[str, str], str] = {
+    ("GET", "/healthz"): "liveness probe: answers ok, nothing else",
+    (
+        "GET",
+        "/readyz",
+    ): "readiness probe: component states only (no secrets: test_security_secrets)",
+    ("GET", "/metrics"): "Prometheus scrape: request counts and timings by route template",
+    ("GET", "/osmand"): "OsmAnd / Traccar Client send no API key; the registered device id is "
+    "what identifies the vehicle",
+    ("POST", "/osmand"): "as GET /osmand",
+}
+#: Routes outside the schema that check a credential themselves, and which roles they admit
+#: (None: not an API key at all).
+OWN_AUTH: dict[tuple[str, str], tuple[str, ...] | None] = {
+    ("GET", "/t/{token}"): None,  # the tracking token (test_security_tracking_tokens)
+    ("POST", "/t/{token}/instructions"): None,
+    ("GET", "/t/{token}/events"): None,
+    ("GET", "/dashboard"): None,  # the login form; the data needs the cookie (test_dashboard)
+    ("POST", "/dashboard/login"): None,  # checks the key it is given, as the API does
+    ("POST", "/dashboard/logout"): None,  # only clears the cookie
+    # These take the bearer header as well as the cookie: tried like the API below.
+    ("GET", "/dashboard/state"): dashboard.ROLES,
+    ("GET", "/dashboard/events"): dashboard.ROLES,
+}
+
+APP = create_app(Settings(data_dir=Path("unused"), mqtt=False))
+SCHEMA = APP.openapi()
+
+
+def _routes() -> dict[tuple[str, str], Dependant]:
+    """(method, path) -> the route's dependencies as the app runs them. FastAPI 0.16x keeps
+    included routers as such and resolves prefixes and router dependencies per request;
+    iter_route_contexts gives those effective routes (older versions list them flat)."""
+    contexts = getattr(fastapi.routing, "iter_route_contexts", None)
+    candidates: Iterable[Any] = contexts(APP.routes) if contexts is not None else APP.routes
+    found: dict[tuple[str, str], Dependant] = {}
+    for route in candidates:
+        if isinstance(getattr(route, "original_route", route), APIRoute):
+            for method in route.methods:
+                found[(method, route.path)] = route.dependant
+    return found
+
+
+ROUTES = _routes()
+
+
+def required_roles(dependant: Dependant) -> tuple[str, ...] | None:
+    """The roles the route's RoleCheck dependencies admit (all must pass), or None."""
+    checks: list[RoleCheck] = []
+    pending = list(dependant.dependencies)
+    while pending:
+        dependency = pending.pop()
+        if isinstance(dependency.call, RoleCheck):
+            checks.append(dependency.call)
+        pending.extend(dependency.dependencies)
+    if not checks:
+        return None
+    allowed = set(checks[0].roles)
+    for check in checks[1:]:
+        allowed &= set(check.roles)
+    return tuple(sorted(allowed))
+
+
+@dataclass(frozen=True)
+class Operation:
+    method: str
+    path: str
+    roles: tuple[str, ...]
+    query: dict[str, Any]
+    body: bool
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.path}"
+
+
+def _dummy(schema: dict[str, Any]) -> Any:
+    kinds = {schema.get("type")} | {s.get("type") for s in schema.get("anyOf", [])}
+    return 1 if "integer" in kinds or "number" in kinds else "x"
+
+
+def _operations() -> list[Operation]:
+    """Every operation with a role rule: the schema's, then the hidden ones that have one."""
+    out: list[Operation] = []
+    for path, items in SCHEMA["paths"].items():
+        for method, spec in items.items():
+            roles = required_roles(ROUTES[(method.upper(), path)])
+            if roles is None:
+                continue
+            query = {
+                p["name"]: _dummy(p.get("schema", {}))
+                for p in spec.get("parameters", [])
+                if p["in"] == "query" and p.get("required")
+            }
+            out.append(Operation(method.upper(), path, roles, query, "requestBody" in spec))
+    for (method, path), roles in OWN_AUTH.items():
+        if roles is not None:
+            out.append(Operation(method, path, roles, {}, False))
+    return out
+
+
+OPERATIONS = _operations()
+
+
+def test_every_route_has_a_role_check_or_says_why_not() -> None:
+    """A route with no RoleCheck must be listed as public or as checking its own credential;
+    a listed route must exist and must not have a RoleCheck after all (a stale entry)."""
+    unlisted = [
+        f"{method} {path}"
+        for (method, path), route in ROUTES.items()
+        if required_roles(route) is None and (method, path) not in PUBLIC | OWN_AUTH
+    ]
+    assert unlisted == [], "routes without a role check: add require(...) or list them here"
+    listed = PUBLIC.keys() | OWN_AUTH.keys()
+    assert sorted(listed - ROUTES.keys()) == []
+    assert [k for k in listed if required_roles(ROUTES[k]) is not None] == []
+    in_schema = {(m.upper(), p) for p, items in SCHEMA["paths"].items() for m in items}
+    assert in_schema <= ROUTES.keys()
+    assert {(o.method, o.path) for o in OPERATIONS} | PUBLIC.keys() >= in_schema
+
+
+def test_every_role_is_a_role_keys_can_have() -> None:
+    """A typo in require("dispatchr") would lock everyone but admin out, silently."""
+    assert {r for o in OPERATIONS for r in o.roles} <= set(ROLES)
+
+
+@dataclass
+class Keyed:
+    service: Service
+    keys: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Keyed]:
+    """One service for the whole matrix, a key per role and a revoked admin key."""
+    data = tmp_path_factory.mktemp("roles")
+    url = f"sqlite:///{data / 'lastmile.db'}"
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("LASTMILE_SENDER_ENABLED", "false")
+        with running(url, data) as s:
+            state: Any = s.client.app.state  # type: ignore[attr-defined]
+            state.dashboard_poll_s = 0.02
+            state.dashboard_stream_max_s = 0.1
+            keys = {role: s.key(role) for role in ROLES if role != "admin"}
+            keys["admin"] = s.admin
+            keys["revoked"] = s.key("admin")
+            engine = make_engine(url)
+            try:
+                with transaction(session_factory(engine)) as session:
+                    session.execute(
+                        update(ApiKey)
+                        .where(ApiKey.prefix == keys["revoked"].split("_")[1])
+                        .values(revoked_at=datetime.now(UTC))
+                    )
+            finally:
+                engine.dispose()
+            yield Keyed(s, keys)
+
+
+def _call(client: TestClient, op: Operation, key: str | None) -> int:
+    path = re.sub(r"\{[^}]+\}", "nope-1", op.path)
+    headers = {"Authorization": f"Bearer {key}"} if key is not None else {}
+    extra: dict[str, Any] = {"json": {}} if op.body else {}
+    response = client.request(op.method, path, params=op.query, headers=headers, **extra)
+    status: int = response.status_code
+    return status
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("op", OPERATIONS, ids=str)
+def test_each_role_gets_what_the_route_declares(keyed: Keyed, op: Operation) -> None:
+    """No key, a malformed key, a revoked key: 401. A role the route does not admit: 403.
+    A role it admits (admin always): past authorisation, whatever the dummy ids then give."""
+    client = keyed.service.client
+    answers = {
+        "no key": _call(client, op, None),
+        "not a key": _call(client, op, "lm_000000000000_nope"),
+        "revoked": _call(client, op, keyed.keys["revoked"]),
+    }
+    for role in ROLES:
+        answers[role] = _call(client, op, keyed.keys[role])
+    expected_refusals = {"no key": 401, "not a key": 401, "revoked": 401}
+    for role in ROLES:
+        if role != "admin" and role not in op.roles:
+            expected_refusals[role] = 403
+    assert {k: answers[k] for k in expected_refusals} == expected_refusals, answers
+    admitted = {k: v for k, v in answers.items() if k not in expected_refusals}
+    assert "admin" in admitted
+    assert all(v not in (401, 403) for v in admitted.values()), answers
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("key", sorted(PUBLIC), ids=" ".join)
+def test_public_operations_need_no_key(keyed: Keyed, key: tuple[str, str]) -> None:
+    method, path = key
+    assert keyed.service.client.request(method, path).status_code not in (401, 403)
