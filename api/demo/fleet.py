@@ -110,14 +110,15 @@ def route_from_message(payload: bytes | str) -> VanRoute:
 
 @dataclass(frozen=True, slots=True)
 class Jam:
-    """A road blocked for a while: vans on ``[from_m, to_m]`` of ``vehicle_id``'s route
-    crawl between ``start`` and ``end``."""
+    """A road blocked for a while: the stretch ``[from_m, to_m]`` of ``vehicle_id``'s route
+    jams up when that van reaches it (not before ``not_before``) and stays jammed for
+    ``duration``; the van crawls through it meanwhile."""
 
     vehicle_id: str
     from_m: float
     to_m: float
-    start: datetime
-    end: datetime
+    duration: timedelta
+    not_before: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +163,8 @@ class Van:
     pace: float = 1.0
     served: list[str] = field(default_factory=list)
     next_fix_at: datetime | None = None
+    #: When the jam this van ran into clears (set when it reaches the jammed stretch).
+    jam_until: datetime | None = None
 
     def take(self, route: VanRoute) -> None:
         """A new route while on the road: stops already served stay served, the van keeps its
@@ -240,10 +243,13 @@ class Van:
         if (
             jam is not None
             and jam.vehicle_id == self.route.vehicle_id
-            and jam.start <= now < jam.end
             and jam.from_m <= self.along_m < jam.to_m
+            and (jam.not_before is None or now >= jam.not_before)
         ):
-            speed = JAM_SPEED_MPS
+            if self.jam_until is None:
+                self.jam_until = now + jam.duration
+            if now < self.jam_until:
+                speed = JAM_SPEED_MPS
         self.along_m = min(target_m, self.along_m + speed * dt_s)
         if self.along_m >= target_m - 0.5:
             if self.phase == "returning":

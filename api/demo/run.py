@@ -54,11 +54,13 @@ from store.schema import OrderRow, OutboxRow
 log = logging.getLogger(__name__)
 
 #: The demo's day: a morning wave of two hours from 08:00, windows of one or one and a half
-#: hours; the service starts ten minutes before the vans leave.
+#: hours; the service starts five minutes before the vans leave.
 SHIFT_H = 2.0
 WINDOW_H = (1.0, 1.5)
 DAY_START = clock_time(8, 0)
-LEAD = timedelta(minutes=10)
+LEAD = timedelta(minutes=5)
+#: How long the demo's traffic jam holds the van that runs into it.
+JAM_DURATION = timedelta(minutes=20)
 #: When the urgent order comes in, after the vans leave.
 URGENT_AFTER = timedelta(minutes=40)
 #: Wall-clock seconds the demo waits, once the vans are done, for the last messages.
@@ -123,15 +125,14 @@ def choose_disruptions(
     stops = jam_route["stops"]
     if len(stops) >= 3:
         k = len(stops) // 2
-        # The jam sits on the 400 m before stop k, from a little before the van is due there.
+        # The jam sits on the 400 m before stop k and lasts 20 minutes from when the van
+        # gets there.
         distance_before_m = sum(s["distance_from_previous_m"] for s in stops[: k + 1])
-        due = datetime.fromisoformat(stops[k]["arrival"])
         jam = Jam(
             jam_route["vehicle_id"],
             max(0.0, distance_before_m - 400.0),
             distance_before_m - 20.0,
-            due - timedelta(minutes=4),
-            due + timedelta(minutes=16),
+            JAM_DURATION,
         )
         said["jam"] = f"a jam before {stops[k]['order_id']} on {jam_route['vehicle_id']}'s route"
     others = [r for r in by_length[1:] if len(r["stops"]) >= 3] or by_length
