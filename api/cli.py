@@ -231,8 +231,9 @@ def demo(
         _error(exc)
         raise typer.Exit(2) from exc
     if not headless:
+        ended = "day done" if result["day_finished"] else "stopped before the day ended"
         err.print(
-            f"day done in {result['wall_s']:.0f} s: {result['delivered']} delivered, "
+            f"{ended} in {result['wall_s']:.0f} s: {result['delivered']} delivered, "
             f"{result['failed']} failed, {result['messages_sent']} messages, "
             f"{result['late_stops_notified']}/{result['late_stops']} late stops told in time"
         )
@@ -470,6 +471,27 @@ def serve(
         proxy_headers=True,
         forwarded_allow_ips=forwarded_allow_ips,
     )
+
+
+@app.command("worker")
+def worker(
+    threads: Annotated[
+        int, typer.Option(min=1, help="Jobs run at once (solving is CPU-bound: one per core).")
+    ] = 1,
+) -> None:
+    """Run planning jobs from the task queue (LASTMILE_TASK_QUEUE_URL, redis:// or amqp://)
+    until stopped, on the service's database and road network (same LASTMILE_* settings)."""
+    import logging
+
+    from api.task_queue import serve as serve_queue
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    settings = Settings()
+    if not settings.task_queue_url:
+        _error(ValueError("no task queue: set LASTMILE_TASK_QUEUE_URL (redis://... or amqp://...)"))
+        raise typer.Exit(2)
+    queue = f"{settings.task_queue_url.split('@')[-1]} queue {settings.task_queue_name}"
+    serve_queue(settings, threads=threads, ready=lambda: err.print(f"worker ready on {queue}"))
 
 
 @db_app.command("upgrade")
