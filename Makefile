@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 CORE := domain routing eta telematics notify store api bench
 
-.PHONY: demo test lint bench-matrix bench-solomon bench-scale bench-ingest bench-eta clean
+.PHONY: demo test lint bench-matrix bench-solomon bench-scale bench-ingest bench-scale-out bench-eta clean
 
 $(VENV)/.runtime: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,11 @@ bench-scale: $(VENV)/.dev
 
 bench-ingest: $(VENV)/.dev
 	$(PY) -m bench.ingest --vehicles 50 --seconds 10 --rate 2000
+
+# Needs PostgreSQL (database lastmile_scale, created if missing) and an MQTT 5 broker.
+bench-scale-out: $(VENV)/.dev
+	$(PY) -m bench.scale_out --workers 1,2 --vehicles 5000 --seconds 20 --rate 1500 --order sticky
+	$(PY) -m bench.scale_out --workers 1,2 --vehicles 5000 --seconds 20 --rate 600 --order shuffled
 
 bench-eta: $(VENV)/.dev
 	$(PY) -m bench.eta_accuracy

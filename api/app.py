@@ -18,7 +18,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from api import errors
+from api import errors, limits
 from api.jobs import PlanRunner
 from api.log_privacy import install_access_log_privacy
 from api.routes import (
@@ -117,19 +117,26 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         upgrade(settings.url)
-        engine = make_engine(settings.url)
+        engine = make_engine(settings.url, busy_timeout_s=settings.sqlite_busy_timeout_s)
         sessions = session_factory(engine)
         graph, _ = load_road_graph(settings.osm_path)
         app.state.engine = engine
         app.state.sessions = sessions
         app.state.graph = graph
         app.state.snapper = Snapper(graph)
+        task_queue = None
+        if settings.task_queue_url:
+            from api.task_queue import TaskQueue  # only when configured
+
+            # Jobs run in `lastmile worker` processes; without a queue, on a thread here.
+            task_queue = TaskQueue(settings.task_queue_url, settings.task_queue_name)
         app.state.runner = PlanRunner(
             sessions,
             graph,
             app.state.snapper,
             default_time_limit_s=settings.plan_time_limit_s,
             on_solved=lambda kind, status, s: solve_time.labels(kind, status).observe(s),
+            send=task_queue.send if task_queue is not None else None,
         )
         app.state.runner.resume()
         snapper = app.state.snapper
@@ -186,6 +193,7 @@ def create_app(
                 tracking_url=lambda token: base + TRACKING_PATH.format(token=token),
                 clock=service_clock,
                 lease_s=settings.sender_lease_s,
+                backoff_s=settings.sender_backoff_s,
                 max_attempts=settings.sender_max_attempts,
             )
             app.state.sender.start()
@@ -202,6 +210,8 @@ def create_app(
             if private is not None:
                 private.stop()
             app.state.runner.shutdown()
+            if task_queue is not None:
+                task_queue.close()
             engine.dispose()
 
     app = FastAPI(
@@ -212,6 +222,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.clock = service_clock
+    limits.install(app)  # oversized requests get a 413 before any route reads them
     registry = CollectorRegistry()
     app.state.registry = registry
     requests = Counter(

@@ -19,7 +19,10 @@ def _session(request: Request) -> Iterator[Session]:
         yield session
 
 
-SessionDep = Annotated[Session, Depends(_session)]
+#: Committed when the route returns and *before* the response is sent (``scope="function"``):
+#: a commit that fails (SQLite locked or its disk full, PostgreSQL gone) is the client's error
+#: answer, never a 201 for a row that was not written.
+SessionDep = Annotated[Session, Depends(_session, scope="function")]
 
 
 def service_now(request: Request) -> datetime:

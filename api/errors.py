@@ -3,12 +3,17 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from domain.errors import ValidationError
+
+log = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
@@ -36,6 +41,19 @@ def _body(code: str, message: str, problems: list[dict[str, str]]) -> dict[str, 
     return {"error": {"code": code, "message": message, "problems": problems}}
 
 
+def database_error(exc: OperationalError) -> tuple[str, str]:
+    """(code, message) for a database that cannot take the request now: SQLite locked by
+    another writer past the busy timeout, SQLite's disk full, or the server unreachable."""
+    text = str(exc.orig).lower()
+    if "is locked" in text or "busy" in text:
+        return "database_busy", (
+            "the database is busy (another writer holds its lock): nothing was written; try again"
+        )
+    if "disk is full" in text or "no space left" in text:
+        return "database_full", "the database's disk is full: nothing was written"
+    return "database_unavailable", "the database is unavailable; try again"
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -56,6 +74,15 @@ def install(app: FastAPI) -> None:
             for err in exc.errors()
         ]
         return JSONResponse(_body("invalid", "the input has problems", problems), status_code=422)
+
+    @app.exception_handler(OperationalError)
+    async def _database(request: Request, exc: OperationalError) -> JSONResponse:
+        # A 503 the client can retry, not a stack trace; the log keeps the driver's reason
+        # (statement parameters are hidden by the engine).
+        code, message = database_error(exc)
+        reason = (str(exc.orig).strip().splitlines() or [""])[0][:200]
+        log.warning("%s %s: %s (%s)", request.method, request.url.path, code, reason)
+        return JSONResponse(_body(code, message, []), status_code=503, headers={"Retry-After": "1"})
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

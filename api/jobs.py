@@ -35,6 +35,12 @@ from store.schema import OrderRow, PlanJobRow, PlanRow
 log = logging.getLogger(__name__)
 #: Progress is written at most this often (seconds), so a fast solver cannot flood the database.
 PROGRESS_EVERY_S = 0.5
+#: On a task queue, a job another worker started is its own for its time limit plus this long.
+LEASE_GRACE_S = 120.0
+
+
+class JobBusyError(RuntimeError):
+    """Another worker is running the job (within its lease): try again later."""
 
 
 class PlanRunner:
@@ -46,6 +52,7 @@ class PlanRunner:
         *,
         default_time_limit_s: float,
         on_solved: Callable[[str, str, float], None] | None = None,
+        send: Callable[[str], None] | None = None,
     ) -> None:
         self.sessions = sessions
         self.graph = graph
@@ -54,15 +61,16 @@ class PlanRunner:
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="planner")
         #: Told (kind, status, seconds) after every job, for the service's metrics.
         self.on_solved = on_solved
+        #: Set: jobs go to a task queue (api/task_queue.py) instead of the worker thread.
+        self.send = send
 
     def resume(self) -> int:
-        """Queue again every job a previous run left queued or running; returns how many."""
+        """Queue again every job a previous run left queued or running; returns how many.
+        On a task queue only the queued ones (sent again in case the service stopped before
+        sending them): running ones belong to a queue worker, which has the message."""
+        statuses = ["queued"] if self.send is not None else ["queued", "running"]
         with transaction(self.sessions) as session:
-            jobs = list(
-                session.scalars(
-                    select(PlanJobRow).where(PlanJobRow.status.in_(["queued", "running"]))
-                )
-            )
+            jobs = list(session.scalars(select(PlanJobRow).where(PlanJobRow.status.in_(statuses))))
             for job in jobs:
                 job.status = "queued"
             ids = [j.id for j in jobs]
@@ -71,7 +79,10 @@ class PlanRunner:
         return len(ids)
 
     def submit(self, job_id: str) -> None:
-        self.pool.submit(self._run_logged, job_id)
+        if self.send is not None:
+            self.send(job_id)
+        else:
+            self.pool.submit(self._run_logged, job_id)
 
     def shutdown(self) -> None:
         """Drop queued jobs (they stay queued in the database and resume at the next start)
@@ -84,9 +95,12 @@ class PlanRunner:
         except Exception:  # a failed job is recorded; the worker must live on
             log.exception("plan job %s failed", job_id)
 
-    def run(self, job_id: str) -> None:
+    def run(self, job_id: str, *, leased: bool = False) -> None:
+        """Run one job (the worker thread's and the task queue's body). ``leased`` (a queue
+        worker): raise :class:`JobBusyError` for a job another worker started and may still be
+        running, i.e. within its time limit plus ``LEASE_GRACE_S``."""
         with transaction(self.sessions) as session:
-            job = session.get(PlanJobRow, job_id)
+            job = session.get(PlanJobRow, job_id, with_for_update=leased)
             if job is None or job.status not in ("queued", "running"):
                 return
             plan = session.get(PlanRow, job.plan_id)
@@ -94,6 +108,10 @@ class PlanRunner:
             if plan.status == "cancelled":
                 job.status = "cancelled"
                 return
+            if leased and job.status == "running" and job.started_at is not None:
+                lease_s = self._params(dict(plan.request)).time_limit_s + LEASE_GRACE_S
+                if (datetime.now(UTC) - job.started_at).total_seconds() < lease_s:
+                    raise JobBusyError(f"plan job {job_id} is running elsewhere")
             job.status = plan.status = "running"
             job.started_at = datetime.now(UTC)
             job.attempts += 1

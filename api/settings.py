@@ -16,6 +16,9 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         None, description="SQLAlchemy URL; default a SQLite file in data_dir."
     )
+    sqlite_busy_timeout_s: float = Field(
+        30.0, gt=0, description="SQLite: how long a write waits for a lock before failing."
+    )
     osm_path: Path | None = Field(None, description="Road network file; default Helsinki.")
     plan_time_limit_s: float = Field(10.0, gt=0, description="Default solver time limit.")
     max_plan_time_limit_s: float = Field(300.0, gt=0, description="Largest limit a job may ask.")
@@ -26,12 +29,21 @@ class Settings(BaseSettings):
     mqtt_client_id: str = Field("lastmile-ingester", description="Fixed: keeps the session.")
     mqtt_shared_group: str | None = Field(None, description="Split load: $share/{group}/...")
     public_base_url: str = Field("http://127.0.0.1:8000", description="For tracking links.")
+    task_queue_url: str | None = Field(
+        None, description="redis://... or amqp://...: planning jobs go to `lastmile worker`."
+    )
+    task_queue_name: str = Field(
+        "lastmile-plans", description="The task queue's name (and Redis key namespace)."
+    )
 
     # Customer notifications: the outbox sender and its channels (each built only when set).
     sender_enabled: bool = Field(True, description="Deliver queued customer notifications.")
     sender_max_attempts: int = Field(8, ge=1, description="Tries before a message is dead.")
     sender_lease_s: float = Field(
         60.0, gt=0, description="A sender that stops mid-send: its message is retried after."
+    )
+    sender_backoff_s: float = Field(
+        30.0, gt=0, description="First wait before a failed send is retried; doubles, to 1 h."
     )
     tracking_base_url: str | None = Field(
         None, description="Base of customers' tracking links; default public_base_url."

@@ -49,7 +49,7 @@ def _setup(url: str, vehicles: int) -> list[str]:
     upgrade(url)
     engine = make_engine(url)
     factory = session_factory(engine)
-    ids = [f"bench-{uuid.uuid4().hex[:6]}-{k}" for k in range(vehicles)]
+    ids = [f"bench-{uuid.uuid4().hex[:12]}-{k}" for k in range(vehicles)]
     line = [[LON0 + k * 0.001, LAT0] for k in range(0, 60)]  # ~3.3 km east
     t0 = datetime.now(UTC) - timedelta(hours=2)
     with transaction(factory) as session:

@@ -8,7 +8,11 @@ One pass (:meth:`OutboxSender.run_once`):
    has passed (a sender that stopped mid-send). Claiming sets ``sending``, ``locked_until =
    now + lease`` and ``attempts += 1`` and commits (``SELECT ... FOR UPDATE SKIP LOCKED`` on
    PostgreSQL, so several senders share the work). Rows are claimed one at a time, so a lease
-   only has to cover one send.
+   only has to cover one send. A customer's messages on one channel go out in the order they
+   were queued: a row waits while an earlier one of the same order and channel is still
+   ``pending`` or ``sending`` (being retried), so after an outage "delivered" never arrives
+   before "out for delivery". Deferred rows hold nothing back (the policy chose to send the
+   later one first).
 3. Render it (the order, its recipient, the tenant's branding) and send it through its
    channel, outside any transaction.
 4. Record a ``notification_attempts`` row and the outcome: ``sent`` (``sent_at``,
@@ -46,8 +50,8 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import and_, exists, or_, select
+from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from domain.errors import ValidationError
 from notify.channels.base import Channel as ChannelImpl
@@ -149,9 +153,17 @@ class OutboxSender:
         return done
 
     def claim(self, now: datetime, limit: int = 1) -> list[int]:
-        """Take up to ``limit`` due rows (pending, or sending with an expired lease): mark them
-        ``sending`` until ``now + lease`` and count the attempt. Returns their ids; rows whose
-        last attempt was interrupted after ``max_attempts`` are made ``dead`` instead."""
+        """Take up to ``limit`` due rows (pending, or sending with an expired lease; none while
+        an earlier row of its order and channel is unsent): mark them ``sending`` until ``now +
+        lease`` and count the attempt. Returns their ids; rows whose last attempt was
+        interrupted after ``max_attempts`` are made ``dead`` instead."""
+        earlier = aliased(OutboxRow)
+        held_back = exists().where(
+            earlier.order_id == OutboxRow.order_id,
+            earlier.channel == OutboxRow.channel,
+            earlier.id < OutboxRow.id,
+            earlier.status.in_(("pending", "sending")),
+        )
         with transaction(self.sessions) as session:
             query = (
                 select(OutboxRow)
@@ -159,7 +171,8 @@ class OutboxSender:
                     or_(
                         and_(OutboxRow.status == "pending", OutboxRow.due_at <= now),
                         and_(OutboxRow.status == "sending", OutboxRow.locked_until < now),
-                    )
+                    ),
+                    ~held_back,
                 )
                 .order_by(OutboxRow.due_at, OutboxRow.id)
                 .limit(limit)

@@ -15,8 +15,9 @@ from sqlalchemy.orm import Session, sessionmaker
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite files get WAL, foreign keys and a busy timeout.
+def make_engine(url: str, *, busy_timeout_s: float = 30.0) -> Engine:
+    """An engine for ``url``; SQLite files get WAL, foreign keys and a busy timeout (how long
+    a write waits for another writer's lock before failing with "database is locked").
 
     Statement parameters are hidden from SQLAlchemy's log and from its exception messages:
     they are customers' names, phones, e-mails and addresses, and a database error logged
@@ -25,7 +26,7 @@ def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(
             url,
-            connect_args={"check_same_thread": False, "timeout": 30},
+            connect_args={"check_same_thread": False, "timeout": busy_timeout_s},
             hide_parameters=True,
         )
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
 import socket
 import subprocess
@@ -147,6 +148,10 @@ def _free_port() -> int:
         return port
 
 
+def _is_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
 def _mosquitto_binary() -> str | None:
     found = shutil.which("mosquitto")
     if found is not None:
@@ -186,12 +191,16 @@ def start_mosquitto(data_dir: Path) -> PrivateBroker:
     data_dir.mkdir(parents=True, exist_ok=True)
     port = _free_port()
     config = data_dir / "mosquitto.conf"
+    # Started as root, Mosquitto switches to the mosquitto user, who cannot write its
+    # persistence file into our data_dir: the messages it queued would die with it.
+    run_as = "user root\n" if _is_root() else ""
     config.write_text(
         f"listener {port} 127.0.0.1\n"
         "allow_anonymous true\n"
         "persistence true\n"
         f"persistence_location {data_dir.resolve()}/\n"
         "max_queued_messages 100000\n"
+        f"{run_as}"
     )
     log_file = data_dir / "mosquitto.log"
     with log_file.open("wb") as log_out:  # the child keeps its own descriptor

@@ -85,10 +85,13 @@ def parse_time(value: Any, field: str = "time") -> datetime:
     if isinstance(value, int | float) or (isinstance(value, str) and _is_number(value)):
         try:
             seconds = float(value)
-            if not math.isfinite(seconds):
-                raise DecodeError("not_finite", f"{field!r} is {value!r}")
-            if abs(seconds) > _MILLIS_ABOVE:
-                seconds /= 1000
+        except OverflowError as exc:  # an integer too large for a float
+            raise DecodeError("bad_time", f"{field!r} out of range") from exc
+        if not math.isfinite(seconds):
+            raise DecodeError("not_finite", f"{field!r} is {str(value)[:40]!r}")
+        if abs(seconds) > _MILLIS_ABOVE:
+            seconds /= 1000
+        try:
             return datetime.fromtimestamp(seconds, UTC)
         except (OverflowError, OSError, ValueError) as exc:
             raise DecodeError("bad_time", f"{field!r} out of range") from exc
@@ -96,9 +99,12 @@ def parse_time(value: Any, field: str = "time") -> datetime:
         raise DecodeError("bad_time", f"{field!r} is not a time")
     try:
         parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        # An offset can carry a time at the ends of datetime's range beyond them in UTC.
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except OverflowError as exc:
+        raise DecodeError("bad_time", f"{field!r} out of range: {value[:40]!r}") from exc
     except ValueError as exc:
         raise DecodeError("bad_time", f"{field!r} is not ISO 8601: {value[:40]!r}") from exc
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def _is_number(text: str) -> bool:

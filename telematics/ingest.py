@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from domain.position import Position
@@ -142,6 +142,8 @@ class _Batch:
     queued: int = 0
 
 
+#: PostgreSQL advisory lock class of "writing a vehicle's first progress row" (any constant).
+FIRST_ROW_LOCK = 7_041_001
 #: The ETA history keeps a stop's ETA when it moved this much since the last one kept...
 ETA_LOG_CHANGE_S = 60.0
 #: ...or when the last one kept is this old (so accuracy can be measured at every horizon).
@@ -231,21 +233,29 @@ class Ingester:
                 VehicleRow.active_plan_id,
             ).where(VehicleRow.id.in_(ids))
         ).all()
+        progress = select(
+            ProgressRow.vehicle_id,
+            ProgressRow.plan_id,
+            ProgressRow.last_fix_time,
+            ProgressRow.last_lat,
+            ProgressRow.last_lon,
+            ProgressRow.updated_at,
+        ).with_for_update()
         rows = {
             r.vehicle_id: r
-            for r in session.execute(
-                select(
-                    ProgressRow.vehicle_id,
-                    ProgressRow.plan_id,
-                    ProgressRow.last_fix_time,
-                    ProgressRow.last_lat,
-                    ProgressRow.last_lon,
-                    ProgressRow.updated_at,
-                )
-                .where(ProgressRow.vehicle_id.in_(ids))
-                .with_for_update()
-            ).all()
+            for r in session.execute(progress.where(ProgressRow.vehicle_id.in_(ids))).all()
         }
+        missing = {v.id for v in vehicles} - rows.keys()
+        if missing and session.get_bind().dialect.name == "postgresql":
+            # No row yet, so nothing to lock: another worker (a shared subscription) may be
+            # writing this vehicle's first one. Lock its id instead (in one order: no
+            # deadlock between workers), then look again.
+            for vehicle_id in sorted(missing):
+                session.execute(
+                    select(func.pg_advisory_xact_lock(FIRST_ROW_LOCK, func.hashtext(vehicle_id)))
+                )
+            for r in session.execute(progress.where(ProgressRow.vehicle_id.in_(missing))).all():
+                rows[r.vehicle_id] = r
         for vehicle_id, organisation_id, external_id, plan_id in vehicles:
             row = rows.get(vehicle_id)
             cached = self._cache.get(vehicle_id)
@@ -301,7 +311,10 @@ class Ingester:
 
     def osmand_query(self, fields: Mapping[str, str]) -> IngestResult:
         device = fields.get("id") or fields.get("deviceid") or ""
-        payload = "&".join(f"{k}={v}" for k, v in fields.items()).encode()
+        # Kept for the dead letters only: whatever the fields hold, it must encode.
+        payload = "&".join(f"{k}={v}" for k, v in fields.items()).encode(
+            "utf-8", "backslashreplace"
+        )
         return self._guard(
             "osmand",
             "",
@@ -319,7 +332,7 @@ class Ingester:
         def run() -> IngestResult:
             try:
                 device = str(json.loads(payload).get("device_id") or "")
-            except (ValueError, AttributeError):
+            except (ValueError, AttributeError, RecursionError):
                 device = ""
             return self._ingest(decode_osmand_json(payload, self._device_map("osmand", device)))
 
@@ -339,6 +352,8 @@ class Ingester:
 
         def run() -> IngestResult:
             vehicle_id = topic_part(topic, 1, expect=("fleet", "", "events"))
+            if not _storable(vehicle_id):
+                raise DecodeError("unknown_vehicle", vehicle_id[:100])
             data = _event_json(payload)
             with self._lock, self._scope() as session:
                 vehicles = list(
@@ -403,13 +418,14 @@ class Ingester:
             detail = ""
         if result.status == "rejected":
             self.counts[result.reason] += 1
-            with self._scope() as session:
+            # Locked as _ingest is: another thread's batch must not take this dead letter.
+            with self._lock, self._scope() as session:
                 session.add(
                     DeadLetterRow(
                         source=source,
-                        topic=topic[:300],
+                        topic=_clean(topic)[:300],
                         reason=result.reason,
-                        detail=detail[:1000],
+                        detail=_clean(detail)[:1000],
                         payload=base64.b64encode(payload[:4096]).decode(),
                     )
                 )
@@ -423,8 +439,8 @@ class Ingester:
         return {external_id: vehicles[0]} if vehicles else {}
 
     def _devices(self, protocol: str, external_id: str) -> list[str]:
-        if not external_id:
-            return []
+        if not external_id or not _storable(external_id):
+            return []  # no device has an id that cannot be stored
         with self.sessions() as session:
             rows = session.scalars(
                 select(DeviceRow.vehicle_id).where(
@@ -439,6 +455,8 @@ class Ingester:
         known = self._vehicle_ids.get(position.vehicle_id)
         if known is not None:
             return self._ingest(_with_vehicle(position, known))
+        if not _storable(position.vehicle_id):
+            raise DecodeError("unknown_vehicle", position.vehicle_id[:100])
         with self.sessions() as session:
             ids = list(
                 session.scalars(
@@ -478,6 +496,12 @@ class Ingester:
             verdict = screen(position, last, now, self.hygiene)
             if verdict.verdict is Verdict.REJECT:
                 return IngestResult("rejected", verdict.reason, live.external_id)
+            if verdict.verdict is Verdict.HISTORY_ONLY and _stored(
+                batch, live.vehicle_id, position.fix_time
+            ):
+                # A redelivery (MQTT QoS 1 is at-least-once: a fix committed whose ack was
+                # lost comes again after a reconnect or a crash): it is stored once.
+                return IngestResult("rejected", "duplicate", live.external_id)
             applied = verdict.verdict is Verdict.APPLY
             batch.positions.append(
                 {
@@ -870,15 +894,49 @@ def _event_json(payload: bytes) -> dict[str, str]:
         raise DecodeError("malformed_json", "expected a JSON object")
     if not isinstance(data.get("order_id"), str) or not data["order_id"]:
         raise DecodeError("missing_field", "'order_id' is required")
+    if not _storable(data["order_id"]):
+        raise DecodeError("bad_field", "'order_id' is not storable text")
     if data.get("kind") not in DRIVER_EVENTS:
         raise DecodeError("bad_field", f"'kind' must be one of {', '.join(DRIVER_EVENTS)}")
     reason = data.get("reason", "")
     return {
         "order_id": data["order_id"],
         "kind": data["kind"],
-        "reason": reason if isinstance(reason, str) else "",
+        "reason": _clean(reason) if isinstance(reason, str) else "",
         "at": data.get("at") if isinstance(data.get("at"), str | int | float) else "",
     }
+
+
+def _storable(text: str) -> bool:
+    """Whether a string from a payload can be looked up or stored: no lone surrogate (from a
+    JSON ``\\ud800`` escape; no driver encodes one) and no NUL (PostgreSQL text refuses it)."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _clean(text: str) -> str:
+    """``text`` made storable for the dead letters and events (escapes what is not)."""
+    if _storable(text):
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+
+
+def _stored(batch: _Batch, vehicle_id: str, fix_time: datetime) -> bool:
+    """Whether the vehicle already has a position at ``fix_time``, in this batch or stored
+    (asked only for out-of-order fixes, so the steady stream pays nothing)."""
+    if any(p["vehicle_id"] == vehicle_id and p["fix_time"] == fix_time for p in batch.positions):
+        return True
+    found = batch.session.scalar(
+        select(PositionRow.id)
+        .where(PositionRow.vehicle_id == vehicle_id, PositionRow.fix_time == fix_time)
+        .limit(1)
+    )
+    return found is not None
 
 
 def _with_vehicle(position: Position, vehicle_row_id: str) -> Position:
@@ -917,11 +975,12 @@ def record_driver_event(
     progress = session.get(ProgressRow, vehicle.id)
     if progress is not None and progress.state:
         state = dict(progress.state)
+        # A vehicle tracked without a route has a state with no stops.
         state["stops"] = [
             {**s, "departed_at": s["departed_at"] or at.isoformat()}
             if s["order_id"] == order.external_id
             else s
-            for s in state["stops"]
+            for s in state.get("stops", [])
         ]
         # Time inside a fence counted so far belonged to this stop: the next one's dwell
         # starts afresh (a neighbour's fence may hold the van all along).

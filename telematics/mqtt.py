@@ -7,7 +7,8 @@
 - One network thread delivers messages in order, so one vehicle's fixes keep their order.
   With ``shared_group`` several ingesters split the load (``$share/{group}/...``); the broker
   then spreads a vehicle's fixes over them, which the screening's out-of-order rule absorbs.
-- Automatic reconnect with backoff (1 s doubling to 30 s).
+- Automatic reconnect with backoff (1 s doubling to 5 s: a broker back from a restart gets
+  its fixes flowing again within seconds, and 5 s between tries is no load on it).
 - ``BrokerAddress.protocol == 4`` (the embedded amqtt broker speaks only MQTT 3.1.1): the same
   fixed client id with ``clean_session=False`` keeps the session instead, its expiry is the
   broker's to set, and there are no shared subscriptions (``shared_group`` is refused).
@@ -110,7 +111,7 @@ class MqttIngester:
                 clean_session=False,
             )
         client.manual_ack_set(True)
-        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.reconnect_delay_set(min_delay=1, max_delay=5)
         if broker.username:
             client.username_pw_set(broker.username, broker.password)
         client.on_connect = self._on_connect

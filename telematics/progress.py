@@ -91,12 +91,15 @@ class RouteTrack:
         k = math.pi / 180 * EARTH_RADIUS_M
         lat = self.origin_lat + y / k
         lon = self.origin_lon + x / (k * math.cos(math.radians(self.origin_lat)))
+        lon = np.where(lon > 180, lon - 360, np.where(lon < -180, lon + 360, lon))
         return [(float(a), float(b)) for a, b in zip(lat, lon, strict=True)]
 
 
 def _project(lonlat: XY, lat0: float, lon0: float) -> XY:
     k = math.pi / 180 * EARTH_RADIUS_M
-    x = (lonlat[:, 0] - lon0) * k * math.cos(math.radians(lat0))
+    # East of the origin the short way round: a route across the antimeridian stays whole.
+    dlon = (lonlat[:, 0] - lon0 + 180.0) % 360.0 - 180.0
+    x = dlon * k * math.cos(math.radians(lat0))
     y = (lonlat[:, 1] - lat0) * k
     return np.column_stack((x, y))
 

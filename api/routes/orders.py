@@ -122,6 +122,7 @@ def _channels(wanted: Sequence[str]) -> list[str]:
 
 @router.put(
     "/{order_id}/preferences",
+    responses=ERRORS,
     summary="The customer's message preferences: channels, or no messages at all.",
 )
 def set_preferences(

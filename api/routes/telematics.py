@@ -8,6 +8,7 @@ from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from api.auth import Caller, require
 from api.deps import Reader, SessionDep, VehicleId, service_now
@@ -73,13 +74,15 @@ async def _osmand(request: Request) -> JSONResponse:
     if len(body) > MAX_BODY_BYTES:
         raise ApiError(413, "too_large", f"body over {MAX_BODY_BYTES} bytes")
     ingester = request.app.state.ingester
+    # The ingester commits to the database: on a worker thread, so a slow or locked database
+    # holds up this request only, not the event loop (every other request, /healthz too).
     if body.strip().startswith(b"{"):
-        return _answer(ingester.osmand_json(body))
+        return _answer(await run_in_threadpool(ingester.osmand_json, body))
     fields = dict(request.query_params)
     if body:
         # Traccar Client may POST its fields form-encoded instead of in the query.
         fields.update(parse_qsl(body.decode("utf-8", errors="replace")))
-    return _answer(ingester.osmand_query(fields))
+    return _answer(await run_in_threadpool(ingester.osmand_query, fields))
 
 
 @router.post(
@@ -92,9 +95,13 @@ async def post_position(vehicle_id: VehicleId, request: Request, caller: Device)
     body = await request.body()
     if len(body) > MAX_BODY_BYTES:
         raise ApiError(413, "too_large", f"body over {MAX_BODY_BYTES} bytes")
-    with request.app.state.sessions() as session:
-        vehicle_row(session, caller.organisation_id, vehicle_id)
-    return _answer(request.app.state.ingester.fleet_message(f"fleet/{vehicle_id}/position", body))
+
+    def ingest() -> Any:  # on a worker thread, as /osmand
+        with request.app.state.sessions() as session:
+            vehicle_row(session, caller.organisation_id, vehicle_id)
+        return request.app.state.ingester.fleet_message(f"fleet/{vehicle_id}/position", body)
+
+    return _answer(await run_in_threadpool(ingest))
 
 
 @router.post(

@@ -45,8 +45,12 @@ class Service:
 
 
 @contextmanager
-def running(url: str, data_dir: Path, admin: str | None = None) -> Iterator[Service]:
-    settings = Settings(data_dir=data_dir, database_url=url, plan_time_limit_s=1.0, mqtt=False)
+def running(
+    url: str, data_dir: Path, admin: str | None = None, **overrides: Any
+) -> Iterator[Service]:
+    """``overrides``: more settings (e.g. ``task_queue_url``)."""
+    options: dict[str, Any] = {"plan_time_limit_s": 1.0, "mqtt": False, **overrides}
+    settings = Settings(data_dir=data_dir, database_url=url, **options)
     with TestClient(create_app(settings)) as client:
         if admin is None:
             engine = make_engine(url)

@@ -24,6 +24,7 @@ runner = CliRunner()
         ["demo"],
         ["plan"],
         ["serve"],
+        ["worker"],
         ["db"],
         ["db", "upgrade"],
         ["org"],
