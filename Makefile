@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 CORE := domain routing eta telematics notify store api bench
 
-.PHONY: demo test lint bench-matrix bench-solomon bench-scale bench-ingest bench-scale-out bench-eta clean
+.PHONY: demo test lint bench-matrix bench-solomon bench-scale bench-ingest bench-scale-out bench-soak bench-eta clean
 
 $(VENV)/.runtime: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ bench-ingest: $(VENV)/.dev
 bench-scale-out: $(VENV)/.dev
 	$(PY) -m bench.scale_out --workers 1,2 --vehicles 5000 --seconds 20 --rate 1500 --order sticky
 	$(PY) -m bench.scale_out --workers 1,2 --vehicles 5000 --seconds 20 --rate 600 --order shuffled
+
+# 20 minutes at 2,000 fixes/s: memory and lag over time (RELIABILITY.md).
+bench-soak: $(VENV)/.dev
+	$(PY) -m bench.soak --seconds 1200 --rate 2000
 
 bench-eta: $(VENV)/.dev
 	$(PY) -m bench.eta_accuracy

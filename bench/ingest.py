@@ -31,6 +31,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from sqlalchemy.engine import Engine
 
 from store.db import make_engine, session_factory, transaction, upgrade
 from store.schema import OrderRow, Organisation, PlanRow, VehicleRow
@@ -190,16 +191,18 @@ def _start_publisher(
     return process
 
 
-def run_pipeline(
-    broker: BrokerAddress, url: str, vehicles: int, seconds: float, rate: float
-) -> dict[str, Any]:
-    ids = _setup(url, vehicles)
-    engine = make_engine(url)
-    latencies: list[float] = []
-    shared = _Shared()
-    lock = threading.Lock()
+def timed_ingester(
+    engine: Engine,
+    broker: BrokerAddress,
+    shared: _Shared,
+    lock: threading.Lock,
+    latencies: list[float],
+    name: str,
+) -> MqttIngester:
+    """An MQTT ingester on ``engine`` that counts what it stores in ``shared`` and appends each
+    fix's publish-to-stored time (ms) to ``latencies`` (under ``lock``)."""
     ingester = MqttIngester(
-        Ingester(session_factory(engine)), broker, client_id=f"bench-{uuid.uuid4().hex[:6]}"
+        Ingester(session_factory(engine)), broker, client_id=f"{name}-{uuid.uuid4().hex[:6]}"
     )
     process = ingester._process
 
@@ -213,6 +216,17 @@ def run_pipeline(
             latencies.extend((stored - t) * 1000 for t in sent if isinstance(t, float))
 
     ingester._process = timed  # type: ignore[method-assign]
+    return ingester
+
+
+def run_pipeline(
+    broker: BrokerAddress, url: str, vehicles: int, seconds: float, rate: float
+) -> dict[str, Any]:
+    ids = _setup(url, vehicles)
+    engine = make_engine(url)
+    latencies: list[float] = []
+    shared = _Shared()
+    ingester = timed_ingester(engine, broker, shared, threading.Lock(), latencies, "bench")
     ingester.start()
     ingester.connected.wait(10)
     time.sleep(0.5)
