@@ -11,17 +11,15 @@ so revoking it shuts the dashboard at once and an open stream within one poll.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from datetime import time as clock_time
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, undefer
 from starlette.concurrency import run_in_threadpool
@@ -29,8 +27,9 @@ from starlette.concurrency import run_in_threadpool
 from api.auth import Caller, caller_for_key, check_role
 from api.deps import service_now
 from api.errors import ApiError
-from api.routes.tracking import KEEP_ALIVE_S, MAX_BODY_BYTES, POLL_S, STREAM_MAX_S, _pages, _sse
+from api.routes.tracking import MAX_BODY_BYTES, _pages
 from api.routes.tracking import _zone as zone_of
+from api.sse import POLL_S, STREAM_MAX_S, change_stream
 from notify.answer import LATE_FROM_MINUTES
 from store.repo import order_windows
 from store.schema import (
@@ -597,30 +596,10 @@ async def events(request: Request) -> Response:
     if first is None:
         raise ApiError(401, "unauthorized", "unknown or revoked API key")
     app_state = request.app.state
-    poll_s: float = getattr(app_state, "dashboard_poll_s", POLL_S)
-    max_s: float = getattr(app_state, "dashboard_stream_max_s", STREAM_MAX_S)
-
-    async def stream() -> AsyncIterator[str]:
-        last = first
-        yield "retry: 5000\n" + _sse(first)
-        started = quiet_since = time.monotonic()
-        while time.monotonic() - started < max_s:
-            await asyncio.sleep(poll_s)
-            if await request.is_disconnected():
-                return
-            now = await run_in_threadpool(_snapshot, request, key)
-            if now is None:
-                return
-            if now != last:
-                last = now
-                quiet_since = time.monotonic()
-                yield _sse(now)
-            elif time.monotonic() - quiet_since >= KEEP_ALIVE_S:
-                quiet_since = time.monotonic()
-                yield ": keep-alive\n\n"
-
-    return StreamingResponse(
-        stream(),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    return change_stream(
+        request,
+        first,
+        lambda: _snapshot(request, key),
+        poll_s=getattr(app_state, "dashboard_poll_s", POLL_S),
+        max_s=getattr(app_state, "dashboard_stream_max_s", STREAM_MAX_S),
     )

@@ -9,14 +9,11 @@ The order's live state is read as the support lookup reads it (:mod:`api.routes.
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
 import math
 import re
 import threading
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -24,7 +21,7 @@ from urllib.parse import parse_qs
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, Response, StreamingResponse
+from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -33,6 +30,7 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import service_now
 from api.routes.plans import route_messages
 from api.routes.support import _at, _late_minutes, _latest_route
+from api.sse import POLL_S, STREAM_MAX_S, change_stream
 from api.tracking_map import MapView, Tracks, map_view, roads_around
 from notify.answer import LATE_FROM_MINUTES
 from notify.render import (
@@ -58,11 +56,6 @@ LIMITS = {"safe_place": 200, "notes": 500, "access_code": 32}
 MAX_BODY_BYTES = 4096
 #: Rate limit per client IP on /t/*: a bucket of this many requests, refilled over a minute.
 RATE_PER_MINUTE = 60
-#: Server-sent events: poll the store this often, comment this often when nothing changed,
-#: and end the stream after this long (EventSource reconnects by itself).
-POLL_S = 2.0
-KEEP_ALIVE_S = 15.0
-STREAM_MAX_S = 600.0
 
 _pages = Environment(
     loader=PackageLoader("api", "templates"),
@@ -442,10 +435,6 @@ def _snapshot(request: Request, token: str) -> dict[str, Any] | None:
         return tracking_view(session, order, service_now(request), _tracks(request)).live()
 
 
-def _sse(data: dict[str, Any]) -> str:
-    return f"event: update\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
-
-
 @router.get("/t/{token}/events")
 async def tracking_events(token: str, request: Request) -> Response:
     """Server-sent events: the window and status, sent when they change (polled every 2 s)."""
@@ -456,30 +445,11 @@ async def tracking_events(token: str, request: Request) -> Response:
     if first is None:
         return _not_found(request)
     state = request.app.state
-    poll_s: float = getattr(state, "tracking_poll_s", POLL_S)
-    max_s: float = getattr(state, "tracking_stream_max_s", STREAM_MAX_S)
-
-    async def stream() -> AsyncIterator[str]:
-        last = first
-        yield "retry: 5000\n" + _sse(first)
-        started = quiet_since = time.monotonic()
-        while not last.get("final") and time.monotonic() - started < max_s:
-            await asyncio.sleep(poll_s)
-            if await request.is_disconnected():
-                return
-            now = await run_in_threadpool(_snapshot, request, token)
-            if now is None:
-                return
-            if now != last:
-                last = now
-                quiet_since = time.monotonic()
-                yield _sse(now)
-            elif time.monotonic() - quiet_since >= KEEP_ALIVE_S:
-                quiet_since = time.monotonic()
-                yield ": keep-alive\n\n"
-
-    return StreamingResponse(
-        stream(),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    return change_stream(
+        request,
+        first,
+        lambda: _snapshot(request, token),
+        poll_s=getattr(state, "tracking_poll_s", POLL_S),
+        max_s=getattr(state, "tracking_stream_max_s", STREAM_MAX_S),
+        final=lambda view: bool(view.get("final")),
     )
