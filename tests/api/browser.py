@@ -24,6 +24,7 @@ from api.app import create_app
 from api.settings import Settings
 from store.db import make_engine, session_factory
 from store.repo import create_organisation
+from tests.api.service import Service
 from tests.conftest import require_servers
 
 #: Where screenshots go (CI keeps the folder as the run's artefacts).
@@ -56,34 +57,11 @@ def chromium_path() -> str:
 
 
 @dataclass
-class LiveService:
-    """The service listening on a real port, with its app (for its state) and an admin key."""
+class LiveService(Service):
+    """The service listening on a real port, with its app (for its state)."""
 
     app: FastAPI
     base_url: str
-    admin: str
-    url: str
-    client: httpx.Client
-
-    def headers(self, key: str | None = None) -> dict[str, str]:
-        return {"Authorization": f"Bearer {key or self.admin}"}
-
-    def key(self, role: str) -> str:
-        response = self.client.post("/v1/keys", json={"role": role}, headers=self.headers())
-        assert response.status_code == 201, response.text
-        key: str = response.json()["key"]
-        return key
-
-    def wait(self, plan_id: str, timeout_s: float = 60.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            body: dict[str, Any] = self.client.get(
-                f"/v1/plans/{plan_id}", headers=self.headers()
-            ).json()
-            if body["status"] in ("succeeded", "failed", "cancelled"):
-                return body
-            time.sleep(0.1)
-        raise AssertionError(f"plan {plan_id} still not finished after {timeout_s} s")
 
 
 def _free_port() -> int:
@@ -135,7 +113,7 @@ def live_service(data_dir: Path) -> Iterator[LiveService]:
     base = f"http://127.0.0.1:{port}"
     try:
         with httpx.Client(base_url=base, timeout=30) as client:
-            yield LiveService(app, base, admin, url, client)
+            yield LiveService(client, admin, url, app, base)
     finally:
         server.should_exit = True
         thread.join(timeout=30)

@@ -4,10 +4,12 @@ ETAs, the windows told), or a real day planned and dispatched through the API.""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from store.db import make_engine, session_factory, transaction
 from store.schema import (
@@ -160,3 +162,38 @@ def dispatch(
     stops: list[str] = [stop["order_id"] for stop in route["stops"]]
     assert sorted(stops) == sorted(orders)
     return stops
+
+
+T = TypeVar("T")
+
+
+def read_order(url: str, order_id: str, read: Callable[[Session, OrderRow], T]) -> T:
+    """``read(session, order)`` of the stored order ``order_id``, on a connection of its own."""
+    engine = make_engine(url)
+    try:
+        with session_factory(engine)() as session:
+            order = session.scalar(select(OrderRow).where(OrderRow.external_id == order_id))
+            assert order is not None
+            return read(session, order)
+    finally:
+        engine.dispose()
+
+
+def tracking_token(url: str, order_id: str) -> str:
+    return read_order(url, order_id, lambda _session, order: order.tracking_token)
+
+
+class SimClock:
+    """The ingester's clock, started in the recent past and moved on by the test: the van
+    stands at the depot for minutes in a test that lasts seconds. Fixes carry its time, so
+    they are never in the future."""
+
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> datetime:
+        self.now += timedelta(seconds=seconds)
+        return self.now

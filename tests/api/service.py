@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 from fastapi.testclient import TestClient
 
 from api.app import create_app
@@ -19,7 +20,8 @@ from store.repo import create_organisation
 
 @dataclass
 class Service:
-    client: TestClient
+    #: In-process (TestClient) or, for browser tests, a real client of a listening service.
+    client: httpx.Client
     admin: str
     url: str
 

@@ -18,7 +18,7 @@ from api.routes.tracking import tracking_view
 from store.db import make_engine, session_factory
 from store.schema import OrderRow
 from tests.api.browser import CHROMIUM_ARGS, LiveService, chromium_path, live_service, screenshot
-from tests.api.live_state import dispatch
+from tests.api.live_state import SimClock, dispatch, read_order, tracking_token
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -53,21 +53,6 @@ def phone(chromium: Any) -> Iterator[Any]:
     context.close()
 
 
-class SimClock:
-    """The ingester's clock, started in the past and moved on with the fixes: a van stands at
-    the depot for many minutes of fix time in a test of seconds."""
-
-    def __init__(self, start: datetime) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> datetime:
-        self.now += timedelta(seconds=seconds)
-        return self.now
-
-
 def _day(s: LiveService) -> list[str]:
     """Two English customers planned and dispatched from the Helsinki depot, route order."""
     orders = {
@@ -81,7 +66,7 @@ def _day(s: LiveService) -> list[str]:
         }
         for oid, (lat, lon) in STOPS.items()
     }
-    return dispatch(s, orders, DEPOT)  # type: ignore[arg-type]
+    return dispatch(s, orders, DEPOT)
 
 
 def _fix(s: LiveService, at: datetime, where: tuple[float, float] = DEPOT) -> None:
@@ -94,26 +79,16 @@ def _fix(s: LiveService, at: datetime, where: tuple[float, float] = DEPOT) -> No
 
 
 def _token(s: LiveService, order_id: str) -> str:
-    engine = make_engine(s.url)
-    try:
-        with session_factory(engine)() as session:
-            order = session.scalar(select(OrderRow).where(OrderRow.external_id == order_id))
-            assert order is not None
-            return order.tracking_token
-    finally:
-        engine.dispose()
+    return tracking_token(s.url, order_id)
 
 
 def _window_line(s: LiveService, order_id: str) -> str:
     """The window sentence the page should show now, read from the store."""
-    engine = make_engine(s.url)
-    try:
-        with session_factory(engine)() as session:
-            order = session.scalar(select(OrderRow).where(OrderRow.external_id == order_id))
-            assert order is not None
-            return tracking_view(session, order, datetime.now(UTC)).window
-    finally:
-        engine.dispose()
+    return read_order(
+        s.url,
+        order_id,
+        lambda session, order: tracking_view(session, order, datetime.now(UTC)).window,
+    )
 
 
 def _fits_the_phone(page: Any) -> bool:

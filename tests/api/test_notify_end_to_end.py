@@ -21,7 +21,7 @@ from notify.render import catalogue, window_text
 from notify.triggers import Window
 from store.db import make_engine, session_factory
 from store.schema import EventRow, OrderRow
-from tests.api.live_state import dispatch
+from tests.api.live_state import SimClock, dispatch
 from tests.api.service import Service, running
 from tests.api.smtp_server import SmtpServer
 
@@ -44,22 +44,6 @@ def mailing(
     monkeypatch.setenv("LASTMILE_SMTP_SENDER", "noreply@lastmile.example")
     with running(database_url, tmp_path) as s:
         yield s
-
-
-class SimClock:
-    """The ingester's clock, started in the recent past and moved on by the test: the van
-    stands at the depot for minutes in a test that lasts seconds. Fixes carry its time, so
-    they are never in the future."""
-
-    def __init__(self, start: datetime) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> datetime:
-        self.now += timedelta(seconds=seconds)
-        return self.now
 
 
 def _policy(s: Service, policy: dict[str, Any]) -> None:

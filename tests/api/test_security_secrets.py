@@ -19,8 +19,8 @@ from api.app import create_app
 from api.settings import Settings
 from store.db import make_engine, session_factory
 from store.repo import create_organisation
-from store.schema import ApiKey, DeviceRow, OrderRow
-from tests.api.live_state import dispatch
+from store.schema import ApiKey, DeviceRow
+from tests.api.live_state import dispatch, tracking_token
 from tests.api.service import Service
 
 pytestmark = [pytest.mark.security, pytest.mark.integration]
@@ -87,17 +87,6 @@ def _stored_hashes(url: str) -> list[str]:
     return [*keys, *devices, *parts]
 
 
-def _token(url: str, order_id: str) -> str:
-    engine = make_engine(url)
-    try:
-        with session_factory(engine)() as session:
-            order = session.scalar(select(OrderRow).where(OrderRow.external_id == order_id))
-            assert order is not None
-            return order.tracking_token
-    finally:
-        engine.dispose()
-
-
 def _day(s: Service) -> tuple[list[str], str]:
     """Organisation settings, a dispatched plan, keys and a device: (every key or password
     shown once at creation, the plan id)."""
@@ -136,7 +125,7 @@ def _paths(s: Service, plan_id: str) -> list[str]:
         if "get" in items:
             real = re.sub(r"\{[^}]+\}", lambda m: ids[m.group(0)], path)
             paths.append(real + query.get(path, ""))
-    token = _token(s.url, "S-1")
+    token = tracking_token(s.url, "S-1")
     hidden = ["/openapi.json", "/docs", "/redoc", f"/t/{token}", "/dashboard/state"]
     return paths + hidden + ["/v1/orders/nope", "/v1/plans/nope/geojson", "/t/not-a-token"]
 

@@ -10,14 +10,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import select
 
 from api.routes.tracking import browser_language
-from store.db import make_engine, session_factory
-from store.schema import (
-    OrderRow,
-)
-from tests.api.live_state import dispatch, put_on_route
+from tests.api.live_state import dispatch, put_on_route, read_order, tracking_token
 from tests.api.service import Service
 
 ROME = ZoneInfo("Europe/Rome")
@@ -47,14 +42,7 @@ def _window_it(start: datetime, end: datetime) -> str:
 
 
 def _instructions(url: str, order_id: str) -> object:
-    engine = make_engine(url)
-    try:
-        with session_factory(engine)() as session:
-            order = session.scalar(select(OrderRow).where(OrderRow.external_id == order_id))
-            assert order is not None
-            return order.delivery_instructions
-    finally:
-        engine.dispose()
+    return read_order(url, order_id, lambda _session, order: order.delivery_instructions)
 
 
 @pytest.mark.integration
@@ -173,17 +161,6 @@ def _map_data(html: str) -> dict[str, Any]:
     return data
 
 
-def _token(url: str, order_id: str) -> str:
-    engine = make_engine(url)
-    try:
-        with session_factory(engine)() as session:
-            order = session.scalar(select(OrderRow).where(OrderRow.external_id == order_id))
-            assert order is not None
-            return order.tracking_token
-    finally:
-        engine.dispose()
-
-
 @pytest.mark.integration
 def test_map_shows_the_van_only_to_the_next_stop(service: Service) -> None:
     """A planned, dispatched day on Helsinki's roads, the van reporting from the depot: the
@@ -206,7 +183,7 @@ def test_map_shows_the_van_only_to_the_next_stop(service: Service) -> None:
     )
     assert r.status_code == 200, r.text
 
-    page = s.client.get(f"/t/{_token(s.url, first)}")
+    page = s.client.get(f"/t/{tracking_token(s.url, first)}")
     assert page.status_code == 200
     assert 'data-vehicle="shown"' in page.text
     assert "/static/vendor/leaflet/leaflet.js" in page.text
@@ -221,7 +198,7 @@ def test_map_shows_the_van_only_to_the_next_stop(service: Service) -> None:
     assert leg[-1] == pytest.approx(list(HELSINKI_STOPS[first]), abs=2e-3)
     assert len(data["roads"]) > 10
 
-    page = s.client.get(f"/t/{_token(s.url, second)}")
+    page = s.client.get(f"/t/{tracking_token(s.url, second)}")
     assert 'data-vehicle="hidden"' in page.text
     live = _map_data(page.text)["live"]
     assert live["vehicle"] is None
