@@ -238,7 +238,8 @@ class OutboxSender:
             return "the order or its organisation no longer exists"
         try:
             message = message_from_json(row.payload["message"])
-            to = recipient(order, _webhook_url(org))
+            # The tenant's policy as the outbox read it (an invalid stored one: defaults).
+            to = recipient(order, self.outbox.settings(session, org.id).webhook_url)
             view = OrderView(
                 order_id=order.external_id,
                 reference=order.customer_ref or order.external_id,
@@ -327,12 +328,6 @@ class OutboxSender:
                 done = 0
             if done < self.batch:
                 self._wake.wait(self.poll_s)
-
-
-def _webhook_url(org: Organisation) -> str | None:
-    """The tenant's webhook endpoint (None when unset or its stored policy is invalid)."""
-    url = (org.notification_policy or {}).get("webhook_url")
-    return url if isinstance(url, str) and url.startswith(("https://", "http://")) else None
 
 
 def _branding(org: Organisation) -> Branding:
