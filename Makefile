@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-CORE := domain routing eta telematics notify store api bench
+CORE := domain routing eta evaluation telematics notify store jobs api lastmile bench
 
 .PHONY: demo test lint bench-matrix bench-solomon bench-scale bench-ingest bench-scale-out bench-soak bench-eta clean
 

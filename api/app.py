@@ -19,7 +19,6 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from api import errors, limits
-from api.jobs import PlanRunner
 from api.log_privacy import install_access_log_privacy
 from api.routes import (
     dashboard,
@@ -34,6 +33,7 @@ from api.routes import (
 )
 from api.settings import Settings
 from domain.geo import LatLon
+from jobs.plan_runner import PlanRunner
 from notify.channels import GenericSms, SmtpChannel, TwilioSms, WebhookChannel
 from notify.channels.base import Channel as ChannelImpl
 from notify.channels.push import MqttPushChannel
@@ -126,7 +126,7 @@ def create_app(
         app.state.snapper = Snapper(graph)
         task_queue = None
         if settings.task_queue_url:
-            from api.task_queue import TaskQueue  # only when configured
+            from jobs.task_queue import TaskQueue  # only when configured
 
             # Jobs run in `lastmile worker` processes; without a queue, on a thread here.
             task_queue = TaskQueue(settings.task_queue_url, settings.task_queue_name)

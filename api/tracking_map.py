@@ -18,9 +18,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from domain.geo import LatLon
+from domain.route_track import RouteTrack, route_track
 from routing.snapping import Snapper
 from store.schema import OrderRow, PlanRow, ProgressRow
-from telematics.progress import RouteTrack, route_track
 
 #: Roads drawn around the stop (the base map, sent once with the page).
 ROADS_RADIUS_M = 500.0

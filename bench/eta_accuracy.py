@@ -25,9 +25,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from eta.noise import PROFILES
 from eta.params import EtaParams
-from eta.replay import (
+from evaluation.noise import PROFILES
+from evaluation.replay import (
     HORIZONS_MIN,
     ReplayResult,
     history_prior,
@@ -36,7 +36,7 @@ from eta.replay import (
     replay,
     score,
 )
-from eta.scenario import Scenario, find_osm, load_scenario
+from evaluation.scenario import Scenario, find_osm, load_scenario
 from routing.network import load_road_graph
 from routing.road_graph import RoadGraph
 

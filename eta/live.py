@@ -1,6 +1,7 @@
-"""The ETA core on a live vehicle: telematics progress in, ETAs and delay events out.
+"""The ETA core on a live vehicle: its progress in, ETAs and delay events out.
 
-The one place where the ETA core meets the telematics progress; used alike by the ingester
+The one place where the ETA core meets a vehicle's progress (:mod:`domain.vehicle_progress`,
+kept by the telematics side); used alike by the ingester
 (each accepted fix) and by the accuracy replay (``lastmile eval-eta``), so what is measured is
 what runs.
 """
@@ -13,13 +14,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from domain.route_track import RouteTrack
+from domain.vehicle_progress import Progress
 from eta.delay import DelayEvent, DelayParams, Told, detect
 from eta.pace import Pace, learn
 from eta.params import EtaParams
 from eta.predict import StopEta, predict
 from eta.progress import RouteProgress, StopVisit, not_started
 from eta.route import EtaBreak, EtaRoute, EtaStop, eta_route
-from telematics.progress import Progress, RouteTrack
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +73,7 @@ def route_from_track(
     windows: Sequence[Sequence[tuple[datetime, datetime]]],
     breaks: Sequence[EtaBreak] = (),
 ) -> EtaRoute:
-    """An ETA route on a telematics track: the stops at the track's places along the line,
+    """An ETA route on a route track: the stops at the track's places along the line,
     with the plan's leg drive times (one per stop: the drive to it), service and windows."""
     stops = [
         EtaStop(order_id, along_m, float(leg_travel_s[k]), float(service_s[k]), tuple(windows[k]))

@@ -1,5 +1,5 @@
 """What the ETA core needs to know of a vehicle's progress along its route (filled from the
-telematics progress by :mod:`eta.live`)."""
+vehicle progress by :mod:`eta.live`)."""
 
 from __future__ import annotations
 

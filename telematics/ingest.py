@@ -21,6 +21,8 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from domain.position import Position
+from domain.route_track import RouteTrack, route_track
+from domain.vehicle_progress import Progress, progress_from_dict, progress_to_dict
 from eta.delay import DelayEvent, DelayParams, EtaChanged, Told, WindowBroken, WindowTold
 from eta.live import (
     eta_to_list,
@@ -66,14 +68,9 @@ from telematics.progress import (
     Event,
     LeftRoute,
     Passed,
-    Progress,
     ProgressParams,
-    RouteTrack,
     apply_fix,
     carry_over,
-    progress_from_dict,
-    progress_to_dict,
-    route_track,
     start,
 )
 

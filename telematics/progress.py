@@ -1,27 +1,21 @@
 """Where a vehicle is along its planned route, and when it arrives at and leaves its stops.
 
-Pure: :func:`apply_fix` takes the route, the progress so far and one screened fix, and returns
-the new progress and the events it caused. The route is kept as its road line in local metres
-(an equirectangular projection around its first point: centimetre-exact over a city).
+Pure: :func:`apply_fix` takes the route (a :class:`domain.route_track.RouteTrack`), the
+progress so far (:class:`domain.vehicle_progress.Progress`) and one screened fix, and returns
+the new progress and the events it caused.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
-from domain.geo import EARTH_RADIUS_M
 from domain.position import Position
-
-XY = npt.NDArray[np.float64]
-#: Two matches whose distances from the fix differ by less than this are equally good.
-TIE_M = 20.0
+from domain.route_track import XY, RouteTrack, nearest_on
+from domain.vehicle_progress import Progress, StopStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,154 +45,6 @@ class ProgressParams:
     #: Speed assumed between two sparse fixes that straddle a stop: if the gap is longer than
     #: driving it at this speed plus ``dwell_s``, the vehicle must have stopped.
     assumed_speed_mps: float = 12.0
-
-
-@dataclass(frozen=True, slots=True)
-class RouteTrack:
-    """A planned route as a line in local metres, with each stop's place along it."""
-
-    vehicle_id: str
-    plan_id: str
-    origin_lat: float
-    origin_lon: float
-    xy: XY
-    cum_m: XY
-    stop_ids: tuple[str, ...]
-    stop_xy: XY
-    stop_along_m: tuple[float, ...]
-
-    @property
-    def length_m(self) -> float:
-        return float(self.cum_m[-1])
-
-    def to_xy(self, lat: float, lon: float) -> XY:
-        point: XY = _project(np.array([[lon, lat]]), self.origin_lat, self.origin_lon)[0]
-        return point
-
-    def latlon_at(self, along_m: float) -> tuple[float, float]:
-        """(lat, lon) of the place ``along_m`` along the route (clamped to it)."""
-        return self.latlon_between(along_m, along_m)[0]
-
-    def latlon_between(self, from_m: float, to_m: float) -> list[tuple[float, float]]:
-        """The route's line from ``from_m`` to ``to_m`` along it (clamped to the route), as
-        (lat, lon) points: both ends cut where they fall, the vertices between kept."""
-        lo = min(max(from_m, 0.0), self.length_m)
-        hi = min(max(to_m, lo), self.length_m)
-        inner = np.flatnonzero((self.cum_m > lo) & (self.cum_m < hi))
-        at = np.concatenate(([lo], self.cum_m[inner], [hi]))
-        x = np.interp(at, self.cum_m, self.xy[:, 0])
-        y = np.interp(at, self.cum_m, self.xy[:, 1])
-        k = math.pi / 180 * EARTH_RADIUS_M
-        lat = self.origin_lat + y / k
-        lon = self.origin_lon + x / (k * math.cos(math.radians(self.origin_lat)))
-        lon = np.where(lon > 180, lon - 360, np.where(lon < -180, lon + 360, lon))
-        return [(float(a), float(b)) for a, b in zip(lat, lon, strict=True)]
-
-
-def _project(lonlat: XY, lat0: float, lon0: float) -> XY:
-    k = math.pi / 180 * EARTH_RADIUS_M
-    # East of the origin the short way round: a route across the antimeridian stays whole.
-    dlon = (lonlat[:, 0] - lon0 + 180.0) % 360.0 - 180.0
-    x = dlon * k * math.cos(math.radians(lat0))
-    y = (lonlat[:, 1] - lat0) * k
-    return np.column_stack((x, y))
-
-
-def _nearest_on(
-    xy: XY, cum: XY, point: XY, lo_m: float = -math.inf, hi_m: float = math.inf
-) -> tuple[float, float]:
-    """(distance along the line, distance from it) of the nearest point, among segments that
-    overlap [lo_m, hi_m] of the line."""
-    a, b = xy[:-1], xy[1:]
-    seg = b - a
-    length2 = (seg**2).sum(axis=1)
-    t = np.clip(((point - a) * seg).sum(axis=1) / np.where(length2 > 0, length2, 1), 0, 1)
-    nearest = a + seg * t[:, None]
-    dist = np.hypot(*(nearest - point).T)
-    along = cum[:-1] + t * np.sqrt(length2)
-    window = (cum[1:] >= lo_m) & (cum[:-1] <= hi_m)
-    if not window.any():
-        window[:] = True
-    dist = np.where(window, dist, np.inf)
-    best = int(np.argmin(dist))
-    # Where the line passes the same place twice (a route back to its depot, a street driven
-    # both ways), the earliest pass within GPS noise of the best match is the one the vehicle
-    # is on: progress is monotone, so a later pass will still be found when it gets there.
-    close = np.flatnonzero(dist <= dist[best] + TIE_M)
-    first = int(close[np.argmin(along[close])])
-    return float(along[first]), float(dist[first])
-
-
-def route_track(
-    vehicle_id: str,
-    plan_id: str,
-    line_lonlat: Sequence[Sequence[float]],
-    stops: Sequence[tuple[str, float, float]],
-) -> RouteTrack:
-    """Build a track from the route's road line ([lon, lat] points, depot to depot) and its
-    stops (order id, lat, lon) in visiting order."""
-    lonlat = np.asarray(line_lonlat, dtype=np.float64)
-    if len(lonlat) < 2:
-        lonlat = np.vstack((lonlat, lonlat))
-    lat0, lon0 = float(lonlat[0, 1]), float(lonlat[0, 0])
-    xy = _project(lonlat, lat0, lon0)
-    cum = np.concatenate(([0.0], np.cumsum(np.hypot(*np.diff(xy, axis=0).T))))
-    stop_xy = (
-        _project(np.array([[lon, lat] for _, lat, lon in stops]), lat0, lon0)
-        if stops
-        else np.zeros((0, 2))
-    )
-    along: list[float] = []
-    floor = 0.0
-    for point in stop_xy:
-        # Stops come in order: each is placed at or after the previous one.
-        at, _ = _nearest_on(xy, cum, point, floor, math.inf)
-        at = max(at, floor)  # the segment found may begin before the previous stop
-        along.append(at)
-        floor = at
-    return RouteTrack(
-        vehicle_id, plan_id, lat0, lon0, xy, cum, tuple(s[0] for s in stops), stop_xy, tuple(along)
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class StopStatus:
-    order_id: str
-    arrived_at: datetime | None = None
-    departed_at: datetime | None = None
-    #: Inferred from fixes on both sides of the stop, none inside its fence.
-    inferred: bool = False
-    #: Left behind without an arrival (the vehicle moved on to later stops).
-    passed: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Progress:
-    vehicle_id: str
-    plan_id: str
-    stops: tuple[StopStatus, ...]
-    fix_time: datetime | None = None
-    lat: float | None = None
-    lon: float | None = None
-    along_m: float = 0.0
-    off_route_m: float = 0.0
-    on_route: bool = True
-    off_route_since: datetime | None = None
-    inside_since: datetime | None = None
-    #: When the vehicle was first seen away from its start (None: not yet left).
-    started_at: datetime | None = None
-    #: When it last moved on along its route (by ``moved_m``), and where: a vehicle standing
-    #: still between stops (a breakdown, a blocked street) is seen from these.
-    moved_at: datetime | None = None
-    moved_along_m: float = 0.0
-
-    @property
-    def next_stop(self) -> int:
-        """Index of the first stop not yet left (len(stops) when all are done)."""
-        for k, s in enumerate(self.stops):
-            if s.departed_at is None:
-                return k
-        return len(self.stops)
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,7 +124,7 @@ def apply_fix(
     point = track.to_xy(fix.lat, fix.lon)
     elapsed = (fix.fix_time - progress.fix_time).total_seconds() if progress.fix_time else math.inf
     reach = params.search_ahead_m + params.max_speed_mps * min(elapsed, 3600.0)
-    along, off = _nearest_on(
+    along, off = nearest_on(
         track.xy,
         track.cum_m,
         point,
@@ -411,69 +257,4 @@ def _passed_with_time_to_stop(
     return (
         before.fix_time + timedelta(seconds=to_stop_s),
         fix.fix_time - timedelta(seconds=from_stop_s),
-    )
-
-
-def progress_to_dict(progress: Progress) -> dict[str, object]:
-    """JSON-ready progress (ISO times)."""
-
-    def iso(t: datetime | None) -> str | None:
-        return t.isoformat() if t is not None else None
-
-    return {
-        "vehicle_id": progress.vehicle_id,
-        "plan_id": progress.plan_id,
-        "fix_time": iso(progress.fix_time),
-        "lat": progress.lat,
-        "lon": progress.lon,
-        "along_m": round(progress.along_m, 1),
-        "off_route_m": round(progress.off_route_m, 1),
-        "on_route": progress.on_route,
-        "off_route_since": iso(progress.off_route_since),
-        "inside_since": iso(progress.inside_since),
-        "started_at": iso(progress.started_at),
-        "moved_at": iso(progress.moved_at),
-        "moved_along_m": round(progress.moved_along_m, 1),
-        "next_stop": progress.next_stop,
-        "stops": [
-            {
-                "order_id": s.order_id,
-                "arrived_at": iso(s.arrived_at),
-                "departed_at": iso(s.departed_at),
-                "inferred": s.inferred,
-                "passed": s.passed,
-            }
-            for s in progress.stops
-        ],
-    }
-
-
-def progress_from_dict(data: dict[str, Any]) -> Progress:
-    def when(value: object) -> datetime | None:
-        return datetime.fromisoformat(value) if isinstance(value, str) else None
-
-    return Progress(
-        vehicle_id=str(data["vehicle_id"]),
-        plan_id=str(data["plan_id"]),
-        stops=tuple(
-            StopStatus(
-                s["order_id"],
-                when(s["arrived_at"]),
-                when(s["departed_at"]),
-                bool(s["inferred"]),
-                bool(s.get("passed", False)),
-            )
-            for s in data["stops"]
-        ),
-        fix_time=when(data.get("fix_time")),
-        lat=data.get("lat"),
-        lon=data.get("lon"),
-        along_m=float(data.get("along_m", 0.0)),
-        off_route_m=float(data.get("off_route_m", 0.0)),
-        on_route=bool(data.get("on_route", True)),
-        off_route_since=when(data.get("off_route_since")),
-        inside_since=when(data.get("inside_since")),
-        started_at=when(data.get("started_at")),
-        moved_at=when(data.get("moved_at")),
-        moved_along_m=float(data.get("moved_along_m", 0.0)),
     )

@@ -12,9 +12,9 @@ import pytest
 
 from domain.errors import ValidationError
 from eta.history import MIN_LEGS, fit_prior
-from eta.noise import PROFILES, degrade
 from eta.params import FleetPrior
-from eta.scenario import Gps, find_osm, load_scenario
+from evaluation.noise import PROFILES, degrade
+from evaluation.scenario import Gps, find_osm, load_scenario
 
 
 def test_fit_recovers_overhead_and_factor() -> None:

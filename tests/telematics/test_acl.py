@@ -29,7 +29,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
-from api.cli import app
+from lastmile.cli import app
 from notify.channels.push import TOPIC as PUSH_TOPIC
 from store.db import make_engine, session_factory, transaction, upgrade
 from store.schema import DeviceRow, Organisation, PositionRow, VehicleRow

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from domain.position import Position
+from domain.route_track import route_track
 from store.schema import DeadLetterRow, PositionRow
 from telematics.decoders import (
     _MILLIS_ABOVE,
@@ -34,7 +35,6 @@ from telematics.progress import (
     Passed,
     ProgressParams,
     apply_fix,
-    route_track,
     start,
 )
 from tests.telematics.conftest import store_with_vehicle

@@ -12,18 +12,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from domain.position import Position
+from domain.route_track import RouteTrack, route_track
+from domain.vehicle_progress import Progress
 from telematics.progress import (
     Arrived,
     Departed,
     Event,
     LeftRoute,
-    Progress,
     ProgressParams,
     RejoinedRoute,
-    RouteTrack,
     apply_fix,
     carry_over,
-    route_track,
     start,
 )
 

@@ -24,9 +24,9 @@ from typing import IO, Any
 import dramatiq
 import pytest
 
-from api.jobs import LEASE_GRACE_S, JobBusyError, PlanRunner
 from api.settings import Settings
-from api.task_queue import TaskQueue, queue_worker
+from jobs.plan_runner import LEASE_GRACE_S, JobBusyError, PlanRunner
+from jobs.task_queue import TaskQueue, queue_worker
 from routing.road_graph import RoadGraph
 from routing.snapping import Snapper
 from store.db import make_engine, session_factory, transaction, upgrade
@@ -164,7 +164,7 @@ def test_lastmile_worker_process_runs_the_services_jobs(
             "LASTMILE_TASK_QUEUE_NAME": queue["task_queue_name"],
         }
         process = subprocess.Popen(
-            [sys.executable, "-m", "api.cli", "worker"],
+            [sys.executable, "-m", "lastmile.cli", "worker"],
             cwd=REPO,
             env=env,
             stderr=subprocess.PIPE,

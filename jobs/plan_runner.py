@@ -61,7 +61,7 @@ class PlanRunner:
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="planner")
         #: Told (kind, status, seconds) after every job, for the service's metrics.
         self.on_solved = on_solved
-        #: Set: jobs go to a task queue (api/task_queue.py) instead of the worker thread.
+        #: Set: jobs go to a task queue (jobs/task_queue.py) instead of the worker thread.
         self.send = send
 
     def resume(self) -> int:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from domain.geo import EARTH_RADIUS_M
-from eta.scenario import Gps
+from evaluation.scenario import Gps
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,15 +16,15 @@ from rich.table import Table
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from api.problem_file import problem_from_json
 from api.settings import Settings
 from domain.errors import ValidationError
 from domain.geo import LatLon
 from domain.plan import Plan
-from eta.noise import PROFILES
 from eta.params import EtaParams
-from eta.replay import history_prior, replay, score, write_predictions
-from eta.scenario import find_osm, load_scenario
+from evaluation.noise import PROFILES
+from evaluation.replay import history_prior, replay, score, write_predictions
+from evaluation.scenario import find_osm, load_scenario
+from lastmile.problem_file import problem_from_json
 from routing.costs import ProgressCallback, SolverParams
 from routing.geometry import route_geojson
 from routing.matrix import travel_matrix
@@ -208,7 +208,7 @@ def demo(
     """
     import logging
 
-    from api.demo.run import DemoOptions, run_demo, summary_json
+    from lastmile.demo.run import DemoOptions, run_demo, summary_json
 
     # The live screen is the demo's log; warnings still show.
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -413,7 +413,7 @@ def report(
     """Plot a plan from the store as PNG files: its routes on the road network, planned vs
     actual arrival per stop, ETA error by horizon and messages per order."""
     # Imported here: matplotlib would slow every other command's start.
-    from api.report import ReportError, select_plan, write_report
+    from lastmile.report import ReportError, select_plan, write_report
 
     settings = Settings() if database_url is None else Settings(database_url=database_url)
     url = settings.url
@@ -483,7 +483,7 @@ def worker(
     until stopped, on the service's database and road network (same LASTMILE_* settings)."""
     import logging
 
-    from api.task_queue import serve as serve_queue
+    from jobs.task_queue import serve as serve_queue
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     settings = Settings()

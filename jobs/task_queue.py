@@ -3,12 +3,12 @@ is set (in-process on the service's worker thread otherwise).
 
 The service sends each job's id (the job itself is already committed in ``plan_jobs``); a
 ``lastmile worker`` process runs it with the same code as the in-process thread,
-:meth:`api.jobs.PlanRunner.run`. Run as many workers as planning needs.
+:meth:`jobs.plan_runner.PlanRunner.run`. Run as many workers as planning needs.
 
 - Delivery is at least once: the broker keeps a message until a worker has finished with it
   (Redis: requeued when its worker's heartbeat stops; RabbitMQ: unacked until done).
 - A job is claimed under its row lock. A second delivery of a job another worker is running
-  (within its time limit plus :data:`api.jobs.LEASE_GRACE_S`) is retried later, so a job
+  (within its time limit plus :data:`jobs.plan_runner.LEASE_GRACE_S`) is retried later, so a job
   runs once at a time and a dead worker's job runs again after its lease.
 - A failing job is recorded as failed in its row (as in-process); the message is retried,
   and the retry finds the job finished and stops.
@@ -29,8 +29,8 @@ from urllib.parse import urlparse
 import dramatiq
 from dramatiq.broker import Broker
 
-from api.jobs import LEASE_GRACE_S, JobBusyError, PlanRunner
 from api.settings import Settings
+from jobs.plan_runner import LEASE_GRACE_S, JobBusyError, PlanRunner
 from routing.network import load_road_graph
 from routing.road_graph import RoadGraph
 from routing.snapping import Snapper

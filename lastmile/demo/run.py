@@ -36,16 +36,16 @@ from rich.live import Live
 from sqlalchemy import func, select
 
 from api.app import create_app
-from api.demo import day as demo_day
-from api.demo.clock import SimClock
-from api.demo.fleet import Disruptions, DriverEvent, FleetConfig, FleetSimulator, Jam
-from api.demo.mailbox import Mailbox, free_port
-from api.demo.screen import render
-from api.demo.summary import summary
-from api.demo.webhooks import WebhookLog
 from api.routes.dashboard import dashboard_state
 from api.settings import Settings
 from domain.problem import PlanningProblem
+from lastmile.demo import day as demo_day
+from lastmile.demo.clock import SimClock
+from lastmile.demo.fleet import Disruptions, DriverEvent, FleetConfig, FleetSimulator, Jam
+from lastmile.demo.mailbox import Mailbox, free_port
+from lastmile.demo.screen import render
+from lastmile.demo.summary import summary
+from lastmile.demo.webhooks import WebhookLog
 from routing.network import load_road_graph
 from routing.scenario import random_day
 from store.repo import create_organisation

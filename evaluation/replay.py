@@ -21,22 +21,24 @@ import numpy as np
 
 from domain.geo import LatLon
 from domain.position import Position
+from domain.route_track import RouteTrack, route_track
+from domain.vehicle_progress import Progress
 from eta.delay import DelayParams, Told, WindowBroken
 from eta.history import fit_prior
 from eta.live import recompute, route_from_track, route_progress
-from eta.noise import NoiseProfile, degrade
 from eta.pace import Pace
 from eta.params import EtaParams, FleetPrior
 from eta.predict import predict
 from eta.progress import not_started
 from eta.route import EtaRoute
-from eta.scenario import Scenario, ScenarioStop, ScenarioVehicle
+from evaluation.noise import NoiseProfile, degrade
+from evaluation.scenario import Scenario, ScenarioStop, ScenarioVehicle
 from routing.geometry import route_geojson
 from routing.road_graph import RoadGraph
 from routing.snapping import Snapper
 from telematics.decoders import decode_fleet_json
 from telematics.hygiene import HygieneParams, Verdict, screen
-from telematics.progress import Progress, ProgressParams, RouteTrack, apply_fix, route_track, start
+from telematics.progress import ProgressParams, apply_fix, start
 from telematics.way_back import way_back
 
 HORIZONS_MIN = ((0, 10), (10, 30), (30, 60), (60, None))

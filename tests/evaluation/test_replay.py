@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from api.cli import app
-from eta.noise import PROFILES
-from eta.replay import merge, replay, score
-from eta.scenario import load_scenario
+from evaluation.noise import PROFILES
+from evaluation.replay import merge, replay, score
+from evaluation.scenario import load_scenario
+from lastmile.cli import app
 from routing.road_graph import RoadGraph
 from routing.snapping import Snapper
 from tests.conftest import shared_osm

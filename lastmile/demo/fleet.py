@@ -28,8 +28,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from domain.geo import EARTH_RADIUS_M
+from domain.route_track import RouteTrack, route_track
 from telematics.mqtt import BrokerAddress, publish_checked
-from telematics.progress import RouteTrack, route_track
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from api.demo.clock import SimClock
-from api.demo.fleet import (
+from lastmile.demo.clock import SimClock
+from lastmile.demo.fleet import (
     Disruptions,
     DriverEvent,
     Jam,

@@ -13,8 +13,8 @@ from PIL import Image
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
-from api.cli import app
-from api.report import (
+from lastmile.cli import app
+from lastmile.report import (
     HorizonError,
     arrival_delays,
     eta_error_by_horizon,

@@ -1,0 +1,129 @@
+"""A planned route as a line in local metres, with each stop's place along it: what the
+telematics progress places fixes on and the ETA core measures distances along.
+
+The line is kept in an equirectangular projection around its first point (centimetre-exact
+over a city).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from domain.geo import EARTH_RADIUS_M
+
+XY = npt.NDArray[np.float64]
+#: Two matches whose distances from the fix differ by less than this are equally good.
+TIE_M = 20.0
+
+
+@dataclass(frozen=True, slots=True)
+class RouteTrack:
+    """A planned route as a line in local metres, with each stop's place along it."""
+
+    vehicle_id: str
+    plan_id: str
+    origin_lat: float
+    origin_lon: float
+    xy: XY
+    cum_m: XY
+    stop_ids: tuple[str, ...]
+    stop_xy: XY
+    stop_along_m: tuple[float, ...]
+
+    @property
+    def length_m(self) -> float:
+        return float(self.cum_m[-1])
+
+    def to_xy(self, lat: float, lon: float) -> XY:
+        point: XY = project(np.array([[lon, lat]]), self.origin_lat, self.origin_lon)[0]
+        return point
+
+    def latlon_at(self, along_m: float) -> tuple[float, float]:
+        """(lat, lon) of the place ``along_m`` along the route (clamped to it)."""
+        return self.latlon_between(along_m, along_m)[0]
+
+    def latlon_between(self, from_m: float, to_m: float) -> list[tuple[float, float]]:
+        """The route's line from ``from_m`` to ``to_m`` along it (clamped to the route), as
+        (lat, lon) points: both ends cut where they fall, the vertices between kept."""
+        lo = min(max(from_m, 0.0), self.length_m)
+        hi = min(max(to_m, lo), self.length_m)
+        inner = np.flatnonzero((self.cum_m > lo) & (self.cum_m < hi))
+        at = np.concatenate(([lo], self.cum_m[inner], [hi]))
+        x = np.interp(at, self.cum_m, self.xy[:, 0])
+        y = np.interp(at, self.cum_m, self.xy[:, 1])
+        k = math.pi / 180 * EARTH_RADIUS_M
+        lat = self.origin_lat + y / k
+        lon = self.origin_lon + x / (k * math.cos(math.radians(self.origin_lat)))
+        lon = np.where(lon > 180, lon - 360, np.where(lon < -180, lon + 360, lon))
+        return [(float(a), float(b)) for a, b in zip(lat, lon, strict=True)]
+
+
+def project(lonlat: XY, lat0: float, lon0: float) -> XY:
+    k = math.pi / 180 * EARTH_RADIUS_M
+    # East of the origin the short way round: a route across the antimeridian stays whole.
+    dlon = (lonlat[:, 0] - lon0 + 180.0) % 360.0 - 180.0
+    x = dlon * k * math.cos(math.radians(lat0))
+    y = (lonlat[:, 1] - lat0) * k
+    return np.column_stack((x, y))
+
+
+def nearest_on(
+    xy: XY, cum: XY, point: XY, lo_m: float = -math.inf, hi_m: float = math.inf
+) -> tuple[float, float]:
+    """(distance along the line, distance from it) of the nearest point, among segments that
+    overlap [lo_m, hi_m] of the line."""
+    a, b = xy[:-1], xy[1:]
+    seg = b - a
+    length2 = (seg**2).sum(axis=1)
+    t = np.clip(((point - a) * seg).sum(axis=1) / np.where(length2 > 0, length2, 1), 0, 1)
+    nearest = a + seg * t[:, None]
+    dist = np.hypot(*(nearest - point).T)
+    along = cum[:-1] + t * np.sqrt(length2)
+    window = (cum[1:] >= lo_m) & (cum[:-1] <= hi_m)
+    if not window.any():
+        window[:] = True
+    dist = np.where(window, dist, np.inf)
+    best = int(np.argmin(dist))
+    # Where the line passes the same place twice (a route back to its depot, a street driven
+    # both ways), the earliest pass within GPS noise of the best match is the one the vehicle
+    # is on: progress is monotone, so a later pass will still be found when it gets there.
+    close = np.flatnonzero(dist <= dist[best] + TIE_M)
+    first = int(close[np.argmin(along[close])])
+    return float(along[first]), float(dist[first])
+
+
+def route_track(
+    vehicle_id: str,
+    plan_id: str,
+    line_lonlat: Sequence[Sequence[float]],
+    stops: Sequence[tuple[str, float, float]],
+) -> RouteTrack:
+    """Build a track from the route's road line ([lon, lat] points, depot to depot) and its
+    stops (order id, lat, lon) in visiting order."""
+    lonlat = np.asarray(line_lonlat, dtype=np.float64)
+    if len(lonlat) < 2:
+        lonlat = np.vstack((lonlat, lonlat))
+    lat0, lon0 = float(lonlat[0, 1]), float(lonlat[0, 0])
+    xy = project(lonlat, lat0, lon0)
+    cum = np.concatenate(([0.0], np.cumsum(np.hypot(*np.diff(xy, axis=0).T))))
+    stop_xy = (
+        project(np.array([[lon, lat] for _, lat, lon in stops]), lat0, lon0)
+        if stops
+        else np.zeros((0, 2))
+    )
+    along: list[float] = []
+    floor = 0.0
+    for point in stop_xy:
+        # Stops come in order: each is placed at or after the previous one.
+        at, _ = nearest_on(xy, cum, point, floor, math.inf)
+        at = max(at, floor)  # the segment found may begin before the previous stop
+        along.append(at)
+        floor = at
+    return RouteTrack(
+        vehicle_id, plan_id, lat0, lon0, xy, cum, tuple(s[0] for s in stops), stop_xy, tuple(along)
+    )

@@ -1,0 +1,1 @@
+"""The command line (``lastmile``), the demo and the report: what an operator runs."""
