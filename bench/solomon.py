@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import statistics
 import sys
 import time
@@ -27,7 +28,14 @@ from routing.portfolio import solve
 from routing.solomon import SolomonInstance, exact_distance, read_solomon, solomon_model
 from routing.validator import check
 
-DEFAULT_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "benchmarks" / "solomon"
+DEFAULT_DIR = (
+    Path(
+        os.environ.get("LASTMILE_SHARED_DIR")
+        or Path(__file__).resolve().parents[1].parent / "shared"
+    )
+    / "benchmarks"
+    / "solomon"
+)
 
 
 def _summary(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -188,16 +189,19 @@ def load_scenario(folder: Path) -> Scenario:
 
 def find_osm(scenario: Scenario, explicit: Path | None, repo_root: Path) -> Path:
     """The road network of a scenario: ``--osm`` if given; else an OSM file in the folder;
-    else the file its plan names under ``../shared/data/osm/`` (next to the working
-    directory or the repository)."""
+    else the file its plan names under ``$LASTMILE_SHARED_DIR/data/osm/`` or
+    ``../shared/data/osm/`` (next to the working directory or the repository)."""
     if explicit is not None:
         return explicit
     local = sorted(p for p in scenario.folder.iterdir() if p.name.endswith(OSM_SUFFIXES))
     if local:
         return local[0]
     if scenario.osm:
-        for base in (Path.cwd(), repo_root):
-            candidate = base / ".." / "shared" / "data" / "osm" / scenario.osm
+        shared = (
+            [Path(os.environ["LASTMILE_SHARED_DIR"])] if "LASTMILE_SHARED_DIR" in os.environ else []
+        )
+        for folder in [*shared, *(base / ".." / "shared" for base in (Path.cwd(), repo_root))]:
+            candidate = folder / "data" / "osm" / scenario.osm
             if candidate.is_file():
                 return candidate.resolve()
         raise ValidationError(

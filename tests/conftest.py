@@ -15,7 +15,10 @@ from routing.snapping import Snapper
 from telematics.mqtt import BrokerAddress
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_OSM = REPO.parent / "shared" / "data" / "osm"
+#: The shared data folder (real OSM extracts, Solomon instances) beside the repository, or
+#: where LASTMILE_SHARED_DIR says (.ci/run sets it for a checkout elsewhere).
+SHARED = Path(os.environ.get("LASTMILE_SHARED_DIR") or REPO.parent / "shared")
+SHARED_OSM = SHARED / "data" / "osm"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -30,12 +33,21 @@ def _private_graph_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[N
         os.environ["LASTMILE_CACHE_DIR"] = previous
 
 
-def shared_osm(name: str) -> Path:
-    """A real extract from the shared data folder, or skip saying where it was looked for."""
-    path = SHARED_OSM / name
+def shared_file(*parts: str) -> Path:
+    """A file from the shared data folder, or skip saying where it was looked for (in CI,
+    where the data must be there, fail instead)."""
+    path = SHARED.joinpath(*parts)
     if not path.is_file():
-        pytest.skip(f"shared OSM extract not found: {path}")
+        message = f"shared data not found: {path} (set LASTMILE_SHARED_DIR)"
+        if require_servers():
+            pytest.fail(message)
+        pytest.skip(message)
     return path
+
+
+def shared_osm(name: str) -> Path:
+    """A real extract from the shared data folder (skip, or fail in CI, when absent)."""
+    return shared_file("data", "osm", name)
 
 
 @pytest.fixture(scope="session")

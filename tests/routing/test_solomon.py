@@ -10,17 +10,13 @@ from routing import optimiser, portfolio
 from routing.costs import SolverParams
 from routing.solomon import SolomonFormatError, exact_distance, read_solomon, solomon_model
 from routing.validator import check
-from tests.conftest import REPO
+from tests.conftest import shared_file
 
-SOLOMON = REPO.parent / "shared" / "benchmarks" / "solomon" / "instances"
 DISTANCE = SolverParams(time_limit_s=3, travel_time_weight=0, distance_weight=1)
 
 
 def _instance(name: str) -> Path:
-    path = SOLOMON / f"{name}.txt"
-    if not path.is_file():
-        pytest.skip(f"Solomon instance not found: {path}")
-    return path
+    return shared_file("benchmarks", "solomon", "instances", f"{name}.txt")
 
 
 def test_reads_an_instance() -> None:
