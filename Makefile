@@ -25,6 +25,7 @@ test: $(VENV)/.dev
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy $(CORE)
+	$(VENV)/bin/lint-imports --no-cache
 
 bench-matrix: $(VENV)/.dev
 	$(PY) -m bench.matrix --osm ../shared/data/osm/columbus.osm.pbf --n 1000
