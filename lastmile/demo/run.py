@@ -36,7 +36,7 @@ from rich.live import Live
 from sqlalchemy import func, select
 
 from api.app import create_app
-from api.routes.dashboard import dashboard_state
+from api.dashboard_state import dashboard_state
 from api.settings import Settings
 from domain.problem import PlanningProblem
 from lastmile.demo import day as demo_day

@@ -1,6 +1,6 @@
 """The demo's live terminal screen (rich): each van's place in its route, late stops, ETA
 changes and the messages going out. It shows what the dispatcher dashboard shows, from the
-same :func:`api.routes.dashboard.dashboard_state`."""
+same :func:`api.dashboard_state.dashboard_state`."""
 
 from __future__ import annotations
 

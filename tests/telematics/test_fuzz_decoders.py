@@ -21,20 +21,17 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 import telematics.decoders as decoders
-from bench.fuzz_decoders import (
-    NOW,
-    REGISTRATIONS,
+from bench.decoder_fuzz_strategies import (
     STRATEGIES,
-    TARGETS,
     event_payloads,
     fleet_payloads,
     gpsd_payloads,
     osmand_fields,
     osmand_payloads,
     owntracks_payloads,
-    run_case,
     topics,
 )
+from bench.decoder_fuzz_targets import NOW, REGISTRATIONS, TARGETS, run_case
 from notify.outbox import Outbox
 from store.db import transaction
 from store.schema import DeadLetterRow, DeviceRow, OrderRow, VehicleRow
