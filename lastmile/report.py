@@ -46,7 +46,7 @@ HORIZON_BINS_MIN: tuple[tuple[int, int | None], ...] = (
     (60, 120),
     (120, None),
 )
-#: The ingester's event for a vehicle reaching a stop (telematics/ingest.py).
+#: The ingester's event for a vehicle reaching a stop (telematics/ingest/).
 ARRIVED = "arrived"
 SENT = "sent"
 NO_DATA = "no data yet"

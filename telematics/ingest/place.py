@@ -1,0 +1,184 @@
+"""Placing an applied fix on the vehicle's dispatched route: the route (read once per plan and
+vehicle), the vehicle's progress along it (telematics/progress.py) and the rows of its events
+(arrived, departed, passed, left and rejoined the route)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from domain.position import Position
+from domain.route_track import RouteTrack, route_track
+from eta.live import route_from_plan
+from eta.route import EtaRoute
+from store.repo import order_windows
+from store.schema import OrderRow, PlanRow
+from telematics.ingest.state import BatchState, VehicleState
+from telematics.progress import (
+    Arrived,
+    Departed,
+    Event,
+    LeftRoute,
+    Passed,
+    ProgressParams,
+    apply_fix,
+    carry_over,
+    start,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RoutePlan:
+    """A vehicle's dispatched route, ready for the hot path (cached per plan and vehicle)."""
+
+    track: RouteTrack
+    #: None when the plan carries no schedule for the route (then no ETAs, progress only).
+    eta: EtaRoute | None
+    #: External order id -> order row id.
+    order_rows: dict[str, str]
+    #: (lat, lon) of each stop, in route order.
+    stop_points: tuple[tuple[float, float], ...] = ()
+
+
+def route_key(live: VehicleState) -> str:
+    """Where the vehicle's route is cached: per plan and vehicle."""
+    return f"{live.plan_id}/{live.vehicle_id}"
+
+
+def route_for(
+    session: Session, routes: dict[str, RoutePlan | None], live: VehicleState
+) -> RoutePlan | None:
+    """The vehicle's active route (cached per plan and vehicle)."""
+    if live.plan_id is None:
+        return None
+    key = route_key(live)
+    if key in routes:
+        return routes[key]
+    plan = session.get(PlanRow, live.plan_id)
+    route = route_plan(session, plan, live) if plan is not None else None
+    routes[key] = route
+    return route
+
+
+def route_plan(session: Session, plan: PlanRow, live: VehicleState) -> RoutePlan | None:
+    if plan.geojson is None:
+        return None
+    feature = next(
+        (
+            f
+            for f in plan.geojson["features"]
+            if f["properties"].get("vehicle_id") == live.external_id
+        ),
+        None,
+    )
+    if feature is None:
+        return None
+    order_ids = list(feature["properties"]["order_ids"])
+    rows = {
+        o.external_id: o
+        for o in session.scalars(
+            select(OrderRow).where(
+                OrderRow.organisation_id == live.organisation_id,
+                OrderRow.external_id.in_(order_ids),
+            )
+        )
+    }
+    stops = [(oid, rows[oid].lat, rows[oid].lon) for oid in order_ids if oid in rows]
+    track = route_track(live.external_id, plan.id, feature["geometry"]["coordinates"], stops)
+    return RoutePlan(
+        track,
+        eta_route(plan, track, live.external_id, rows),
+        {k: r.id for k, r in rows.items()},
+        tuple((lat, lon) for _, lat, lon in stops),
+    )
+
+
+def eta_route(
+    plan: PlanRow, track: RouteTrack, vehicle: str, orders: Mapping[str, OrderRow]
+) -> EtaRoute | None:
+    """The route's schedule from the plan's result (leg drive times, service, breaks); None if
+    the result has no route for the vehicle or its stops differ from the track's."""
+    planned = next(
+        (r for r in (plan.result or {}).get("routes", []) if r.get("vehicle_id") == vehicle), None
+    )
+    if planned is None or [s["order_id"] for s in planned["stops"]] != list(track.stop_ids):
+        return None
+
+    try:
+        return route_from_plan(
+            track.vehicle_id,
+            track.plan_id,
+            planned,
+            order_windows(orders.values()),
+            track.stop_along_m,
+        )
+    except (KeyError, ValueError, TypeError):
+        return None
+
+
+def place_fix(
+    batch: BatchState,
+    live: VehicleState,
+    route: RoutePlan | None,
+    position: Position,
+    params: ProgressParams,
+) -> list[Event]:
+    """The fix becomes the vehicle's last one and, on a route, moves its progress: the
+    events it caused, their rows queued in the batch."""
+    live.last_fix_time, live.last_lat, live.last_lon = (
+        position.fix_time,
+        position.lat,
+        position.lon,
+    )
+    live.dirty = True
+    events: list[Event] = []
+    if route is None:
+        return events
+    if live.progress is None or live.progress.plan_id != route.track.plan_id:
+        # A new plan starts a new progress, but what each customer still on the
+        # route was told stands: delays are judged against it and its versions go
+        # on rising, so the policy never takes a new ETA for an old one.
+        kept = set(route.track.stop_ids)
+        live.told = {k: v for k, v in live.told.items() if k in kept}
+        # Stops it shares with the old plan keep their arrivals, and the search
+        # for its place starts where it had got to (not at the depot).
+        fresh = (
+            carry_over(route.track, live.progress)
+            if live.progress is not None
+            else start(route.track)
+        )
+        live.progress, live.eta_log = fresh, {}
+    live.progress, events = apply_fix(route.track, live.progress, position, params)
+    for event in events:
+        batch.events.append(progress_event(live, route, event))
+    # ETAs are recomputed from the vehicle's newest state when the batch ends: the
+    # ones of earlier fixes in the same batch would be overwritten unread.
+    live.stale_etas = route.eta is not None
+    return events
+
+
+def progress_event(live: VehicleState, route: RoutePlan, event: Event) -> dict[str, Any]:
+    order_id: str | None = None
+    data: dict[str, Any]
+    if isinstance(event, Arrived):
+        kind, order_id, data = "arrived", event.order_id, {"inferred": event.inferred}
+    elif isinstance(event, Departed):
+        kind, order_id, data = "departed", event.order_id, {}
+    elif isinstance(event, Passed):
+        kind, order_id, data = "passed", event.order_id, {}
+    elif isinstance(event, LeftRoute):
+        kind, data = "left_route", {"distance_m": round(event.distance_m)}
+    else:
+        kind, data = "rejoined_route", {}
+    return {
+        "organisation_id": live.organisation_id,
+        "order_id": route.order_rows.get(order_id) if order_id else None,
+        "vehicle_id": live.vehicle_id,
+        "kind": kind,
+        "at": event.at,
+        "data": data,
+    }

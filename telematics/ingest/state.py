@@ -1,0 +1,68 @@
+"""What the stages pass along: a message's result, one vehicle's state while a batch runs, and
+the batch itself (its transaction and the rows it will write when it ends)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from domain.vehicle_progress import Progress
+from eta.delay import Told
+from eta.pace import Pace
+from eta.predict import StopEta
+from notify.triggers import DeliveryEvent
+from telematics.progress import Event
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    status: str  # "applied" | "history" | "rejected"
+    reason: str = ""
+    vehicle_id: str | None = None
+    events: tuple[Event, ...] = ()
+
+
+@dataclass
+class VehicleState:
+    """One vehicle's state while a batch runs: read once, written once at its end."""
+
+    vehicle_id: str
+    organisation_id: str
+    external_id: str
+    #: The vehicle's active plan (what it should be tracked on).
+    plan_id: str | None
+    #: Whether its progress row exists yet (insert or update when the batch ends).
+    stored: bool
+    last_fix_time: datetime | None
+    last_lat: float | None
+    last_lon: float | None
+    #: ``updated_at`` of the row: as read, then as this batch will write it.
+    updated_at: datetime | None
+    progress: Progress | None
+    told: dict[str, Told]
+    #: order id -> (ETA, computed at) last written to the ETA history, epoch seconds. Kept in
+    #: memory only: after a restart the history gets one extra row per stop, nothing worse.
+    eta_log: dict[str, tuple[float, float]]
+    etas: tuple[StopEta, ...] = ()
+    pace: Pace | None = None
+    #: ``updated_at`` as this worker last wrote it: if the row still has it, nobody else
+    #: (another worker, a driver event over HTTP) changed the state since.
+    written_at: datetime | None = None
+    dirty: bool = False
+    stale_etas: bool = False
+
+
+@dataclass
+class BatchState:
+    session: Session
+    live: dict[str, VehicleState] = field(default_factory=dict)
+    positions: list[dict[str, Any]] = field(default_factory=list)
+    etas: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    #: Order row id -> what its customer may be told about (for the notification outbox).
+    deliveries: dict[str, list[DeliveryEvent]] = field(default_factory=dict)
+    #: Messages the batch queued to send now.
+    queued: int = 0
