@@ -94,6 +94,8 @@ def _read_cache(cache_file: Path, *, name: str) -> RoadGraph | None:
             source_sha256=str(meta[0]),
             nodes_dropped=int(meta[1]),
             edges_dropped=int(meta[2]),
+            ways_clipped=int(meta[3]) if len(meta) > 3 else 0,
+            missing_node_refs=int(meta[4]) if len(meta) > 4 else 0,
             **arrays,
         )
     except (OSError, ValueError, KeyError, TypeError):
@@ -104,7 +106,15 @@ def _read_cache(cache_file: Path, *, name: str) -> RoadGraph | None:
 def _write_cache(cache_file: Path, graph: RoadGraph) -> None:
     try:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
-        meta = np.array([graph.source_sha256, graph.nodes_dropped, graph.edges_dropped])
+        meta = np.array(
+            [
+                graph.source_sha256,
+                graph.nodes_dropped,
+                graph.edges_dropped,
+                graph.ways_clipped,
+                graph.missing_node_refs,
+            ]
+        )
         fd, tmp = tempfile.mkstemp(dir=cache_file.parent, suffix=".tmp")
         with os.fdopen(fd, "wb") as handle:
             np.savez(handle, meta=meta, **graph.arrays())  # type: ignore[arg-type]

@@ -9,13 +9,19 @@ delivery van may drive, including ``highway=service`` (yards, alleys, car parks'
 from __future__ import annotations
 
 import json
+import logging
 import math
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+from routing.osm_clip import ClipReport, clip_osm_xml
+
+log = logging.getLogger(__name__)
 
 DEFAULT_NETWORK_NAME = "helsinki"
 
@@ -47,6 +53,9 @@ class RawRoads:
     edge_highway: list[object]
     edge_maxspeed: list[object]
     edge_geometry: list[npt.NDArray[np.float64]]  # each (k, 2): lon, lat
+    #: A bounding-box extract's ways cut where their nodes lie outside the file (osm_clip).
+    ways_clipped: int = 0
+    missing_node_refs: int = 0
 
 
 def default_osm_path() -> Path:
@@ -68,13 +77,14 @@ def read_roads(path: Path) -> RawRoads:
     if path.stat().st_size == 0:
         raise NetworkLoadError(f"OSM file is empty: {path}")
     name = path.name.lower()
+    clip = ClipReport()
     try:
         if name.endswith(".pbf"):
             graph = _read_pbf(path)
         elif name.endswith(".graphml"):
             graph = _read_graphml(path)
         elif name.endswith((".osm", ".osm.bz2", ".osm.gz", ".xml", ".xml.bz2", ".xml.gz")):
-            graph = _read_xml(path)
+            graph, clip = _read_xml(path)
         else:
             raise NetworkLoadError(
                 f"unknown OSM file type: {path} (expected .osm.pbf, .osm, .osm.bz2, .osm.gz "
@@ -84,7 +94,11 @@ def read_roads(path: Path) -> RawRoads:
         raise
     except Exception as exc:  # every reader has its own failure types; one message for users
         raise NetworkLoadError(f"cannot read OSM file {path}: {exc}") from exc
-    roads = _to_arrays(graph)
+    roads = replace(
+        _to_arrays(graph),
+        ways_clipped=clip.ways_clipped,
+        missing_node_refs=clip.missing_node_refs,
+    )
     if len(roads.edge_from) == 0:
         raise NetworkLoadError(f"no drivable roads in OSM file {path}")
     return roads
@@ -103,10 +117,24 @@ def _read_pbf(path: Path) -> Any:
     return osm.to_graph(nodes, edges, graph_type="networkx", osmnx_compatible=True, retain_all=True)
 
 
-def _read_xml(path: Path) -> Any:
+def _read_xml(path: Path) -> tuple[Any, ClipReport]:
+    with tempfile.TemporaryDirectory(prefix="lastmile-osm-") as folder:
+        whole = Path(folder) / "roads.osm"
+        report = clip_osm_xml(path, whole)
+        if report.clipped:
+            log.warning(
+                "%s: %d ways referenced %d nodes missing from the file (a bounding-box "
+                "extract); kept their parts inside it, dropped %d ways with none",
+                path.name, report.ways_clipped, report.missing_node_refs, report.ways_dropped,
+            )  # fmt: skip
+        graph = _read_whole_xml(whole, path)
+    return graph, report
+
+
+def _read_whole_xml(whole: Path, path: Path) -> Any:
     import osmnx as ox
 
-    graph = ox.graph_from_xml(path, simplify=False, retain_all=True)
+    graph = ox.graph_from_xml(whole, simplify=False, retain_all=True)
     drop = [(u, v, k) for u, v, k, data in graph.edges(keys=True, data=True) if not _drivable(data)]
     graph.remove_edges_from(drop)
     graph.remove_nodes_from([n for n in list(graph.nodes) if graph.degree(n) == 0])

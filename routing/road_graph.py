@@ -50,6 +50,10 @@ class RoadGraph:
     road_pairs: IntArray
     nodes_dropped: int
     edges_dropped: int
+    #: A bounding-box extract's ways cut at the box (routing/osm_clip.py), and the node
+    #: references it lacked.
+    ways_clipped: int = 0
+    missing_node_refs: int = 0
 
     @property
     def node_count(self) -> int:
@@ -142,6 +146,8 @@ def build_road_graph(
         road_pairs=pairs,
         nodes_dropped=nodes_dropped,
         edges_dropped=len(raw.edge_from) - len(kept),
+        ways_clipped=raw.ways_clipped,
+        missing_node_refs=raw.missing_node_refs,
     )
 
 

@@ -146,3 +146,44 @@ def test_a_damaged_cache_is_rebuilt(tmp_path: Path) -> None:
     graph, again = load_road_graph(source, cache_dir=tmp_path / "cache")
     assert not again.from_cache
     assert graph.node_count == 5
+
+
+def _clip_to_box(xml: str, keep_lon_max: float) -> str:
+    """An Overpass/JOSM-style box export: every way kept, nodes east of the box left out."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.fromstring(xml)
+    for node in list(root.iter("node")):
+        if float(node.attrib["lon"]) > keep_lon_max:
+            root.remove(node)
+    return ET.tostring(root, encoding="unicode")
+
+
+def test_bounding_box_extract_with_clipped_ways_loads(tmp_path: Path) -> None:
+    """A box extract whose ways reference nodes outside the file (osmnx refuses it: 'Some
+    edges missing nodes') loads; the ways' parts inside are kept and the cut is reported."""
+    real = shared_osm("monaco_drive_service.osm.bz2")
+    text = bz2.decompress(real.read_bytes()).decode()
+    whole, _ = load_road_graph(real, cache_dir=tmp_path / "whole")
+    clipped_path = _write(tmp_path, "box.osm.gz", _clip_to_box(text, 7.42))
+    graph, _ = load_road_graph(clipped_path, cache_dir=tmp_path / "clip")
+    assert graph.ways_clipped > 0
+    assert graph.missing_node_refs > 0
+    assert 0.2 * whole.node_count < graph.node_count < whole.node_count
+    assert float(graph.node_lon.max()) <= 7.42 + 1e-9
+    # The report survives the on-disk cache.
+    again, report = load_road_graph(clipped_path, cache_dir=tmp_path / "clip")
+    assert report.from_cache
+    assert (again.ways_clipped, again.missing_node_refs) == (
+        graph.ways_clipped,
+        graph.missing_node_refs,
+    )
+
+
+def test_way_runs_split_at_missing_nodes() -> None:
+    """A way is cut into its runs of present nodes; a lone present node is no road."""
+    from routing.osm_clip import present_runs
+
+    assert present_runs([1, 2, 3, 4, 5], {1, 2, 4, 5}) == [[1, 2], [4, 5]]
+    assert present_runs([1, 2, 3], {2}) == []
+    assert present_runs([1, 2, 3], {1, 2, 3}) == [[1, 2, 3]]
