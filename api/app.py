@@ -1,15 +1,19 @@
 """The FastAPI application, built by :func:`create_app` from settings.
 
 The lifespan owns the long-lived things: the database engine (migrated on start), the road
-graph and its spatial index, and the planning worker (which resumes unfinished jobs).
+graph and its spatial index, and the planning worker (which resumes unfinished jobs); the
+ingester with the fleet's prior fitted from the store, and two timers on the service clock:
+silent vehicles' ETAs recomputed, the prior fitted again (docs/adr/0018).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,6 +21,7 @@ import paho.mqtt.client as mqtt
 from fastapi import FastAPI, Request, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from sqlalchemy.orm import Session, sessionmaker
 
 from api import errors, limits
 from api.log_privacy import install_access_log_privacy
@@ -30,6 +35,7 @@ from api.routes import (
     support,
     telematics,
     tracking,
+    webhook_secrets,
 )
 from api.settings import Settings
 from domain.geo import LatLon
@@ -44,8 +50,10 @@ from routing.network import load_road_graph
 from routing.snapping import Snapper
 from store.db import make_engine, session_factory, upgrade
 from telematics.broker import BrokerUnavailableError, start_private_broker
+from telematics.fleet_prior import FittedPrior, fit_fleet_prior
 from telematics.ingest import Ingester
 from telematics.mqtt import BrokerAddress, MqttIngester
+from telematics.timer import ServiceTimer
 from telematics.way_back import way_back
 
 log = logging.getLogger(__name__)
@@ -54,10 +62,10 @@ DESCRIPTION = """
 Route planning and live ETAs for last-mile delivery fleets.
 
 Authenticate with an API key: `Authorization: Bearer lm_...`. Keys have a role:
-`dispatcher` (plan and manage), `support` (read), `device` (publish positions), `admin`
-(everything, and keys). Times are ISO 8601 with a UTC offset; distances in metres, durations
-in seconds. Every error has the shape `{"error": {"code", "message", "problems": [{"field",
-"message"}]}}`.
+`dispatcher` (plan and manage), `support` (read), `device` (positions and driver events of
+the one vehicle the key names), `admin` (everything, and keys). Times are ISO 8601 with a UTC
+offset; distances in metres, durations in seconds. Every error has the shape `{"error":
+{"code", "message", "problems": [{"field", "message"}]}}`.
 """
 
 #: Where a customer's tracking link points, under the tracking base URL.
@@ -90,8 +98,13 @@ def build_channels(
     elif settings.sms_url:
         token = settings.sms_token.get_secret_value() if settings.sms_token else ""
         channels[Channel.SMS] = GenericSms(settings.sms_url, token, settings.sms_from)
-    if settings.webhook_secret:
-        channels[Channel.WEBHOOK] = WebhookChannel(settings.webhook_secret.get_secret_value())
+    # Signed with each organisation's own secrets (the sender adds them to each message).
+    channels[Channel.WEBHOOK] = WebhookChannel(allow_private=settings.webhook_allow_private)
+    if os.environ.get("LASTMILE_WEBHOOK_SECRET"):
+        log.warning(
+            "LASTMILE_WEBHOOK_SECRET is ignored: webhooks are signed with each organisation's "
+            "own secrets (POST /v1/organisation/webhook-secrets; docs/webhooks.md)"
+        )
     if mqtt_client is not None:
         channels[Channel.PUSH] = MqttPushChannel(mqtt_client)
     return channels
@@ -103,6 +116,26 @@ def close_channels(channels: dict[Channel, ChannelImpl]) -> None:
         close = getattr(channel, "close", None)
         if callable(close):
             close()
+
+
+def refit_prior(
+    settings: Settings, sessions: sessionmaker[Session], ingester: Ingester
+) -> FittedPrior | None:
+    """Fit the fleet prior from the store's history (neutral until there is enough of it) and
+    give it to the ingester: a new frozen ``EtaParams`` swapped in whole, so a batch reads
+    either the old prior or the new one. A failure keeps the prior in use."""
+    try:
+        fitted = fit_fleet_prior(
+            sessions,
+            ingester.clock(),
+            days=settings.prior_history_days,
+            min_legs=settings.prior_min_legs,
+        )
+    except Exception:
+        log.exception("fitting the fleet prior failed; the prior in use stays")
+        return None
+    ingester.eta_params = replace(ingester.eta_params, prior=fitted.prior)
+    return fitted
 
 
 def create_app(
@@ -146,9 +179,15 @@ def create_app(
 
         # One outbox for the ingester (which queues) and the sender (which releases and sends).
         app.state.outbox = Outbox()
-        app.state.ingester = Ingester(
-            sessions, off_route_travel=drive_back_s, outbox=app.state.outbox, clock=service_clock
+        app.state.ingester = ingester = Ingester(
+            sessions,
+            off_route_travel=drive_back_s,
+            outbox=app.state.outbox,
+            clock=service_clock,
+            silent_after_s=settings.silent_after_s,
         )
+        # Before the first fix: the prior from the fleet's own history (docs/adr/0018).
+        refit_prior(settings, sessions, ingester)
         private = None
         app.state.mqtt = None
         if settings.mqtt:
@@ -199,9 +238,29 @@ def create_app(
             app.state.sender.start()
             app.state.ingester.on_queued = app.state.sender.poke
             log.info("notification sender on: %s", ", ".join(sorted(channels)) or "no channels")
+        # On the ingester's clock (the service's; a test may move the ingester's own), so
+        # their intervals are service time: the demo's sped-up day ticks as often as a real one.
+        app.state.timers = [
+            ServiceTimer(
+                "silence-timer",
+                lambda _now: ingester.tick_silent(),
+                lambda: ingester.clock(),
+                settings.silent_tick_s,
+            ),
+            ServiceTimer(
+                "prior-refit",
+                lambda _now: refit_prior(settings, sessions, ingester),
+                lambda: ingester.clock(),
+                settings.prior_refit_s,
+            ),
+        ]
+        for timer in app.state.timers:
+            timer.start()
         try:
             yield
         finally:
+            for timer in app.state.timers:
+                timer.stop()
             if app.state.sender is not None:
                 app.state.sender.stop()
             close_channels(channels)
@@ -268,6 +327,7 @@ def create_app(
         plans,
         telematics,
         notifications,
+        webhook_secrets,
         support,
         tracking,
         dashboard,

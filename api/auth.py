@@ -9,7 +9,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
 
 from api.errors import ApiError
-from store.schema import ApiKey
+from store.schema import ApiKey, VehicleRow
 from store.secrets import hash_api_key, key_prefix, same_hash
 
 bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer lm_...`")
@@ -20,6 +20,9 @@ class Caller:
     organisation_id: str
     role: str
     key_id: str
+    #: A device key's vehicle (its external id); None for other roles, and for a device key
+    #: made before keys were bound, which then acts for no vehicle.
+    vehicle: str | None = None
 
 
 def caller_for_key(request: Request, key: str) -> Caller:
@@ -29,10 +32,19 @@ def caller_for_key(request: Request, key: str) -> Caller:
     if prefix is None:
         raise ApiError(401, "unauthorized", "not a lastmile API key")
     with request.app.state.sessions() as session:
-        row = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
+        found = session.execute(
+            select(ApiKey, VehicleRow.external_id)
+            .outerjoin(
+                VehicleRow,
+                (VehicleRow.id == ApiKey.vehicle_id)
+                & (VehicleRow.organisation_id == ApiKey.organisation_id),
+            )
+            .where(ApiKey.prefix == prefix)
+        ).first()
+    row, vehicle = found if found is not None else (None, None)
     if row is None or row.revoked_at is not None or not same_hash(row.key_hash, hash_api_key(key)):
         raise ApiError(401, "unauthorized", "unknown or revoked API key")
-    return Caller(row.organisation_id, row.role, row.id)
+    return Caller(row.organisation_id, row.role, row.id, vehicle)
 
 
 def check_role(caller: Caller, *roles: str) -> Caller:

@@ -30,6 +30,7 @@ from store.schema import (
     ProgressRow,
     VehicleRow,
 )
+from telematics.ingest.silence import SILENT_AFTER_S, no_signal
 
 #: Notification feed length, newest first.
 FEED_SIZE = 50
@@ -129,15 +130,22 @@ def _told_etas(session: Session, organisation_id: str, order_ids: set[str]) -> d
     return told
 
 
-def dashboard_state(session: Session, organisation_id: str, now: datetime) -> dict[str, Any]:
+def dashboard_state(
+    session: Session,
+    organisation_id: str,
+    now: datetime,
+    silent_after_s: float = SILENT_AFTER_S,
+) -> dict[str, Any]:
     """Everything the dashboard shows, JSON-ready, for the organisation's day around ``now``.
 
     Today's routes are the routes of dispatched plans (not cancelled) that overlap the
     organisation's calendar day. Each vehicle shows its newest such route (a replan or an
     insertion supersedes the route it changed); stops of its older routes stay only when their
     outcome is known, as replanning leaves done stops out. Live ETAs are used only while the
-    vehicle's progress tracks that same plan. ``now`` (the service's clock) only picks the day:
-    the state does not change with the clock, so the live stream sends only real changes.
+    vehicle's progress tracks that same plan. ``now`` (the service's clock) picks the day and
+    tells which vehicles with stops still to serve have sent no fix for over
+    ``silent_after_s`` (``no_signal``); nothing else changes with the clock, so the live
+    stream sends only real changes (a vehicle falling silent is one).
     """
     organisation = session.get(Organisation, organisation_id)
     zone = zone_of(organisation.timezone if organisation is not None else "UTC")
@@ -283,6 +291,13 @@ def dashboard_state(session: Session, organisation_id: str, now: datetime) -> di
                 "route_start": _iso(route.start),
                 "route_end": _iso(route.end),
                 "last_fix": _iso(row.last_fix_time) if row is not None else None,
+                "last_fix_at": _iso(row.last_fix_time) if row is not None else None,
+                "no_signal": no_signal(
+                    row.last_fix_time if row is not None else None,
+                    now,
+                    silent_after_s,
+                    stops_left=done < total,
+                ),
                 "lat": row.last_lat if row is not None else None,
                 "lon": row.last_lon if row is not None else None,
                 "line": plan_lines.get(vehicle.external_id) or plan_lines.get(vehicle.id) or [],

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.auth import Caller, require
-from api.errors import not_found
+from api.errors import ApiError, not_found
 
 
 def _session(request: Request) -> Iterator[Session]:
@@ -40,6 +40,28 @@ Admin = Annotated[Caller, Depends(require("admin"))]
 PlanId = Annotated[str, Path(description="The plan's id, as returned by POST /v1/plans.")]
 OrderId = Annotated[str, Path(description="Your id for the order.")]
 VehicleId = Annotated[str, Path(description="Your id for the vehicle.")]
+
+
+def _for_vehicle(
+    vehicle_id: VehicleId, caller: Annotated[Caller, Depends(require("device", "dispatcher"))]
+) -> Caller:
+    """The caller, acting for the path's vehicle: a device key only for the vehicle it is
+    bound to (403 before the vehicle is even looked up: a device learns nothing of others)."""
+    if caller.role == "device" and caller.vehicle != vehicle_id:
+        if caller.vehicle is None:
+            raise ApiError(
+                403,
+                "forbidden",
+                "this device key names no vehicle: create one that does (POST /v1/keys with "
+                "role device and vehicle_id)",
+            )
+        raise ApiError(403, "forbidden", f"this device key is for vehicle {caller.vehicle!r} only")
+    return caller
+
+
+#: Routes on one vehicle (``{vehicle_id}`` in the path) that its device may call: the
+#: vehicle's own device key, dispatchers, admins.
+VehicleDevice = Annotated[Caller, Depends(_for_vehicle)]
 
 
 def owned(session: Session, model: Any, organisation_id: str, external_id: str, kind: str) -> Any:

@@ -71,12 +71,20 @@ class ErrorBody(BaseModel):
 class KeyCreate(Strict):
     name: str = Field("", max_length=200, description="What the key is for.")
     role: Role = Field(description="What the key may do.")
+    vehicle_id: str | None = Field(
+        None,
+        max_length=100,
+        description="Required for the device role, refused for the others: your id for the "
+        "one vehicle the key reports for (positions and driver events of any other vehicle "
+        "get 403).",
+    )
 
 
 class KeyCreated(BaseModel):
     id: str
     name: str
     role: Role
+    vehicle_id: str | None = Field(None, description="A device key's vehicle.")
     key: str = Field(description="The key itself, shown only now. Send it as a Bearer token.")
 
 
@@ -84,6 +92,7 @@ class KeyPublic(BaseModel):
     id: str
     name: str
     role: Role
+    vehicle_id: str | None = Field(None, description="A device key's vehicle.")
     prefix: str
     created_at: datetime
     revoked: bool
@@ -139,6 +148,12 @@ class VehiclePublic(BaseModel):
 class DeviceCredentials(BaseModel):
     device_id: str
     vehicle_id: str
+    external_device_id: str | None = Field(
+        None,
+        description="OsmAnd: the device identifier to enter in Traccar Client, issued now by "
+        "the server (128 random bits: it is what /osmand knows the device by, keep it "
+        "private). OwnTracks: the user/device registered. Fleet devices: none.",
+    )
     mqtt_username: str
     mqtt_password: str = Field(description="Shown only now.")
     publish_topic: str = Field(description="Where the device publishes its positions.")
@@ -291,7 +306,8 @@ class OrganisationUpdate(Strict):
         "stops_away_n, minutes_away_m, budget_per_order, min_interval_s, quiet_start and "
         "quiet_end (HH:MM in the customer's zone, or null), stale_after_s, "
         "final_stale_after_s, default_channels, webhook_url (the shop's endpoint for the "
-        "webhook channel, signed as docs/webhooks.md says). Missing keys keep their defaults.",
+        "webhook channel, on a public internet address, signed with the organisation's "
+        "secrets as docs/webhooks.md says). Missing keys keep their defaults.",
         examples=[{"quiet_start": "21:00", "quiet_end": "08:00", "budget_per_order": 6}],
     )
 
@@ -305,8 +321,10 @@ class DeviceCreate(Strict):
     external_device_id: str | None = Field(
         None,
         max_length=200,
-        description="OsmAnd: the device identifier set in the app. OwnTracks: user/device.",
-        examples=["862051040148331"],
+        description="OwnTracks: user/device (unique within your organisation). OsmAnd: leave "
+        "it out: the server issues the identifier (external_device_id in the answer) to enter "
+        "in Traccar Client. Fleet devices: none.",
+        examples=["anna/phone"],
     )
 
 
@@ -365,6 +383,8 @@ class ProgressOut(BaseModel):
         description="When off the route: the drive back to the next stop (duration_s, "
         "distance_m, GeoJSON LineString).",
     )
+    silent_s: float | None = Field(None, description="Seconds since its last fix (null: none).")
+    no_signal: bool = Field(False, description="Silent past the threshold, stops still ahead.")
 
 
 class NotificationAttemptOut(BaseModel):

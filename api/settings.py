@@ -36,6 +36,29 @@ class Settings(BaseSettings):
         "lastmile-plans", description="The task queue's name (and Redis key namespace)."
     )
 
+    # Live ETAs: silent vehicles and the fleet's prior (docs/adr/0018).
+    silent_after_s: float = Field(
+        120.0,
+        gt=0,
+        description="A vehicle on its route with no fix for longer than this is silent: shown "
+        "as 'no signal', taken to stand where it was last seen, its ETAs recomputed on a timer.",
+    )
+    silent_tick_s: float = Field(
+        30.0, gt=0, description="How often silent vehicles' ETAs are recomputed (service time)."
+    )
+    prior_refit_s: float = Field(
+        3600.0,
+        gt=0,
+        description="How often the fleet's ETA prior is fitted again from the store's history "
+        "(service time; it is also fitted on start).",
+    )
+    prior_min_legs: int = Field(
+        50, ge=1, description="Fewer observed legs than this: the ETA prior stays neutral."
+    )
+    prior_history_days: int = Field(
+        28, ge=1, description="Past days of history the ETA prior is fitted from."
+    )
+
     # Customer notifications: the outbox sender and its channels (each built only when set).
     sender_enabled: bool = Field(True, description="Deliver queued customer notifications.")
     sender_max_attempts: int = Field(8, ge=1, description="Tries before a message is dead.")
@@ -62,7 +85,11 @@ class Settings(BaseSettings):
     sms_url: str | None = Field(None, description="A generic JSON SMS API (bearer token).")
     sms_token: SecretStr | None = None
     sms_from: str = Field("", description="Sender number or id when a tenant's branding has none.")
-    webhook_secret: SecretStr | None = Field(None, description="Signs webhooks; unset: none.")
+    webhook_allow_private: bool = Field(
+        False,
+        description="Let tenants' webhook URLs reach loopback, private, link-local and other "
+        "non-public addresses (tests and the demo's local receiver only; never in production).",
+    )
 
     @property
     def tracking_base(self) -> str:

@@ -131,7 +131,7 @@ def seed_data(base: str, key: str) -> dict[str, str]:
         post("/v1/vehicles", {"id": "v1", "depot_id": "d1", "shift": SHIFT})
         for k, (lat, lon) in enumerate([(60.1665, 24.9433), (60.17, 24.95), (60.172, 24.94)]):
             post("/v1/orders", {"id": f"o{k + 1}", "location": {"lat": lat, "lon": lon}})
-        post("/v1/vehicles/v1/devices", {"protocol": "osmand", "external_device_id": "dev-1"})
+        device = post("/v1/vehicles/v1/devices", {"protocol": "osmand"})["external_device_id"]
         plan_id = post("/v1/plans", {"time_limit_s": 0.3}, 202)["plan_id"]
         deadline = time.monotonic() + 120
         while client.get(f"/v1/plans/{plan_id}").json()["status"] not in ("succeeded", "failed"):
@@ -139,7 +139,7 @@ def seed_data(base: str, key: str) -> dict[str, str]:
                 raise RuntimeError("the seed plan did not finish")
             time.sleep(0.2)
         client.post(f"/v1/plans/{plan_id}/dispatch")
-        client.get("/osmand", params={"id": "dev-1", "lat": 60.17, "lon": 24.94})
+        client.get("/osmand", params={"id": device, "lat": 60.17, "lon": 24.94})
         key_id = post("/v1/keys", {"role": "support"}).get("id", "")
     known = {"vehicle_id": "v1", "order_id": "o1", "plan_id": plan_id, "depot_id": "d1"}
     if key_id:

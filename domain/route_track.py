@@ -3,12 +3,17 @@ telematics progress places fixes on and the ETA core measures distances along.
 
 The line is kept in an equirectangular projection around its first point (centimetre-exact
 over a city).
+
+Each stop has three places: its address point (``stop_xy``, where the customer is), its road
+point (``road_xy``, the route line at ``stop_along_m``, where a van on the planned line comes
+closest) and its stand (``stand_xy``, where vans really stop to serve it: learned from past
+deliveries when known, else the road point). Arrival fences are drawn around these.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +24,9 @@ from domain.geo import EARTH_RADIUS_M
 XY = npt.NDArray[np.float64]
 #: Two matches whose distances from the fix differ by less than this are equally good.
 TIE_M = 20.0
+#: A learned stand is placed along the route within this of its address's place (the street
+#: the van serves it from), and one farther than this from the address point is ignored.
+STAND_MAX_M = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,8 +40,16 @@ class RouteTrack:
     xy: XY
     cum_m: XY
     stop_ids: tuple[str, ...]
+    #: Each stop's address point.
     stop_xy: XY
+    #: Each stop's place along the line (of its address point; what ETAs measure to).
     stop_along_m: tuple[float, ...]
+    #: Each stop's road point: the line at ``stop_along_m``.
+    road_xy: XY
+    #: Where vans stand to serve each stop (learned, else the road point), and its place
+    #: along the line.
+    stand_xy: XY
+    stand_along_m: tuple[float, ...]
 
     @property
     def length_m(self) -> float:
@@ -42,6 +58,15 @@ class RouteTrack:
     def to_xy(self, lat: float, lon: float) -> XY:
         point: XY = project(np.array([[lon, lat]]), self.origin_lat, self.origin_lon)[0]
         return point
+
+    def to_latlon(self, point: XY) -> tuple[float, float]:
+        """(lat, lon) of a point in the track's metres (the inverse of :meth:`to_xy`)."""
+        k = math.pi / 180 * EARTH_RADIUS_M
+        lat = self.origin_lat + float(point[1]) / k
+        lon = self.origin_lon + float(point[0]) / (k * math.cos(math.radians(self.origin_lat)))
+        if not -180.0 <= lon <= 180.0:
+            lon = (lon + 180.0) % 360.0 - 180.0
+        return lat, lon
 
     def latlon_at(self, along_m: float) -> tuple[float, float]:
         """(lat, lon) of the place ``along_m`` along the route (clamped to it)."""
@@ -102,9 +127,15 @@ def route_track(
     plan_id: str,
     line_lonlat: Sequence[Sequence[float]],
     stops: Sequence[tuple[str, float, float]],
+    *,
+    stands: Mapping[str, tuple[float, float]] | None = None,
 ) -> RouteTrack:
     """Build a track from the route's road line ([lon, lat] points, depot to depot) and its
-    stops (order id, lat, lon) in visiting order."""
+    stops (order id, lat, lon) in visiting order.
+
+    ``stands``: order id -> (lat, lon) where vans have been seen to stop for that stop (see
+    ``telematics/stopping_points.py``); the stop's fence is also drawn around it. A stand
+    farther than ``STAND_MAX_M`` from the address point is ignored."""
     lonlat = np.asarray(line_lonlat, dtype=np.float64)
     if len(lonlat) < 2:
         lonlat = np.vstack((lonlat, lonlat))
@@ -124,6 +155,38 @@ def route_track(
         at = max(at, floor)  # the segment found may begin before the previous stop
         along.append(at)
         floor = at
+    road_xy = _points_at(xy, cum, along)
+    stand_xy = road_xy.copy()
+    stand_along = list(along)
+    for k, (order_id, _, _) in enumerate(stops):
+        stand = (stands or {}).get(order_id)
+        if stand is None:
+            continue
+        point = project(np.array([[stand[1], stand[0]]]), lat0, lon0)[0]
+        if float(np.hypot(*(point - stop_xy[k]))) > STAND_MAX_M:
+            continue
+        at, _ = nearest_on(xy, cum, point, along[k] - STAND_MAX_M, along[k] + STAND_MAX_M)
+        stand_xy[k] = point
+        stand_along[k] = min(max(at, along[k] - STAND_MAX_M), along[k] + STAND_MAX_M)
     return RouteTrack(
-        vehicle_id, plan_id, lat0, lon0, xy, cum, tuple(s[0] for s in stops), stop_xy, tuple(along)
+        vehicle_id,
+        plan_id,
+        lat0,
+        lon0,
+        xy,
+        cum,
+        tuple(s[0] for s in stops),
+        stop_xy,
+        tuple(along),
+        road_xy,
+        stand_xy,
+        tuple(stand_along),
     )
+
+
+def _points_at(xy: XY, cum: XY, along: Sequence[float]) -> XY:
+    """The line's points at these distances along it."""
+    if not along:
+        return np.zeros((0, 2))
+    at = np.asarray(along, dtype=np.float64)
+    return np.column_stack((np.interp(at, cum, xy[:, 0]), np.interp(at, cum, xy[:, 1])))

@@ -31,7 +31,18 @@ class Progress:
     off_route_m: float = 0.0
     on_route: bool = True
     off_route_since: datetime | None = None
+    #: When the vehicle began standing where it stands now (None: moving). A stop's dwell is
+    #: counted from it; a driver's delivered / failed clears it, so the next stop's dwell
+    #: starts afresh (the van may stand at a neighbour's door all along).
     inside_since: datetime | None = None
+    #: Where it stands: the mean of the fixes since ``inside_since``, and how many there were
+    #: (one fix's noise does not move a van from the door to the red light before it).
+    still_lat: float | None = None
+    still_lon: float | None = None
+    still_fixes: int = 0
+    #: How far it says it moved meanwhile (reported speed x time): a queue crawling at walking
+    #: pace is not standing, however close its fixes are.
+    still_moved_m: float = 0.0
     #: When the vehicle was first seen away from its start (None: not yet left).
     started_at: datetime | None = None
     #: When it last moved on along its route (by ``moved_m``), and where: a vehicle standing
@@ -65,6 +76,10 @@ def progress_to_dict(progress: Progress) -> dict[str, object]:
         "on_route": progress.on_route,
         "off_route_since": iso(progress.off_route_since),
         "inside_since": iso(progress.inside_since),
+        "still_lat": progress.still_lat,
+        "still_lon": progress.still_lon,
+        "still_fixes": progress.still_fixes,
+        "still_moved_m": round(progress.still_moved_m, 1),
         "started_at": iso(progress.started_at),
         "moved_at": iso(progress.moved_at),
         "moved_along_m": round(progress.moved_along_m, 1),
@@ -107,7 +122,16 @@ def progress_from_dict(data: dict[str, Any]) -> Progress:
         on_route=bool(data.get("on_route", True)),
         off_route_since=when(data.get("off_route_since")),
         inside_since=when(data.get("inside_since")),
+        # States stored before standstills were kept have none: the next fix starts one.
+        still_lat=_number(data.get("still_lat")),
+        still_lon=_number(data.get("still_lon")),
+        still_fixes=int(data.get("still_fixes") or 0),
+        still_moved_m=_number(data.get("still_moved_m")) or 0.0,
         started_at=when(data.get("started_at")),
         moved_at=when(data.get("moved_at")),
         moved_along_m=float(data.get("moved_along_m", 0.0)),
     )
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None

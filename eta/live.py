@@ -33,13 +33,18 @@ class LiveEtas:
     events: tuple[DelayEvent, ...]
 
 
-def route_progress(progress: Progress, off_route_travel_s: float | None = None) -> RouteProgress:
+def route_progress(
+    progress: Progress, off_route_travel_s: float | None = None, *, silent: bool = False
+) -> RouteProgress:
+    """``silent``: the vehicle has sent nothing for longer than the caller's threshold (see
+    :attr:`RouteProgress.silent`)."""
     return RouteProgress(
         fix_time=progress.fix_time,
         along_m=progress.along_m,
         started_at=progress.started_at,
         visits=tuple(StopVisit(s.arrived_at, s.departed_at) for s in progress.stops),
         off_route_travel_s=off_route_travel_s if not progress.on_route else None,
+        silent=silent,
     )
 
 

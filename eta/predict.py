@@ -80,9 +80,14 @@ def predict(
         return ()
     now_s = now.timestamp()
     # Times run from the last fix; what happened since is unknown, so arrivals are clamped
-    # to now below (a stale fix shows as a later, not an earlier, ETA).
+    # to now below (a stale fix shows as a later, not an earlier, ETA). The clamp alone
+    # would hold an ETA still until now reaches it and then assume the whole leg driven;
+    # a silent vehicle (no fix for long: a dead phone, a breakdown) is instead taken to
+    # stand where it was last seen, so what is left of its route starts now.
     if progress.started_at is None or progress.fix_time is None:
         clock = max(now_s, route.start.timestamp())
+    elif progress.silent:
+        clock = max(progress.fix_time.timestamp(), now_s)
     else:
         clock = progress.fix_time.timestamp()
     t0 = clock

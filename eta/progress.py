@@ -26,6 +26,10 @@ class RouteProgress:
     #: Off the route: the drive time back to the next stop (the caller's graph search);
     #: None when on the route.
     off_route_travel_s: float | None = None
+    #: No fix for longer than the caller's silence threshold (a dead phone, a breakdown):
+    #: the vehicle is taken to stand where it was last seen, so what is left of its route
+    #: starts now, not at the last fix.
+    silent: bool = False
 
     @property
     def next_stop(self) -> int:

@@ -4,6 +4,10 @@ scoring the ETAs against what really happened (``lastmile eval-eta``).
 Each fix goes the way a live one goes: our fleet JSON → decoder → hygiene screen → progress
 on the route → ETA core → delay events. Predictions are sampled once a minute per stop not yet
 reached, and compared with the actual arrival.
+
+Two baselines are sampled beside each prediction: the static plan (the plan's own arrival,
+never updated) and the plan shifted by the vehicle's current delay (:func:`plan_delay_s`), the
+estimate a dispatcher makes by hand from the plan and where the van is now.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import csv
 import json
 import math
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,8 +32,8 @@ from eta.history import fit_prior
 from eta.live import recompute, route_from_track, route_progress
 from eta.pace import Pace
 from eta.params import EtaParams, FleetPrior
-from eta.predict import predict
-from eta.progress import not_started
+from eta.predict import StopEta, predict
+from eta.progress import RouteProgress, not_started
 from eta.route import EtaRoute
 from evaluation.noise import NoiseProfile, degrade
 from evaluation.scenario import Scenario, ScenarioStop, ScenarioVehicle
@@ -59,6 +63,8 @@ class Prediction:
     latest: datetime
     static_eta: datetime
     actual: datetime
+    #: The static plan's arrival shifted by the vehicle's delay at ``at`` (see plan_delay_s).
+    static_plus_delay_eta: datetime
 
     @property
     def horizon_s(self) -> float:
@@ -133,10 +139,8 @@ def replay_vehicle(
     noisy = degrade(gps, profile, rng)
     # The static plan: the schedule as planned (no history, no pace), never updated.
     as_planned = replace(params, prior=FleetPrior())
-    static = {
-        e.order_id: e.eta
-        for e in predict(route, not_started(len(route.stops)), route.start, as_planned, Pace())
-    }
+    plan = predict(route, not_started(len(route.stops)), route.start, as_planned, Pace())
+    static = {e.order_id: e.eta for e in plan}
     actual = {
         s.id: a.arrival
         for s in vehicle.stops
@@ -154,10 +158,13 @@ def replay_vehicle(
 
     def sample(at: datetime) -> None:
         travel = _off_route(progress, track, off_route_s)
-        for eta in predict(route, route_progress(progress, travel), at, params):
+        now = route_progress(progress, travel)
+        late_s = plan_delay_s(route, plan, now, at)
+        for eta in predict(route, now, at, params):
             arrival = actual.get(eta.order_id)
             if arrival is None or arrival <= at:
                 continue
+            shifted_s = max(plan[eta.index].eta_s + late_s, at.timestamp())
             result.predictions.append(
                 Prediction(
                     vehicle.id,
@@ -168,6 +175,7 @@ def replay_vehicle(
                     eta.latest,
                     static[eta.order_id],
                     arrival,
+                    datetime.fromtimestamp(shifted_s, UTC),
                 )
             )
 
@@ -208,6 +216,41 @@ def replay_vehicle(
     while next_sample <= end:
         sample(next_sample)
         next_sample += timedelta(seconds=SAMPLE_EVERY_S)
+
+
+def plan_delay_s(
+    route: EtaRoute, plan: Sequence[StopEta], progress: RouteProgress, at: datetime
+) -> float:
+    """How late (seconds; negative: early) the vehicle runs against its plan at ``at``, as a
+    dispatcher reads it off the plan and the map: the "plan + current delay" baseline adds
+    this to the planned arrival of every stop still ahead.
+
+    ``plan`` is the static schedule (``predict`` from the start, not started, index = stop).
+    Still at the start: late by the time past the planned departure. At a stop: its arrival
+    delay, or more once the planned departure has passed. Between stops: the time of the last
+    fix against the planned time at that point of the leg (planned departure to planned
+    arrival, in proportion to the distance along it; off the route, the drive back to the
+    next stop counts instead); and at least the time past the next stop's planned arrival.
+    """
+    at_s = at.timestamp()
+    k = progress.next_stop
+    if k >= len(plan):
+        return 0.0
+    if progress.started_at is None or progress.fix_time is None:
+        return max(at_s - route.start.timestamp(), 0.0)
+    arrived = progress.visits[k].arrived_at
+    if arrived is not None:
+        return max(arrived.timestamp() - plan[k].eta_s, at_s - plan[k].departure_s)
+    fix_s = progress.fix_time.timestamp()
+    if progress.off_route_travel_s is not None:
+        late_s = fix_s + progress.off_route_travel_s - plan[k].eta_s
+    else:
+        leave_s = plan[k - 1].departure_s if k > 0 else route.start.timestamp()
+        begin_m = route.leg_start_m(k)
+        leg_m = route.stops[k].along_m - begin_m
+        share = min(max((progress.along_m - begin_m) / leg_m, 0.0), 1.0) if leg_m > 0 else 1.0
+        late_s = fix_s - (leave_s + share * (plan[k].eta_s - leave_s))
+    return max(late_s, at_s - plan[k].eta_s)
 
 
 def _off_route(
@@ -326,15 +369,31 @@ def score(result: ReplayResult) -> dict[str, object]:
                 break
     labels = [horizon_label(lo, hi) for lo, hi in HORIZONS_MIN]
 
-    def abs_errors(ps: list[Prediction], static: bool = False) -> list[float]:
-        return [abs(((p.static_eta if static else p.eta) - p.actual).total_seconds()) for p in ps]
+    def abs_errors(
+        ps: list[Prediction], which: Callable[[Prediction], datetime] = lambda p: p.eta
+    ) -> list[float]:
+        return [abs((which(p) - p.actual).total_seconds()) for p in ps]
 
     def rounded(x: float | None) -> float | None:
         return round(x, 1) if x is not None else None
 
+    def widths_min(ps: list[Prediction]) -> list[float]:
+        return [(p.latest - p.earliest).total_seconds() / 60.0 for p in ps]
+
     mae = {h: rounded(_mean(abs_errors(by_horizon[h]))) for h in labels}
     p90 = {h: rounded(_quantile(abs_errors(by_horizon[h]), 0.9)) for h in labels}
-    baseline = {h: rounded(_mean(abs_errors(by_horizon[h], static=True))) for h in labels}
+    baseline = {
+        h: rounded(_mean(abs_errors(by_horizon[h], lambda p: p.static_eta))) for h in labels
+    }
+    plus_delay = {
+        h: rounded(_mean(abs_errors(by_horizon[h], lambda p: p.static_plus_delay_eta)))
+        for h in labels
+    }
+    ratio_plus_delay = {
+        h: round(m / b, 3) if (m := mae[h]) is not None and (b := plus_delay[h]) else None
+        for h in labels
+    }
+    width = {h: rounded(_median(widths_min(by_horizon[h]))) for h in labels}
     inside = [p.earliest <= p.actual <= p.latest for p in result.predictions]
     coverage_by = {
         h: None
@@ -359,8 +418,12 @@ def score(result: ReplayResult) -> dict[str, object]:
         "mae_s": mae,
         "p90_abs_s": p90,
         "baseline_mae_s": baseline,
+        "static_plus_delay_mae_s": plus_delay,
+        "ratio_to_static_plus_delay": ratio_plus_delay,
         "coverage": round(sum(inside) / len(inside), 3) if inside else None,
         "coverage_by_horizon": coverage_by,
+        "window_width_min_by_horizon": width,
+        "window_width_median_min": rounded(_median(widths_min(result.predictions))),
         "notify_precision": round(both / notified, 3) if notified else None,
         "notify_recall": round(both / delayed, 3) if delayed else None,
         "messages_per_stop": _median(messages),
@@ -401,6 +464,8 @@ def write_predictions(result: ReplayResult, path: Path) -> None:
                 "actual_arrival",
                 "error_s",
                 "static_error_s",
+                "static_plus_delay_eta",
+                "static_plus_delay_error_s",
             ]
         )
         for p in result.predictions:
@@ -417,5 +482,7 @@ def write_predictions(result: ReplayResult, path: Path) -> None:
                     iso(p.actual),
                     round((p.eta - p.actual).total_seconds()),
                     round((p.static_eta - p.actual).total_seconds()),
+                    iso(p.static_plus_delay_eta),
+                    round((p.static_plus_delay_eta - p.actual).total_seconds()),
                 ]
             )

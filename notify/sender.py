@@ -13,13 +13,14 @@ One pass (:meth:`OutboxSender.run_once`):
    ``pending`` or ``sending`` (being retried), so after an outage "delivered" never arrives
    before "out for delivery". Deferred rows hold nothing back (the policy chose to send the
    later one first).
-3. Render it (the order, its recipient, the tenant's branding) and send it through its
-   channel, outside any transaction.
+3. Render it (the order, its recipient, the tenant's branding; for a webhook, the tenant's
+   valid signing secrets) and send it through its channel, outside any transaction.
 4. Record a ``notification_attempts`` row and the outcome: ``sent`` (``sent_at``,
    ``provider_id``); ``retry`` -> back to ``pending`` with ``due_at = now + backoff`` (30 s
    doubling, capped at 1 h; longer if the provider's ``Retry-After`` says so), or ``dead``
    once ``max_attempts`` are used; ``failed`` -> ``dead``. ``last_error`` keeps the reason. A
-   row whose channel is not configured, or that cannot be rendered, is ``dead`` at once.
+   row whose channel is not configured, or that cannot be rendered, or a webhook of an
+   organisation without a valid signing secret, is ``dead`` at once.
 
 Crash windows (the process may die at any point; the row is never lost):
 
@@ -56,12 +57,14 @@ from sqlalchemy.orm import Session, aliased, sessionmaker
 from domain.errors import ValidationError
 from notify.channels.base import Channel as ChannelImpl
 from notify.channels.base import OutgoingMessage, SendResult, clip
+from notify.channels.webhook import NO_SECRET
 from notify.codec import branding_from_json, message_from_json
 from notify.outbox import Outbox, recipient
 from notify.render import OrderView, render
 from notify.settings import Branding, Channel
 from store.db import transaction
 from store.schema import NotificationAttemptRow, OrderRow, Organisation, OutboxRow
+from store.webhook_secrets import signing_secrets
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +72,7 @@ log = logging.getLogger(__name__)
 CONFIGURE: dict[Channel, str] = {
     Channel.EMAIL: "LASTMILE_SMTP_HOST",
     Channel.SMS: "LASTMILE_SMS_TWILIO_ACCOUNT_SID or LASTMILE_SMS_URL",
-    Channel.WEBHOOK: "LASTMILE_WEBHOOK_SECRET",
+    Channel.WEBHOOK: "nothing: the service builds it; this sender was given no WebhookChannel",
     Channel.PUSH: "an MQTT connection (LASTMILE_MQTT)",
 }
 #: Attempt status of an attempt cut short (the sender stopped before recording its outcome).
@@ -209,7 +212,7 @@ class OutboxSender:
             if row is None or row.status != "sending":
                 return
             lease = row.locked_until
-            prepared = self._prepare(session, row)
+            prepared = self._prepare(session, row, when())
         if isinstance(prepared, str):
             result = SendResult("failed", prepared)
         else:
@@ -222,9 +225,10 @@ class OutboxSender:
         self.record(row_id, lease, result, when())
 
     def _prepare(
-        self, session: Session, row: OutboxRow
+        self, session: Session, row: OutboxRow, now: datetime
     ) -> tuple[ChannelImpl, OutgoingMessage] | str:
-        """The channel and message for a row, or why it can never be sent."""
+        """The channel and message for a row, or why it can never be sent. A webhook carries
+        the secrets of the row's own organisation valid at ``now``, and only those."""
         try:
             kind = Channel(row.channel)
         except ValueError:
@@ -253,6 +257,11 @@ class OutboxSender:
         key = row.payload.get("idempotency_key")
         if isinstance(key, str) and key and key != outgoing.idempotency_key:
             outgoing = replace(outgoing, idempotency_key=key)
+        if kind is Channel.WEBHOOK:
+            secrets = signing_secrets(session, row.organisation_id, now)
+            if not secrets:
+                return NO_SECRET
+            outgoing = replace(outgoing, signing_secrets=secrets)
         return impl, outgoing
 
     def record(

@@ -1,8 +1,10 @@
-"""Road geometry of the fastest drive between consecutive points, as GeoJSON."""
+"""Road geometry of the fastest drive between consecutive points, as GeoJSON; lines as encoded
+polylines (Google's format, as VROOM's and OSRM's ``geometry``)."""
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -95,3 +97,45 @@ def route_geojson(graph: RoadGraph, points: SnappedPoints) -> dict[str, Any]:
         "geometry": {"type": "LineString", "coordinates": np.round(line, 7).tolist()},
         "properties": {"legs": legs},
     }
+
+
+def encode_polyline(coordinates: Iterable[Sequence[float]], precision: int = 5) -> str:
+    """Google's encoded polyline of ``[lon, lat]`` points (GeoJSON order), latitude first.
+
+    Precision 5 is what VROOM (``-g``), OSRM and Google write.
+    """
+    factor = 10**precision
+    out: list[str] = []
+    previous = (0, 0)
+    for lon, lat in coordinates:
+        here = (round(lat * factor), round(lon * factor))
+        for value, before in zip(here, previous, strict=True):
+            delta = value - before
+            chunk = ~(delta << 1) if delta < 0 else delta << 1
+            while chunk >= 0x20:
+                out.append(chr((0x20 | (chunk & 0x1F)) + 63))
+                chunk >>= 5
+            out.append(chr(chunk + 63))
+        previous = here
+    return "".join(out)
+
+
+def decode_polyline(text: str, precision: int = 5) -> list[list[float]]:
+    """The ``[lon, lat]`` points of an encoded polyline (the inverse of :func:`encode_polyline`)."""
+    factor = 10**precision
+    values: list[int] = []
+    shift = chunk = 0
+    for char in text:
+        byte = ord(char) - 63
+        chunk |= (byte & 0x1F) << shift
+        shift += 5
+        if byte < 0x20:
+            values.append(~(chunk >> 1) if chunk & 1 else chunk >> 1)
+            shift = chunk = 0
+    lat = lon = 0
+    points: list[list[float]] = []
+    for k in range(0, len(values) - 1, 2):
+        lat += values[k]
+        lon += values[k + 1]
+        points.append([lon / factor, lat / factor])
+    return points

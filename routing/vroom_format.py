@@ -334,14 +334,8 @@ def vroom_output(vin: VroomInput, plan: Plan, computing_ms: int = 0) -> dict[str
                 "violations": [],
             }
         )
-        for key, value in (
-            ("cost", travel),
-            ("service", service),
-            ("duration", travel),
-            ("waiting_time", waiting),
-            ("distance", distance),
-        ):
-            totals[key] += value
+        for key in totals:
+            totals[key] += routes_out[-1][key]
     unassigned = [
         {
             "id": vin.order_kind[u.order_id][1],
@@ -373,6 +367,17 @@ def input_error(error: ValidationError) -> dict[str, Any]:
     }
 
 
+def plan_vroom(
+    vin: VroomInput, params: SolverParams, graph: RoadGraph | None, snapper: Snapper | None
+) -> Plan:
+    """Plan a problem read by :func:`read_vroom` on its matrices, else on the road graph."""
+    if vin.matrix is not None:
+        return plan_on_matrix(vin.problem, vin.matrix, params)
+    if graph is not None and snapper is not None:
+        return plan_routes(vin.problem, graph, snapper, params)
+    raise ValidationError([Problem("matrices", "no matrices given and no road network")])
+
+
 def solve_vroom(
     doc: Mapping[str, Any],
     params: SolverParams,
@@ -380,19 +385,12 @@ def solve_vroom(
     graph: RoadGraph | None = None,
     snapper: Snapper | None = None,
 ) -> dict[str, Any]:
-    """Read, plan (on the given matrices, else on the road graph) and write VROOM-like JSON.
-
-    Input errors come back as ``code`` 2 with every problem listed, not as an exception.
-    """
+    """Read, plan (on its matrices, else the road graph) and write VROOM-like JSON; input errors
+    come back as ``code`` 2 with every problem listed, not as an exception."""
     started = time.perf_counter()
     try:
         vin = read_vroom(doc)
-        if vin.matrix is not None:
-            plan = plan_on_matrix(vin.problem, vin.matrix, params)
-        elif graph is not None and snapper is not None:
-            plan = plan_routes(vin.problem, graph, snapper, params)
-        else:
-            raise ValidationError([Problem("matrices", "no matrices given and no road network")])
+        plan = plan_vroom(vin, params, graph, snapper)
     except ValidationError as error:
         return input_error(error)
     return vroom_output(vin, plan, int((time.perf_counter() - started) * 1000))

@@ -78,7 +78,27 @@ class ApiKey(Base):
     role: Mapped[str] = mapped_column(String(20))
     prefix: Mapped[str] = mapped_column(String(16), unique=True)
     key_hash: Mapped[str] = mapped_column(String(64))
+    #: A ``device`` key's one vehicle (None for other roles; a device key without one, made
+    #: before keys were bound, acts for no vehicle).
+    vehicle_id: Mapped[str | None] = mapped_column(
+        ForeignKey("vehicles.id"), index=True, default=None
+    )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class WebhookSecretRow(Base):
+    """A tenant's webhook signing secret (docs/webhooks.md, ADR 0017). Stored as it is, like
+    tracking tokens: the sender needs it to sign. Valid while not revoked and not past
+    ``expires_at`` (None: until replaced); every valid one signs each webhook."""
+
+    __tablename__ = "webhook_secrets"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    organisation_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"), index=True)
+    secret: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: Set when a newer secret replaced this one: it keeps signing until then.
+    expires_at: Mapped[datetime | None] = mapped_column(default=None)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
@@ -98,7 +118,8 @@ class VehicleRow(Base):
     __table_args__ = (UniqueConstraint("organisation_id", "external_id"),)
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     organisation_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"), index=True)
-    external_id: Mapped[str] = mapped_column(String(100))
+    #: Unique per organisation; indexed alone too: MQTT topics name vehicles by it only.
+    external_id: Mapped[str] = mapped_column(String(100), index=True)
     driver_first_name: Mapped[str] = mapped_column(String(100), default="")
     start_lat: Mapped[float] = mapped_column(Float)
     start_lon: Mapped[float] = mapped_column(Float)

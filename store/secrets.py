@@ -1,5 +1,7 @@
-"""API keys, device passwords and tracking tokens: generated here, stored only as hashes
-(tracking tokens excepted: messages to customers must carry them)."""
+"""API keys, device passwords, tracking tokens and webhook signing secrets: generated here,
+stored only as hashes, except what the service itself must present again: tracking tokens
+(messages to customers carry them) and webhook signing secrets (the sender signs with them),
+which are stored as they are (ADR 0017)."""
 
 from __future__ import annotations
 
@@ -42,8 +44,20 @@ def new_tracking_token() -> str:
     return secrets.token_urlsafe(20)
 
 
+def new_webhook_secret() -> str:
+    """A tenant's webhook signing secret: 256 random bits, ``whsec_`` and URL-safe base64."""
+    return f"whsec_{secrets.token_urlsafe(32)}"
+
+
 def new_device_password() -> str:
     return secrets.token_urlsafe(24)
+
+
+def new_device_identifier() -> str:
+    """An OsmAnd device's identifier, issued by the server (Traccar Client sends no other
+    credential, so it must not be guessable like an IMEI or "dev-1"): 128 random bits,
+    22 URL-safe characters."""
+    return secrets.token_urlsafe(16)
 
 
 def hash_device_password(password: str, *, salt: bytes | None = None) -> str:

@@ -20,6 +20,20 @@ from domain.vehicle_progress import Progress, StopStatus
 
 @dataclass(frozen=True, slots=True)
 class ProgressParams:
+    """How fixes become progress, arrivals and departures.
+
+    Arrival (see :func:`apply_fix`): the vehicle has arrived at a stop when it has stood still
+    for ``dwell_s`` in the stop's fence, at the stop or beyond it along the route, or for
+    ``dwell_short_s`` in the fence but short of the stop. Standing still, not being inside a
+    circle: a van crawling past the door is not there. At the stop along the route, not just
+    near it: a van waiting 40 s at a red light 40 m before the door is near the door but not
+    yet at it; the route goes on from there to the stop, and the van with it. Beyond the stop
+    is allowed (a van overshoots to the next free kerb); short of it only for longer than a
+    traffic light holds a van. And the fence is drawn around where vans stand to serve the
+    stop (the route's road point, or a stand learned from past deliveries), not only around
+    the address point, which may be a house 70 m back from the road.
+    """
+
     #: Within this of the route line the vehicle is on it (GPS noise is about ±30 m).
     on_route_m: float = 50.0
     #: Farther than ``on_route_m`` for this long: off the route.
@@ -29,9 +43,33 @@ class ProgressParams:
     search_back_m: float = 100.0
     search_ahead_m: float = 1500.0
     max_speed_mps: float = 40.0
-    #: Geofence of a stop, and how long the vehicle must stay inside to have arrived.
+    #: A stop's fence: within this of its stand (where vans are known to stop for it), its road
+    #: point (the route line where it passes closest to the address) or its address point.
     arrive_radius_m: float = 50.0
+    #: Standing still in the fence this long, at the stop or beyond it along the route: arrived
+    #: (from when it began standing).
     dwell_s: float = 30.0
+    #: "At the stop": standing within this of one of its fence's centres, or at most this far
+    #: short of its place along the route (beyond it is fine). Where a van stands is the mean
+    #: of its fixes, so this can be tighter than the GPS noise of one fix. (Both: along the
+    #: line alone misjudges a stop at a hairpin bend, distance alone a red light at 40 m.)
+    short_of_stop_m: float = 25.0
+    #: Standing in the fence but farther short of the stop: arrived only after this long. A
+    #: red light or a queue rarely holds a van two minutes; a delivery nearly always takes
+    #: that (and a van that parked short of the door is still caught).
+    dwell_short_s: float = 120.0
+    #: Standing still: a reported speed at most this (walking pace and below) ...
+    stopped_mps: float = 2.0
+    #: ... and each fix within this of where the standstill's fixes average: farther than GPS
+    #: noise takes a standing van's fix, so sparse fixes both at speed 0 far apart are two
+    #: standstills.
+    still_jump_m: float = 100.0
+    #: ... and what its reported speeds add up to since it stopped at most this (a queue
+    #: crawling at 1.5 m/s is not standing). A device reporting no speed stands while its fixes
+    #: stay within this of where they average (GPS noise of a standing van): a vehicle moving
+    #: at v leaves that in about 2 * still_m / v seconds, so it cannot stand a whole dwell
+    #: moving faster than 2 * still_m / dwell_s (2 m/s).
+    still_m: float = 30.0
     #: Leaving is only counted beyond this wider radius, so noise at the fence is no departure.
     depart_radius_m: float = 80.0
     #: Arrivals are also looked for at this many stops after the next one, so neighbours
@@ -119,7 +157,16 @@ def carry_over(track: RouteTrack, old: Progress) -> Progress:
 def apply_fix(
     track: RouteTrack, progress: Progress, fix: Position, params: ProgressParams
 ) -> tuple[Progress, list[Event]]:
-    """Move the vehicle to ``fix`` (already screened: newer than ``progress.fix_time``)."""
+    """Move the vehicle to ``fix`` (already screened: newer than ``progress.fix_time``).
+
+    Arrivals (see :class:`ProgressParams`): the vehicle stands still (its reported speed, or
+    its fixes staying put) and where it stands, the mean of its fixes since it stopped, is in
+    a stop's fence and not more than ``short_of_stop_m`` short of the stop along the route:
+    arrived after ``dwell_s``, at the time it began standing; farther short of the stop,
+    after ``dwell_short_s``. Stops a driver has already closed (delivered, failed) are never
+    arrived at or passed by the fixes: the driver's word stands, and progress goes on to the
+    next open stop.
+    """
     events: list[Event] = []
     point = track.to_xy(fix.lat, fix.lon)
     elapsed = (fix.fix_time - progress.fix_time).total_seconds() if progress.fix_time else math.inf
@@ -152,8 +199,64 @@ def apply_fix(
         # driven at a typical speed, so sparse fixes do not make it look late.
         left = fix.fix_time - timedelta(seconds=state.along_m / params.assumed_speed_mps)
         state = replace(state, started_at=max(left, progress.fix_time or left))
+    state = _standstill(track, progress, state, point, fix, params)
     state, stop_events = _stops(track, progress, state, point, fix, params)
     return state, events + stop_events
+
+
+def _standstill(
+    track: RouteTrack,
+    before: Progress,
+    state: Progress,
+    point: XY,
+    fix: Position,
+    params: ProgressParams,
+) -> Progress:
+    """Whether the vehicle stands still, since when and where: the standstill goes on (its
+    place the mean of its fixes), a new one begins at this fix, or (reported moving) none."""
+    speed = fix.speed_mps
+    if speed is not None and speed > params.stopped_mps:
+        return replace(
+            state,
+            inside_since=None,
+            still_lat=None,
+            still_lon=None,
+            still_fixes=0,
+            still_moved_m=0.0,
+        )
+    if (
+        before.inside_since is not None
+        and before.fix_time is not None
+        and before.still_fixes > 0
+        and before.still_lat is not None
+        and before.still_lon is not None
+    ):
+        place = track.to_xy(before.still_lat, before.still_lon)
+        off = float(np.hypot(*(point - place)))
+        if speed is None:
+            moved, stands = before.still_moved_m, off <= params.still_m
+        else:
+            elapsed = (fix.fix_time - before.fix_time).total_seconds()
+            moved = before.still_moved_m + speed * elapsed
+            stands = off <= params.still_jump_m and moved <= params.still_m
+        if stands:
+            n = before.still_fixes + 1
+            lat, lon = track.to_latlon(place + (point - place) / n)
+            return replace(state, still_lat=lat, still_lon=lon, still_fixes=n, still_moved_m=moved)
+    # Without a speed every fix may be where the vehicle stopped: the next ones will tell.
+    return _stand_here(state, fix)
+
+
+def _stand_here(state: Progress, fix: Position) -> Progress:
+    """A standstill beginning at this fix."""
+    return replace(
+        state,
+        inside_since=fix.fix_time,
+        still_lat=fix.lat,
+        still_lon=fix.lon,
+        still_fixes=1,
+        still_moved_m=0.0,
+    )
 
 
 def _stops(
@@ -166,42 +269,60 @@ def _stops(
 ) -> tuple[Progress, list[Event]]:
     events: list[Event] = []
     stops = list(state.stops)
-    inside_since = state.inside_since
     k = state.next_stop
     while k < len(stops):
         stop = stops[k]
-        distance = float(np.hypot(*(track.stop_xy[k] - point)))
+        if stop.departed_at is not None:
+            # Closed by its driver before the stops planned ahead of it: not arrived at or
+            # passed by the fixes (an arrival would contradict a delivery already told).
+            k += 1
+            continue
         if stop.arrived_at is not None:
-            if distance > params.depart_radius_m or _inside_next(track, k, point, params):
+            if _distance(track, k, point) > params.depart_radius_m or _inside_next(
+                track, k, point, params
+            ):
                 stops[k] = replace(stop, departed_at=fix.fix_time)
                 events.append(Departed(stop.order_id, fix.fix_time))
-                inside_since = None
+                if state.inside_since is not None:
+                    # Standing at the next door: its dwell starts now, not at this one's.
+                    state = _stand_here(state, fix)
+                k += 1
+                continue
+            moved_on = _moved_to_next(track, k, stop, state, fix, params)
+            if moved_on is not None:
+                # It drove on and stands at the next door, still near this one: it left here
+                # when it began standing there (that stop's dwell counts from then too).
+                stops[k] = replace(stop, departed_at=moved_on)
+                events.append(Departed(stop.order_id, moved_on))
                 k += 1
                 continue
             break
         # The fence the vehicle is in: this stop's, or (drivers serve neighbours in the order
-        # that suits the street) one of the next few.
+        # that suits the street) one of the next few open ones.
         # A later stop counts only once the vehicle has reached its stretch of the route: a
         # road that passes near a later customer's door on the way here is not a visit.
-        j = next(
-            (
-                j
-                for j in range(k, min(k + 1 + params.lookahead_stops, len(stops)))
-                if float(np.hypot(*(track.stop_xy[j] - point))) <= params.arrive_radius_m
-                and (j == k or state.along_m >= track.stop_along_m[j] - params.depart_radius_m)
-            ),
-            None,
-        )
-        if j is not None:
-            inside_since = inside_since or fix.fix_time
-            if (fix.fix_time - inside_since).total_seconds() >= params.dwell_s:
-                for m in range(k, j):
-                    stops[m] = replace(stops[m], departed_at=inside_since, passed=True)
-                    events.append(Passed(stops[m].order_id, inside_since))
-                stops[j] = replace(stops[j], arrived_at=inside_since)
-                events.append(Arrived(stops[j].order_id, inside_since, False))
+        candidates = [
+            j
+            for j in range(k, min(k + 1 + params.lookahead_stops, len(stops)))
+            if stops[j].departed_at is None
+            and (
+                j == k
+                or state.along_m
+                >= min(track.stop_along_m[j], track.stand_along_m[j]) - params.depart_radius_m
+            )
+        ]
+        j, in_fence = _arrival(track, state, point, candidates, fix, params)
+        if j is not None and state.inside_since is not None:
+            since = state.inside_since
+            for m in range(k, j):
+                if stops[m].departed_at is None:
+                    stops[m] = replace(stops[m], departed_at=since, passed=True)
+                    events.append(Passed(stops[m].order_id, since))
+            stops[j] = replace(stops[j], arrived_at=since)
+            events.append(Arrived(stops[j].order_id, since, False))
             break
-        inside_since = None
+        if in_fence:
+            break  # not (yet) arrived: waiting for the dwell, or for the van to reach the door
         passed = _passed_with_time_to_stop(track, before, state, k, fix, params)
         if passed is not None:
             arrived, departed = passed
@@ -211,8 +332,9 @@ def _stops(
             continue
         if (
             state.on_route
-            and state.along_m > track.stop_along_m[k] + params.passed_after_m
-            and distance > params.passed_after_m
+            and state.along_m
+            > max(track.stop_along_m[k], track.stand_along_m[k]) + params.passed_after_m
+            and _distance(track, k, point) > params.passed_after_m
         ):
             # Well beyond it along the route and far from it: the vehicle did not stop here
             # (no arrival), but the stops after it are what it is driving to now.
@@ -221,16 +343,94 @@ def _stops(
             k += 1
             continue
         break
-    return replace(state, stops=tuple(stops), inside_since=inside_since), events
+    return replace(state, stops=tuple(stops)), events
+
+
+def _arrival(
+    track: RouteTrack,
+    state: Progress,
+    point: XY,
+    candidates: list[int],
+    fix: Position,
+    params: ProgressParams,
+) -> tuple[int | None, bool]:
+    """The stop among ``candidates`` the vehicle has arrived at (None: none yet), and whether
+    it is inside one of their fences (then it is not driving past them)."""
+    r = params.arrive_radius_m
+    in_fence = any(_distance(track, j, point) <= r for j in candidates)
+    since, lat, lon = state.inside_since, state.still_lat, state.still_lon
+    if since is None or lat is None or lon is None:
+        return None, in_fence
+    dwell = (fix.fix_time - since).total_seconds()
+    if dwell < params.dwell_s:
+        return None, in_fence
+    place = track.to_xy(lat, lon)
+    for j in candidates:
+        centres = [(float(np.hypot(*(xy - place))), at) for xy, at in _centres(track, j)]
+        near = [at for d, at in centres if d <= r]
+        if not near:
+            continue
+        in_fence = True
+        if dwell >= params.dwell_short_s or min(centres)[0] <= params.short_of_stop_m:
+            return j, True
+        # Where it stands along the route, looked for on the stretch by the stop (the vehicle
+        # may be off its planned line: its own place along then lags behind).
+        stop_at = max(near)
+        place_along, _ = nearest_on(track.xy, track.cum_m, place, stop_at - 2 * r, stop_at + 2 * r)
+        if stop_at - place_along <= params.short_of_stop_m:
+            return j, True
+    return None, in_fence
+
+
+def _centres(track: RouteTrack, k: int) -> list[tuple[XY, float]]:
+    """The points stop ``k``'s fence is drawn around, each with its place along the route:
+    its stand, its road point and its address point."""
+    return [
+        (track.stand_xy[k], track.stand_along_m[k]),
+        (track.road_xy[k], track.stop_along_m[k]),
+        (track.stop_xy[k], track.stop_along_m[k]),
+    ]
+
+
+def _distance(track: RouteTrack, k: int, point: XY) -> float:
+    """From ``point`` to stop ``k``'s fence centres (the nearest of them)."""
+    return min(float(np.hypot(*(xy - point))) for xy, _ in _centres(track, k))
+
+
+def _moved_to_next(
+    track: RouteTrack,
+    k: int,
+    stop: StopStatus,
+    state: Progress,
+    fix: Position,
+    params: ProgressParams,
+) -> datetime | None:
+    """When the vehicle, arrived at stop ``k``, moved on and has stood ``dwell_s`` since then
+    nearer the next stop than this one, within the next one's fence (neighbours closer
+    than the departure radius): the time it began standing there. None otherwise."""
+    since, lat, lon = state.inside_since, state.still_lat, state.still_lon
+    if k + 1 >= len(track.stop_ids) or since is None or lat is None or lon is None:
+        return None
+    if stop.arrived_at is None or since <= stop.arrived_at:
+        return None  # the standstill it arrived with: it has not moved
+    if (fix.fix_time - since).total_seconds() < params.dwell_s:
+        return None
+    place = track.to_xy(lat, lon)
+    to_next = _distance(track, k + 1, place)
+    if to_next <= params.arrive_radius_m and to_next < _distance(track, k, place):
+        return since
+    return None
 
 
 def _inside_next(track: RouteTrack, k: int, point: XY, params: ProgressParams) -> bool:
     """Already inside the next stop's fence (stops next door): this one is left."""
     if k + 1 >= len(track.stop_ids):
         return False
-    return (
-        float(np.hypot(*(track.stop_xy[k + 1] - point))) <= params.arrive_radius_m
-        and float(np.hypot(*(track.stop_xy[k + 1] - track.stop_xy[k]))) > params.arrive_radius_m
+    apart = min(
+        float(np.hypot(*(a - b))) for a, _ in _centres(track, k) for b, _ in _centres(track, k + 1)
+    )
+    return _distance(track, k + 1, point) <= params.arrive_radius_m and apart > (
+        params.arrive_radius_m
     )
 
 
@@ -245,7 +445,7 @@ def _passed_with_time_to_stop(
     """If two fixes straddle stop ``k`` with time enough to have stopped there: when."""
     if before.fix_time is None or not after.on_route:
         return None
-    at = track.stop_along_m[k]
+    at = track.stand_along_m[k]
     r = params.arrive_radius_m
     if not (before.along_m < at - r and after.along_m > at + r):
         return None

@@ -40,6 +40,11 @@ CSP = (
 )
 
 
+def _silent_s(request: Request) -> float:
+    """When a vehicle shows "no signal": the service's setting (the ingester's threshold)."""
+    return float(request.app.state.settings.silent_after_s)
+
+
 # --- authentication ----------------------------------------------------------------------
 
 
@@ -114,7 +119,9 @@ def dashboard_page(request: Request) -> Response:
     except ApiError as exc:
         return _forget(_login_page(_refusal(exc), exc.status))
     with request.app.state.sessions() as session:
-        state = dashboard_state(session, caller.organisation_id, service_now(request))
+        state = dashboard_state(
+            session, caller.organisation_id, service_now(request), _silent_s(request)
+        )
     return _html(_pages.get_template("dashboard.html").render(state=state))
 
 
@@ -160,7 +167,9 @@ def state(request: Request) -> JSONResponse:
     """The dashboard's state as JSON (cookie or bearer header)."""
     caller, _ = _dispatcher(request)
     with request.app.state.sessions() as session:
-        data = dashboard_state(session, caller.organisation_id, service_now(request))
+        data = dashboard_state(
+            session, caller.organisation_id, service_now(request), _silent_s(request)
+        )
     return JSONResponse(data, headers={"Cache-Control": "no-store"})
 
 
@@ -171,7 +180,9 @@ def _snapshot(request: Request, key: str) -> dict[str, Any] | None:
     except ApiError:
         return None
     with request.app.state.sessions() as session:
-        return dashboard_state(session, caller.organisation_id, service_now(request))
+        return dashboard_state(
+            session, caller.organisation_id, service_now(request), _silent_s(request)
+        )
 
 
 @router.get("/dashboard/events")

@@ -29,9 +29,15 @@ from api.schemas import (
     WindowIn,
 )
 from domain.errors import Problem, ValidationError
+from notify.channels.ssrf import check_saved_url
 from notify.codec import branding_from_json, settings_from_json, settings_to_json
 from store.schema import ApiKey, DepotRow, DeviceRow, Organisation, VehicleRow
-from store.secrets import hash_device_password, new_api_key, new_device_password
+from store.secrets import (
+    hash_device_password,
+    new_api_key,
+    new_device_identifier,
+    new_device_password,
+)
 
 router = APIRouter(prefix="/v1", responses={401: {"model": ErrorBody}, 403: {"model": ErrorBody}})
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -41,8 +47,15 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.post("/keys", status_code=201, tags=["keys"], summary="Create an API key (admin).")
+@router.post(
+    "/keys",
+    status_code=201,
+    tags=["keys"],
+    responses=ERRORS,
+    summary="Create an API key (admin); a device key names the one vehicle it reports for.",
+)
 def create_key(body: KeyCreate, caller: Admin, session: SessionDep) -> KeyCreated:
+    vehicle = _key_vehicle(session, caller.organisation_id, body)
     key, prefix, key_hash = new_api_key()
     row = ApiKey(
         organisation_id=caller.organisation_id,
@@ -50,25 +63,53 @@ def create_key(body: KeyCreate, caller: Admin, session: SessionDep) -> KeyCreate
         role=body.role,
         prefix=prefix,
         key_hash=key_hash,
+        vehicle_id=vehicle.id if vehicle is not None else None,
     )
     session.add(row)
     session.flush()
-    return KeyCreated(id=row.id, name=row.name, role=body.role, key=key)
+    vehicle_id = vehicle.external_id if vehicle is not None else None
+    return KeyCreated(id=row.id, name=row.name, role=body.role, vehicle_id=vehicle_id, key=key)
+
+
+def _key_vehicle(session: SessionDep, organisation_id: str, body: KeyCreate) -> VehicleRow | None:
+    """A device key's vehicle (one of the organisation's), or a 422 naming vehicle_id."""
+    if body.role != "device":
+        if body.vehicle_id is not None:
+            why = f"only device keys name a vehicle, {body.role} keys do not"
+            raise ValidationError([Problem("vehicle_id", why)])
+        return None
+    if not body.vehicle_id:
+        why = "vehicle_id is required for a device key: the one vehicle it reports for"
+        raise ValidationError([Problem("vehicle_id", why)])
+    vehicle = session.scalar(
+        select(VehicleRow).where(
+            VehicleRow.organisation_id == organisation_id,
+            VehicleRow.external_id == body.vehicle_id,
+        )
+    )
+    if vehicle is None:
+        raise ValidationError([Problem("vehicle_id", f"no vehicle {body.vehicle_id!r}")])
+    return vehicle
 
 
 @router.get("/keys", tags=["keys"], summary="List the organisation's API keys (admin).")
 def list_keys(caller: Admin, session: SessionDep) -> list[KeyPublic]:
-    rows = session.scalars(select(ApiKey).where(ApiKey.organisation_id == caller.organisation_id))
+    rows = session.execute(
+        select(ApiKey, VehicleRow.external_id)
+        .outerjoin(VehicleRow, VehicleRow.id == ApiKey.vehicle_id)
+        .where(ApiKey.organisation_id == caller.organisation_id)
+    )
     return [
         KeyPublic(
             id=r.id,
             name=r.name,
             role=r.role,
+            vehicle_id=vehicle,
             prefix=r.prefix,
             created_at=r.created_at,
             revoked=r.revoked_at is not None,
         )
-        for r in rows
+        for r, vehicle in rows
     ]
 
 
@@ -118,7 +159,14 @@ def update_organisation(
         branding_from_json({k: v for k, v in branding.items() if v}, name=row.name)
         row.branding = branding
     if body.notification_policy is not None:
-        row.notification_policy = settings_to_json(settings_from_json(body.notification_policy))
+        policy = settings_from_json(body.notification_policy)
+        if policy.webhook_url is not None:
+            # No webhooks to the service's own network (checked again at every send).
+            allow = request.app.state.settings.webhook_allow_private
+            why = check_saved_url(policy.webhook_url, allow_private=allow)
+            if why is not None:
+                raise ValidationError([Problem("notification_policy.webhook_url", why)])
+        row.notification_policy = settings_to_json(policy)
     outbox = getattr(request.app.state, "outbox", None)
     if outbox is not None:
         outbox.forget(row.id)
@@ -254,7 +302,8 @@ def get_vehicle(vehicle_id: VehicleId, caller: Reader, session: SessionDep) -> V
     status_code=201,
     tags=["vehicles"],
     responses=ERRORS,
-    summary="Register a GPS device for a vehicle; returns its MQTT credentials once.",
+    summary="Register a GPS device for a vehicle; returns its MQTT credentials once, and an "
+    "OsmAnd device's identifier (issued by the server).",
 )
 def register_device(
     vehicle_id: VehicleId,
@@ -266,34 +315,45 @@ def register_device(
     password = new_device_password()
     username = f"dev-{vehicle.id[:8]}-{new_device_password()[:6].lower()}"
     body = body or DeviceCreate()
-    if body.protocol != "fleet" and not body.external_device_id:
+    external_id = body.external_device_id
+    if body.protocol == "osmand":
+        # Traccar Client sends nothing but this id: the server picks it, unguessable.
+        if external_id is not None:
+            why = "OsmAnd ids are issued by the server: leave it out, enter the one returned"
+            raise ValidationError([Problem("external_device_id", why)])
+        external_id = new_device_identifier()
+    if body.protocol != "fleet" and not external_id:
         raise ValidationError(
             [Problem("external_device_id", f"a {body.protocol} device needs its own id")]
         )
-    if body.protocol == "owntracks" and len((body.external_device_id or "").split("/")) != 2:
+    if body.protocol == "owntracks" and len((external_id or "").split("/")) != 2:
         raise ValidationError([Problem("external_device_id", "OwnTracks ids are user/device")])
+    # Unique per organisation: whether another tenant holds an id is never told (the
+    # ingester refuses an OwnTracks id more than one vehicle holds).
     taken = session.scalar(
         select(DeviceRow).where(
+            DeviceRow.organisation_id == caller.organisation_id,
             DeviceRow.protocol == body.protocol,
-            DeviceRow.external_device_id == body.external_device_id,
+            DeviceRow.external_device_id == external_id,
             DeviceRow.revoked_at.is_(None),
         )
     )
-    if body.external_device_id and taken is not None:
-        raise conflict(f"device {body.external_device_id!r} is already registered")
+    if external_id and taken is not None:
+        raise conflict(f"device {external_id!r} is already registered in your organisation")
     row = DeviceRow(
         organisation_id=caller.organisation_id,
         vehicle_id=vehicle.id,
         mqtt_username=username,
         password_hash=hash_device_password(password),
         protocol=body.protocol,
-        external_device_id=body.external_device_id,
+        external_device_id=external_id,
     )
     session.add(row)
     session.flush()
     return DeviceCredentials(
         device_id=row.id,
         vehicle_id=vehicle.external_id,
+        external_device_id=external_id,
         mqtt_username=username,
         mqtt_password=password,
         publish_topic=f"fleet/{vehicle.external_id}/position",

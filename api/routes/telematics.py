@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import parse_qsl
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from api.auth import Caller, require
-from api.deps import Reader, SessionDep, VehicleId, service_now
+from api.deps import Reader, SessionDep, VehicleDevice, VehicleId, service_now
 from api.errors import ApiError, not_found
 from api.routes.fleet import ERRORS, vehicle_row
 from api.routes.orders import order_row
@@ -26,11 +25,15 @@ from api.schemas import (
 )
 from domain.geo import LatLon
 from store.schema import ProgressRow
-from telematics.ingest import record_driver_event
+from telematics.ingest import order_on_route, record_driver_event
+from telematics.ingest.silence import no_signal, silent_for_s
 from telematics.way_back import way_back
 
 router = APIRouter(tags=["telematics"], responses={401: {"model": ErrorBody}})
-Device = Annotated[Caller, Depends(require("device", "dispatcher"))]
+#: The vehicle's own device key (403 for any other vehicle), or a dispatcher.
+Device = VehicleDevice
+#: A device key used for another vehicle than its own: 403.
+VEHICLE_ERRORS: dict[int | str, dict[str, Any]] = {403: {"model": ErrorBody}, **ERRORS}
 #: Traccar Client posts small bodies; anything larger is not a position.
 MAX_BODY_BYTES = 16_384
 
@@ -53,7 +56,8 @@ OSMAND_RESPONSES: dict[int | str, dict[str, Any]] = {
     responses=OSMAND_RESPONSES,
 )
 async def osmand_get(request: Request) -> JSONResponse:
-    """Devices are known by their registered device id (OsmAnd sends no API key)."""
+    """Devices are known by the identifier the server issued when they were registered
+    (OsmAnd sends no API key); an unknown, revoked or shared one gets one answer."""
     return await _osmand(request)
 
 
@@ -65,7 +69,8 @@ async def osmand_get(request: Request) -> JSONResponse:
     responses=OSMAND_RESPONSES,
 )
 async def osmand_post(request: Request) -> JSONResponse:
-    """Devices are known by their registered device id (OsmAnd sends no API key)."""
+    """Devices are known by the identifier the server issued when they were registered
+    (OsmAnd sends no API key); an unknown, revoked or shared one gets one answer."""
     return await _osmand(request)
 
 
@@ -89,7 +94,7 @@ async def _osmand(request: Request) -> JSONResponse:
     "/v1/vehicles/{vehicle_id}/positions",
     summary="A position in our JSON (the same body as on MQTT fleet/{vehicle_id}/position).",
     response_model=IngestOut,
-    responses={400: {"model": IngestOut}, **ERRORS},
+    responses={400: {"model": IngestOut}, **VEHICLE_ERRORS},
 )
 async def post_position(vehicle_id: VehicleId, request: Request, caller: Device) -> JSONResponse:
     body = await request.body()
@@ -98,8 +103,11 @@ async def post_position(vehicle_id: VehicleId, request: Request, caller: Device)
 
     def ingest() -> Any:  # on a worker thread, as /osmand
         with request.app.state.sessions() as session:
-            vehicle_row(session, caller.organisation_id, vehicle_id)
-        return request.app.state.ingester.fleet_message(f"fleet/{vehicle_id}/position", body)
+            vehicle = vehicle_row(session, caller.organisation_id, vehicle_id)
+        # By its row: the caller's own vehicle, whoever else uses the same id.
+        return request.app.state.ingester.fleet_message_for(
+            vehicle.id, body, topic=f"fleet/{vehicle_id}/position"
+        )
 
     return _answer(await run_in_threadpool(ingest))
 
@@ -107,8 +115,9 @@ async def post_position(vehicle_id: VehicleId, request: Request, caller: Device)
 @router.post(
     "/v1/vehicles/{vehicle_id}/events",
     status_code=201,
-    summary="A driver's event: delivered, failed (with reason) or skipped.",
-    responses=ERRORS,
+    summary="A driver's event: delivered, failed (with reason) or skipped, for an order on "
+    "the vehicle's active route (409 order_not_on_route otherwise).",
+    responses=VEHICLE_ERRORS,
 )
 def driver_event(
     vehicle_id: VehicleId,
@@ -119,6 +128,12 @@ def driver_event(
 ) -> dict[str, str]:
     vehicle = vehicle_row(session, caller.organisation_id, vehicle_id)
     order = order_row(session, caller.organisation_id, body.order_id)
+    if not order_on_route(session, vehicle, order):
+        raise ApiError(
+            409,
+            "order_not_on_route",
+            f"order {body.order_id!r} is not a stop of vehicle {vehicle_id!r}'s active route",
+        )
     record_driver_event(
         session,
         vehicle,
@@ -197,4 +212,17 @@ def get_progress(
         etas=[_eta_out(e) for e in state.get("etas", [])],
         pace=PaceOut.model_validate(state["pace"]) if state.get("pace") else None,
         way_back=back,
+        **_silence(request, row.last_fix_time, isinstance(upcoming, int) and upcoming < len(stops)),
     )
+
+
+def _silence(request: Request, last_fix: datetime | None, stops_left: bool) -> dict[str, Any]:
+    """How long the vehicle has been silent, and whether that is "no signal" (silence.py)."""
+    now = service_now(request)
+    silent_s = silent_for_s(last_fix, now)
+    return {
+        "silent_s": round(silent_s, 1) if silent_s is not None else None,
+        "no_signal": no_signal(
+            last_fix, now, request.app.state.settings.silent_after_s, stops_left=stops_left
+        ),
+    }

@@ -70,7 +70,14 @@
     tr.setAttribute("data-status", stop.status);
     if (stop.late) { tr.classList.add("late"); }
     if (DONE[stop.status]) { tr.classList.add("done"); }
-    tr.appendChild(el("td", null, vehicle.id));
+    var who = el("td", null, vehicle.id);
+    if (vehicle.no_signal) {
+      // Silent past the threshold: its ETAs assume it has not moved since its last fix.
+      tr.setAttribute("data-no-signal", "true");
+      who.appendChild(document.createTextNode(" "));
+      who.appendChild(el("span", "no-signal", "no signal"));
+    }
+    tr.appendChild(who);
     tr.appendChild(el("td", "num", stop.seq));
     var order = el("th", null, stop.order);
     order.setAttribute("scope", "row");
@@ -200,13 +207,15 @@
         bounds.extend([stop.lat, stop.lon]);
       });
       if (vehicle.lat !== null && vehicle.lon !== null) {
-        var badge = el("span", null, vehicle.id);
+        var badge = el("span", vehicle.no_signal ? "no-signal" : null,
+          vehicle.id + (vehicle.no_signal ? " · no signal" : ""));
         var icon = L.divIcon({ className: "vehicle-icon", html: badge, iconSize: null });
         var marker = L.marker([vehicle.lat, vehicle.lon], { icon: icon, keyboard: false,
           zIndexOffset: 1000 });
         marker.bindTooltip(tooltip([
           vehicle.id + (vehicle.driver ? " · " + vehicle.driver : ""),
           vehicle.last_fix ? "last fix " + clock(vehicle.last_fix) : "no fix yet",
+          vehicle.no_signal ? "no signal: ETAs assume it has not moved since" : "",
           vehicle.stops_done + " / " + vehicle.stops_total + " stops done"
         ]));
         marker.addTo(layers.vehicles);

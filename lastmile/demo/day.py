@@ -74,8 +74,9 @@ def set_up(
     timezone: str,
     webhook_url: str,
     seed: int,
-) -> None:
-    """Branding, policy (e-mail and the shop's webhook), depot, vans and orders."""
+) -> str:
+    """Branding, policy (e-mail and the shop's webhook), the shop's webhook signing secret,
+    depot, vans and orders. Returns the secret (the API shows it only this once)."""
     rng = np.random.default_rng(seed)
     _check(
         client.patch(
@@ -94,6 +95,8 @@ def set_up(
         ),
         "organisation",
     )
+    created = _check(client.post("/v1/organisation/webhook-secrets", json={}), "webhook secret")
+    secret: str = created["secret"]
     for depot in problem.depots:
         _check(
             client.post(
@@ -126,6 +129,7 @@ def set_up(
         )
     for order in problem.orders:
         _check(client.post("/v1/orders", json=order_body(order, rng, timezone)), order.id)
+    return secret
 
 
 def wait_for_plan(client: httpx.Client, plan_id: str, timeout_s: float = 300.0) -> dict[str, Any]:

@@ -199,8 +199,7 @@ class Demo:
         )
         self.clock = SimClock(_at(today, DAY_START, self.zone) - LEAD, o.speed)
         mailbox = Mailbox(folder / "mailbox")
-        secret = secrets.token_urlsafe(24)
-        webhooks = WebhookLog(folder / "webhooks.jsonl", secret)
+        webhooks = WebhookLog(folder / "webhooks.jsonl")
         mailbox.start()
         webhooks.start()
         port = _port(o.port)
@@ -216,7 +215,8 @@ class Demo:
             smtp_port=mailbox.port,
             smtp_security="none",
             smtp_sender="deliveries@kauppa.demo",
-            webhook_secret=secret,
+            # The shop's receiver (WebhookLog) listens on 127.0.0.1.
+            webhook_allow_private=True,
         )
         app = create_app(settings, clock=self.clock)
         server = uvicorn.Server(
@@ -249,7 +249,8 @@ class Demo:
                 f"[bold]lastmile demo[/]: {len(problem.orders)} orders, "
                 f"{len(problem.vehicles)} vans, {today} in {o.timezone}, x{o.speed:g} speed"
             )
-            demo_day.set_up(
+            # The shop's signing secret comes from the API, as a real shop's would.
+            webhooks.secret = demo_day.set_up(
                 client, problem, timezone=o.timezone, webhook_url=webhooks.url, seed=o.seed
             )
             with self.console.status(f"planning (solver limit {o.time_limit_s:g} s) ..."):

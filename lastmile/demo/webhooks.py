@@ -1,6 +1,8 @@
 """The demo's webhook receiver: the shop's endpoint, on a loopback port. Each delivery is
 checked against its signature (as docs/webhooks.md tells receivers to) and appended to a
-JSON-lines log."""
+JSON-lines log. The secret is the shop's own, created through the API
+(``POST /v1/organisation/webhook-secrets``) once the receiver is listening; until it is set,
+every delivery is refused."""
 
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ MAX_BODY_BYTES = 65_536
 class WebhookLog:
     """Receives signed webhooks on 127.0.0.1 and logs them to ``path`` (one JSON per line)."""
 
-    def __init__(self, path: Path, secret: str) -> None:
+    def __init__(self, path: Path, secret: str | None = None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.secret = secret
@@ -37,8 +39,9 @@ class WebhookLog:
                     self.end_headers()
                     return
                 body = self.rfile.read(length)
-                ok = verify_signature(
-                    receiver.secret,
+                secret = receiver.secret
+                ok = secret is not None and verify_signature(
+                    secret,
                     self.headers.get("X-Lastmile-Signature", ""),
                     body,
                     time.time(),

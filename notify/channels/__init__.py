@@ -2,7 +2,8 @@
 
 - :mod:`notify.channels.email`: SMTP (STARTTLS / implicit TLS), text plus HTML.
 - :mod:`notify.channels.sms`: Twilio-shaped and generic HTTP SMS APIs.
-- :mod:`notify.channels.webhook`: signed JSON webhooks (``docs/webhooks.md``).
+- :mod:`notify.channels.webhook`: JSON webhooks signed with the tenant's own secrets
+  (``docs/webhooks.md``), sent only to public addresses (:mod:`notify.channels.ssrf`).
 - :mod:`notify.channels.push`: MQTT push on ``customers/{tracking_token}/updates`` (import it
   from there: it brings in paho and the telematics package, which the others do not need).
 

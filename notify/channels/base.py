@@ -91,6 +91,9 @@ class OutgoingMessage:
     sender_email: str = ""
     sender_name: str = ""
     sms_sender: str = ""
+    #: The tenant's valid webhook signing secrets, newest first (the sender adds them to
+    #: webhook messages; each one signs). Kept out of the message's repr.
+    signing_secrets: tuple[str | bytes, ...] = field(default=(), repr=False, compare=False)
 
     @classmethod
     def build(
@@ -150,20 +153,24 @@ def retry_after(value: str | None, now: datetime | None = None) -> float | None:
 
 
 def http_status_result(
-    response: httpx.Response, what: str, explain: str | None = None
+    response: httpx.Response, what: str, explain: str | None = None, *, quote: bool = True
 ) -> SendResult | None:
     """``retry``/``failed`` for an unsuccessful HTTP response; None for a 2xx.
 
-    The detail quotes ``explain`` if given, else the start of the response body."""
+    The detail quotes ``explain`` if given, else the start of the response body; with
+    ``quote=False`` nothing the other side sent (body, redirect target) is quoted."""
     code = response.status_code
     if 200 <= code < 300:
         return None
-    body = explain if explain is not None else (clip(response.text) if response.content else "")
+    if explain is not None:
+        body = explain
+    else:
+        body = clip(response.text) if quote and response.content else ""
     detail = f"{what}: HTTP {code}" + (f": {body}" if body else "")
     if code in (408, 429) or code >= 500:
         return retry(detail, retry_after(response.headers.get("Retry-After")))
     if 300 <= code < 400:
-        location = response.headers.get("Location", "?")
+        location = response.headers.get("Location", "?") if quote else "elsewhere"
         return failed(f"{detail} (redirect to {location} not followed: configure that URL)")
     return failed(detail)
 
@@ -185,9 +192,14 @@ def http_post(
 class HttpChannel:
     """An HTTP channel's client: its own (closed with the channel) unless one is given."""
 
-    def __init__(self, timeout_s: float, client: httpx.Client | None, user_agent: str) -> None:
+    def __init__(
+        self, timeout_s: float, client: httpx.Client | None, user_agent: str, **options: Any
+    ) -> None:
+        """``options``: more ``httpx.Client`` arguments for a client of its own."""
         self._own_client = client is None
-        self.client = client or httpx.Client(timeout=timeout_s, headers={"User-Agent": user_agent})
+        self.client = client or httpx.Client(
+            timeout=timeout_s, headers={"User-Agent": user_agent}, **options
+        )
 
     def close(self) -> None:
         if self._own_client:

@@ -23,10 +23,15 @@ The stages, one module each, in the order a fix meets them (``ingester.py`` orde
 Around them: ``batch`` (the one place a transaction is opened, committed or rolled back),
 ``state`` (what the stages pass along), ``driver_events`` (a driver's delivered / failed /
 skipped) and ``text`` (strings from payloads that must be stored).
+
+Without a fix: ``silence`` finds the vehicles on a route that have sent nothing for longer
+than the threshold; the service's timer (``Ingester.tick_silent``) runs them through
+``recompute``, ``tell`` and ``store`` in a batch of their own, the vehicle taken to stand
+where it was last seen.
 """
 
-from telematics.ingest.driver_events import DRIVER_EVENTS, record_driver_event
+from telematics.ingest.driver_events import DRIVER_EVENTS, order_on_route, record_driver_event
 from telematics.ingest.ingester import Ingester
 from telematics.ingest.state import IngestResult
 
-__all__ = ["DRIVER_EVENTS", "IngestResult", "Ingester", "record_driver_event"]
+__all__ = ["DRIVER_EVENTS", "IngestResult", "Ingester", "order_on_route", "record_driver_event"]

@@ -1,12 +1,16 @@
 """From a transport's message to a fix on a vehicle row: each format's decoder
 (telematics/decoders.py), the device or vehicle it names, and the dead letter of a message
-refused."""
+refused.
+
+Nothing here remembers which row an id names: devices and vehicles are looked up as each
+message (or, for vehicle ids, each batch) arrives, so a vehicle created or a device
+registered or revoked counts from the next message, in every process of the service."""
 
 from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
 from sqlalchemy import select
@@ -15,16 +19,22 @@ from sqlalchemy.orm import Session, sessionmaker
 from domain.position import Position
 from store.schema import DeadLetterRow, DeviceRow, VehicleRow
 from telematics.decoders import DecodeError, decode_osmand, decode_osmand_json, decode_owntracks
+from telematics.ingest.state import BatchState
 from telematics.ingest.text import clean, storable
 
 Sessions = sessionmaker[Session]
 
 
 def owntracks_fix(sessions: Sessions, topic: str, payload: bytes) -> Position:
-    """``owntracks/{user}/{device}``, known by its registered device."""
+    """``owntracks/{user}/{device}``, known by its registered device. The topic names no
+    organisation and ids are unique per organisation only: one that more than one vehicle
+    holds is refused, as the ACL export leaves it out (telematics/acl.py)."""
     parts = topic.split("/")
     key = "/".join(parts[1:3]) if len(parts) == 3 else ""
-    registrations = {tuple(key.split("/")): v for v in devices(sessions, "owntracks", key)}
+    vehicles = devices(sessions, "owntracks", key)
+    if len(vehicles) > 1:
+        raise DecodeError("ambiguous_device", f"{len(vehicles)} vehicles hold {key[:100]!r}")
+    registrations = {tuple(key.split("/")): v for v in vehicles}
     return decode_owntracks(topic, payload, registrations)  # type: ignore[arg-type]
 
 
@@ -48,46 +58,65 @@ def osmand_json_fix(sessions: Sessions, payload: bytes) -> Position:
 
 
 def device_map(sessions: Sessions, protocol: str, external_id: str) -> dict[str, str]:
-    """{device id: vehicle row id} for one registered device (empty if unknown)."""
+    """{device id: vehicle row id} for one registered device; empty if unknown, revoked or
+    held by more than one vehicle (ids registered by clients before the server issued them):
+    /osmand answers all three alike, and says nothing of whose an id is."""
     vehicles = devices(sessions, protocol, external_id)
-    return {external_id: vehicles[0]} if vehicles else {}
+    return {external_id: vehicles[0]} if len(vehicles) == 1 else {}
 
 
 def devices(sessions: Sessions, protocol: str, external_id: str) -> list[str]:
+    """The vehicles an unrevoked device of this id reports for (more than one: ambiguous)."""
     if not external_id or not storable(external_id):
         return []  # no device has an id that cannot be stored
     with sessions() as session:
         rows = session.scalars(
-            select(DeviceRow.vehicle_id).where(
+            select(DeviceRow.vehicle_id)
+            .where(
                 DeviceRow.protocol == protocol,
                 DeviceRow.external_device_id == external_id,
                 DeviceRow.revoked_at.is_(None),
             )
+            .distinct()
+            .limit(2)
         )
-        return list(rows)[:1]
+        return list(rows)
 
 
-def on_vehicle_row(sessions: Sessions, known: dict[str, str], position: Position) -> Position:
-    """The fix of a vehicle named by its external id, on its row id (``known`` keeps the
-    mapping)."""
-    vehicle_id = known.get(position.vehicle_id)
-    if vehicle_id is not None:
-        return with_vehicle(position, vehicle_id)
-    if not storable(position.vehicle_id):
-        raise DecodeError("unknown_vehicle", position.vehicle_id[:100])
-    with sessions() as session:
-        ids = list(
-            session.scalars(
-                select(VehicleRow.id).where(VehicleRow.external_id == position.vehicle_id)
-            )
-        )
+def resolve_vehicles(batch: BatchState, external_ids: Iterable[str]) -> None:
+    """Look up, in the batch's own transaction, the vehicle rows these external ids name
+    (one statement for the lot). Kept for this batch only: an id another organisation takes
+    later is seen by the next batch, in this process or any other, with nothing to
+    invalidate."""
+    wanted = {e for e in external_ids if e not in batch.vehicle_rows}
+    for external_id in wanted:
+        batch.vehicle_rows[external_id] = ()
+    wanted = {e for e in wanted if storable(e)}
+    if not wanted:
+        return
+    found: dict[str, list[str]] = {}
+    rows = batch.session.execute(
+        select(VehicleRow.external_id, VehicleRow.id).where(VehicleRow.external_id.in_(wanted))
+    )
+    for external_id, row_id in rows:
+        found.setdefault(external_id, []).append(row_id)
+    for external_id, row_ids in found.items():
+        batch.vehicle_rows[external_id] = tuple(row_ids)
+
+
+def vehicle_row_id(batch: BatchState, external_id: str) -> str:
+    """The row of the one vehicle with this external id across organisations (a topic names
+    no organisation), or refused: unknown, or ambiguous when several organisations use it."""
+    resolve_vehicles(batch, (external_id,))
+    ids = batch.vehicle_rows[external_id]
     if len(ids) != 1:
-        raise DecodeError(
-            "unknown_vehicle" if not ids else "ambiguous_vehicle", position.vehicle_id[:100]
-        )
-    # Vehicles are never renamed or deleted, so the mapping can be kept.
-    known[position.vehicle_id] = ids[0]
-    return with_vehicle(position, ids[0])
+        raise DecodeError("unknown_vehicle" if not ids else "ambiguous_vehicle", external_id[:100])
+    return ids[0]
+
+
+def on_vehicle_row(batch: BatchState, position: Position) -> Position:
+    """The fix of a vehicle named by its external id, on its row id."""
+    return with_vehicle(position, vehicle_row_id(batch, position.vehicle_id))
 
 
 def with_vehicle(position: Position, vehicle_row_id: str) -> Position:

@@ -11,9 +11,10 @@ from sqlalchemy.orm import Session
 
 from notify.outbox import Outbox
 from notify.triggers import DeliveryEvent, Trigger
-from store.schema import EventRow, OrderRow, ProgressRow, VehicleRow
+from store.schema import EventRow, OrderRow, PlanRow, ProgressRow, VehicleRow
 from telematics.decoders import DecodeError, topic_part
 from telematics.ingest.text import clean, storable
+from telematics.stopping_points import stood_at
 
 DRIVER_EVENTS = ("delivered", "failed", "skipped")
 
@@ -26,12 +27,12 @@ def decode_driver_event(topic: str, payload: bytes) -> tuple[str, dict[str, str]
     return vehicle_id, event_json(payload)
 
 
-def event_rows(session: Session, vehicle_id: str, order_id: str) -> tuple[VehicleRow, OrderRow]:
-    """The vehicle (by external id) and its organisation's order the event is about."""
-    vehicles = list(session.scalars(select(VehicleRow).where(VehicleRow.external_id == vehicle_id)))
-    if len(vehicles) != 1:
-        raise DecodeError("unknown_vehicle", vehicle_id[:100])
-    vehicle = vehicles[0]
+def event_rows(session: Session, vehicle_row_id: str, order_id: str) -> tuple[VehicleRow, OrderRow]:
+    """The vehicle (by its row) and the order the event is about: its organisation's, and a
+    stop of its active route, or refused."""
+    vehicle = session.get(VehicleRow, vehicle_row_id)
+    if vehicle is None:
+        raise DecodeError("unknown_vehicle", vehicle_row_id[:100])
     order = session.scalar(
         select(OrderRow).where(
             OrderRow.organisation_id == vehicle.organisation_id,
@@ -40,7 +41,32 @@ def event_rows(session: Session, vehicle_id: str, order_id: str) -> tuple[Vehicl
     )
     if order is None:
         raise DecodeError("unknown_order", str(order_id)[:100])
+    if not order_on_route(session, vehicle, order):
+        raise DecodeError(
+            "order_not_on_route",
+            f"order {str(order_id)[:100]!r} is not on vehicle {vehicle.external_id[:100]!r}'s "
+            "active route",
+        )
     return vehicle, order
+
+
+def order_on_route(session: Session, vehicle: VehicleRow, order: OrderRow) -> bool:
+    """Whether the order is a stop of the vehicle's active route (the route of the plan last
+    dispatched to it): a driver reports only on the stops given to them."""
+    if vehicle.active_plan_id is None or order.organisation_id != vehicle.organisation_id:
+        return False
+    result = session.scalar(
+        select(PlanRow.result).where(
+            PlanRow.id == vehicle.active_plan_id,
+            PlanRow.organisation_id == vehicle.organisation_id,
+        )
+    )
+    routes = result.get("routes") if isinstance(result, dict) else None
+    return any(
+        route.get("vehicle_id") == vehicle.external_id
+        and any(stop.get("order_id") == order.external_id for stop in route.get("stops") or ())
+        for route in routes or ()
+    )
 
 
 def event_json(payload: bytes) -> dict[str, str]:
@@ -80,6 +106,9 @@ def record_driver_event(
     suggested (the order's status, and the stop counts as left)."""
     if kind not in DRIVER_EVENTS:
         raise ValueError(f"kind must be one of {', '.join(DRIVER_EVENTS)}")
+    # Where the van stood for a delivery: the address's stand is learned from these.
+    stood_row = session.get(ProgressRow, vehicle.id)
+    stood = stood_at(kind, at, stood_row.state if stood_row is not None else None)
     session.add(
         EventRow(
             organisation_id=vehicle.organisation_id,
@@ -87,7 +116,7 @@ def record_driver_event(
             vehicle_id=vehicle.id,
             kind=kind,
             at=at,
-            data={"reason": reason, "by": "driver"},
+            data={"reason": reason, "by": "driver", **stood},
         )
     )
     order.status = kind

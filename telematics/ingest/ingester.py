@@ -27,12 +27,15 @@ from telematics.ingest.decode import (
     osmand_query_fix,
     osmand_query_payload,
     owntracks_fix,
+    resolve_vehicles,
+    vehicle_row_id,
 )
 from telematics.ingest.driver_events import decode_driver_event, event_rows, record_driver_event
 from telematics.ingest.load import load, vehicle_state
 from telematics.ingest.place import RoutePlan, place_fix, route_for, route_key
 from telematics.ingest.recompute import recompute_etas
 from telematics.ingest.screen import screen_fix
+from telematics.ingest.silence import SILENT_AFTER_S, silent_ids, silent_on_route
 from telematics.ingest.state import BatchState, IngestResult, VehicleState
 from telematics.ingest.store import (
     ProgressRows,
@@ -60,9 +63,11 @@ class Ingester:
     on_queued: Callable[[], None] | None = None
     #: (lat, lon, stop lat, stop lon) -> drive seconds, for vehicles off their route.
     off_route_travel: Callable[[float, float, float, float], float] | None = None
+    #: No fix for longer than this (s): the vehicle is silent, taken to stand where it was
+    #: last seen (its ETAs start now); :meth:`tick_silent` recomputes it. None: never.
+    silent_after_s: float | None = SILENT_AFTER_S
     counts: Counter[str] = field(default_factory=Counter)
     _routes: dict[str, RoutePlan | None] = field(default_factory=dict)
-    _vehicle_ids: dict[str, str] = field(default_factory=dict)
     #: vehicle row id -> its live state as last written (reused while the stored ``rev`` is
     #: unchanged, so a steady stream never re-parses its own JSON).
     _cache: dict[str, VehicleState] = field(default_factory=dict)
@@ -84,13 +89,27 @@ class Ingester:
         batch = self._batches.current
         if batch is None:
             return
-        ids = {self._vehicle_ids[e] for e in external_ids if e in self._vehicle_ids}
+        external = set(external_ids)
+        resolve_vehicles(batch, external)
+        ids = {rows[0] for e in external if len(rows := batch.vehicle_rows[e]) == 1}
         load(batch, self._cache, ids - batch.live.keys())
 
     # One method per transport/format: decode, then the fix goes through _ingest ----------
     def fleet_message(self, topic: str, payload: bytes) -> IngestResult:
         return self._guard(
             "fleet", topic, payload, lambda: self._by_external(decode_fleet_json(topic, payload))
+        )
+
+    def fleet_message_for(
+        self, vehicle_row_id: str, payload: bytes, *, topic: str = ""
+    ) -> IngestResult:
+        """Our JSON for a vehicle known by its row, not by an id other organisations may use
+        too (HTTP: the caller's own vehicle); ``topic`` is what a dead letter records."""
+        return self._guard(
+            "fleet",
+            topic,
+            payload,
+            lambda: self._ingest(decode_fleet_json(f"fleet/{vehicle_row_id}/position", payload)),
         )
 
     def owntracks_message(self, topic: str, payload: bytes) -> IngestResult:
@@ -130,7 +149,8 @@ class Ingester:
             vehicle_id, data = decode_driver_event(topic, payload)
             with self._batches.scope() as batch:
                 session = batch.session
-                vehicle, order = event_rows(session, vehicle_id, data["order_id"])
+                row_id = vehicle_row_id(batch, vehicle_id)
+                vehicle, order = event_rows(session, row_id, data["order_id"])
                 at = parse_time(data["at"]) if data.get("at") else self.clock()
                 # The vehicle's pending state goes to its row first, so the event applies on
                 # top of every fix before it; its next fix reads the row again.
@@ -155,6 +175,22 @@ class Ingester:
             return IngestResult("applied", "", vehicle_id)
 
         return self._guard("events", topic, payload, run)
+
+    def tick_silent(self, now: datetime | None = None) -> int:
+        """The silence timer's turn: every vehicle on its route silent for longer than
+        ``silent_after_s`` gets its ETAs recomputed at ``now`` (default: the clock), in one
+        batch as a fix's would (told windows, delay events, customer messages). Returns how
+        many vehicles (see ``silence.py``)."""
+        if self.silent_after_s is None:
+            return 0
+        at = now if now is not None else self.clock()
+        with self._batches.scope() as batch:
+            ids = silent_ids(batch, at, self.silent_after_s)
+            found = silent_on_route(batch, self._cache, self._routes, ids, at, self.silent_after_s)
+            for live, route, eta in found:
+                self._recompute(batch, live, route, eta, at)
+                live.stale_etas, live.dirty = False, True
+        return len(found)
 
     def reject(
         self, source: str, topic: str, payload: bytes, reason: str, detail: str
@@ -188,7 +224,10 @@ class Ingester:
         return result
 
     def _by_external(self, position: Position) -> IngestResult:
-        return self._ingest(on_vehicle_row(self.sessions, self._vehicle_ids, position))
+        """A fix naming its vehicle by external id: unique across organisations now, in this
+        batch's transaction (never a mapping remembered from an earlier batch)."""
+        with self._batches.scope() as batch:
+            return self._ingest(on_vehicle_row(batch, position))
 
     def _ingest(self, position: Position) -> IngestResult:
         """Screen, store, place and tell one fix (``position.vehicle_id`` is the vehicle's
@@ -243,7 +282,15 @@ class Ingester:
     ) -> None:
         previous = live.etas
         delays = recompute_etas(
-            batch, live, route, eta, now, self.eta_params, self.delay_params, self.off_route_travel
+            batch,
+            live,
+            route,
+            eta,
+            now,
+            self.eta_params,
+            self.delay_params,
+            self.off_route_travel,
+            self.silent_after_s,
         )
         if self.outbox is not None:
             tell_delays(batch, live, route, delays, now)

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from domain.position import Position
@@ -16,7 +17,7 @@ from domain.route_track import RouteTrack, route_track
 from eta.live import route_from_plan
 from eta.route import EtaRoute
 from store.repo import order_windows
-from store.schema import OrderRow, PlanRow
+from store.schema import EventRow, OrderRow, PlanRow
 from telematics.ingest.state import BatchState, VehicleState
 from telematics.progress import (
     Arrived,
@@ -29,6 +30,7 @@ from telematics.progress import (
     carry_over,
     start,
 )
+from telematics.stopping_points import Observation, address_key, learned_stands, stood_point
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,13 +90,67 @@ def route_plan(session: Session, plan: PlanRow, live: VehicleState) -> RoutePlan
         )
     }
     stops = [(oid, rows[oid].lat, rows[oid].lon) for oid in order_ids if oid in rows]
-    track = route_track(live.external_id, plan.id, feature["geometry"]["coordinates"], stops)
+    track = route_track(
+        live.external_id,
+        plan.id,
+        feature["geometry"]["coordinates"],
+        stops,
+        stands=learned_stands_for(session, live.organisation_id, rows),
+    )
     return RoutePlan(
         track,
         eta_route(plan, track, live.external_id, rows),
         {k: r.id for k, r in rows.items()},
         tuple((lat, lon) for _, lat, lon in stops),
     )
+
+
+#: Past deliveries read per route, newest first (plenty for the few stands kept per address).
+STANDS_READ = 5000
+#: Orders per statement when reading them (each adds a box of four bounds).
+STANDS_CHUNK = 200
+
+
+def learned_stands_for(
+    session: Session, organisation_id: str, orders: Mapping[str, OrderRow]
+) -> dict[str, tuple[float, float]]:
+    """External order id -> where vans stand to serve its address, learned from the
+    organisation's past deliveries there (``telematics/stopping_points.py``): the stands
+    recorded with drivers' ``delivered`` events for orders at the same address (orders carry
+    no address text, so the same point to 1e-4 degrees)."""
+    keys = {oid: address_key(o.lat, o.lon) for oid, o in orders.items()}
+    homes = {keys[oid]: (o.lat, o.lon) for oid, o in orders.items()}
+    # Event id -> (when, the observation): an address on the route twice is read once.
+    seen: dict[int, tuple[datetime, Observation]] = {}
+    rows = list(orders.values())
+    for first in range(0, len(rows), STANDS_CHUNK):
+        # Orders within 1e-4 degrees of a route's order: the ones that can share its key.
+        boxes = [
+            and_(
+                OrderRow.lat.between(o.lat - 1e-4, o.lat + 1e-4),
+                OrderRow.lon.between(o.lon - 1e-4, o.lon + 1e-4),
+            )
+            for o in rows[first : first + STANDS_CHUNK]
+        ]
+        found = session.execute(
+            select(EventRow.id, EventRow.at, EventRow.data, OrderRow.lat, OrderRow.lon)
+            .join(OrderRow, OrderRow.id == EventRow.order_id)
+            .where(
+                EventRow.organisation_id == organisation_id,
+                EventRow.kind == "delivered",
+                OrderRow.organisation_id == organisation_id,
+                or_(*boxes),
+            )
+            .order_by(EventRow.at.desc(), EventRow.id.desc())
+            .limit(STANDS_READ)
+        )
+        for event_id, at, data, lat, lon in found:
+            key, stood = address_key(lat, lon), stood_point(data)
+            if key in homes and stood is not None:
+                seen[event_id] = (at, (key, *stood))
+    newest_first = sorted(seen.values(), key=lambda s: s[0], reverse=True)
+    stands = learned_stands((observation for _, observation in newest_first), homes)
+    return {oid: stands[key] for oid, key in keys.items() if key in stands}
 
 
 def eta_route(

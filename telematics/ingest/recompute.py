@@ -33,13 +33,22 @@ def recompute_etas(
     eta_params: EtaParams,
     delay_params: DelayParams,
     off_route_travel: OffRouteTravel | None,
+    silent_after_s: float | None = None,
 ) -> tuple[DelayEvent, ...]:
     """The vehicle's ETAs, told windows and pace from its progress; the delay events (their
-    rows queued in the batch, returned for the customers) and the ETA history rows."""
+    rows queued in the batch, returned for the customers) and the ETA history rows.
+
+    A vehicle whose newest fix is more than ``silent_after_s`` old (None: never) is silent:
+    the ETA core takes it to stand where it was last seen, so its ETAs move later as ``now``
+    advances (whether a fix, an old one arriving late, or the silence timer asked)."""
     assert live.progress is not None
     result = recompute(
         eta,
-        route_progress(live.progress, way_back_s(live.progress, route, off_route_travel)),
+        route_progress(
+            live.progress,
+            way_back_s(live.progress, route, off_route_travel),
+            silent=is_silent(live.progress.fix_time, now, silent_after_s),
+        ),
         live.told,
         now,
         eta_params,
@@ -73,6 +82,15 @@ def recompute_etas(
                 }
             )
     return result.events
+
+
+def is_silent(last_fix: datetime | None, now: datetime, silent_after_s: float | None) -> bool:
+    """Whether a vehicle last seen at ``last_fix`` is silent at ``now``: no fix for longer
+    than ``silent_after_s`` (None: never silent; no fix at all: not silent, it has not
+    started reporting)."""
+    if silent_after_s is None or last_fix is None:
+        return False
+    return (now - last_fix).total_seconds() > silent_after_s
 
 
 def way_back_s(

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from store.db import make_engine, session_factory, transaction
 from store.schema import (
+    DeviceRow,
     EventRow,
     OrderRow,
     PlanRouteRow,
@@ -128,7 +129,8 @@ def dispatch(
     s: Service, orders: dict[str, dict[str, Any]], depot: tuple[float, float]
 ) -> list[str]:
     """Depot, a van whose shift is under way, the orders; plan, dispatch, register the van's
-    OsmAnd device. Returns the order ids in route order."""
+    OsmAnd device (its identifier, issued by the server: :func:`osmand_id`). Returns the order
+    ids in route order."""
     h = s.headers()
     now = datetime.now(UTC)
     shift = {
@@ -152,11 +154,7 @@ def dispatch(
     body = s.wait(plan_id)
     assert body["status"] == "succeeded", body
     assert s.client.post(f"/v1/plans/{plan_id}/dispatch", headers=h).status_code == 200
-    r = s.client.post(
-        "/v1/vehicles/v1/devices",
-        json={"protocol": "osmand", "external_device_id": "dev-1"},
-        headers=h,
-    )
+    r = s.client.post("/v1/vehicles/v1/devices", json={"protocol": "osmand"}, headers=h)
     assert r.status_code == 201, r.text
     [route] = body["plan"]["routes"]
     stops: list[str] = [stop["order_id"] for stop in route["stops"]]
@@ -181,6 +179,28 @@ def read_order(url: str, order_id: str, read: Callable[[Session, OrderRow], T]) 
 
 def tracking_token(url: str, order_id: str) -> str:
     return read_order(url, order_id, lambda _session, order: order.tracking_token)
+
+
+def osmand_id(s: Service, vehicle_id: str = "v1") -> str:
+    """The identifier the server issued to the vehicle's OsmAnd device (what Traccar Client
+    sends as ``id``), as registered by :func:`dispatch`."""
+    engine = make_engine(s.url)
+    try:
+        with session_factory(engine)() as session:
+            found = session.scalar(
+                select(DeviceRow.external_device_id)
+                .join(VehicleRow, VehicleRow.id == DeviceRow.vehicle_id)
+                .where(
+                    VehicleRow.external_id == vehicle_id,
+                    DeviceRow.protocol == "osmand",
+                    DeviceRow.revoked_at.is_(None),
+                )
+                .order_by(DeviceRow.created_at.desc())
+            )
+    finally:
+        engine.dispose()
+    assert found is not None, f"no OsmAnd device for {vehicle_id!r}"
+    return found
 
 
 class SimClock:

@@ -28,8 +28,10 @@ class Service:
     def headers(self, key: str | None = None) -> dict[str, str]:
         return {"Authorization": f"Bearer {key or self.admin}"}
 
-    def key(self, role: str) -> str:
-        response = self.client.post("/v1/keys", json={"role": role}, headers=self.headers())
+    def key(self, role: str, vehicle: str | None = None) -> str:
+        """A new key of ``role``; a device key is for ``vehicle`` (which must exist)."""
+        body = {"role": role} if vehicle is None else {"role": role, "vehicle_id": vehicle}
+        response = self.client.post("/v1/keys", json=body, headers=self.headers())
         assert response.status_code == 201, response.text
         key: str = response.json()["key"]
         return key

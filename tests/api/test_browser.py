@@ -18,7 +18,7 @@ from api.routes.tracking import tracking_view
 from store.db import make_engine, session_factory
 from store.schema import OrderRow
 from tests.api.browser import CHROMIUM_ARGS, LiveService, chromium_path, live_service, screenshot
-from tests.api.live_state import SimClock, dispatch, read_order, tracking_token
+from tests.api.live_state import SimClock, dispatch, osmand_id, read_order, tracking_token
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -72,7 +72,12 @@ def _day(s: LiveService) -> list[str]:
 def _fix(s: LiveService, at: datetime, where: tuple[float, float] = DEPOT) -> None:
     r = s.client.get(
         "/osmand",
-        params={"id": "dev-1", "lat": where[0], "lon": where[1], "timestamp": int(at.timestamp())},
+        params={
+            "id": osmand_id(s),
+            "lat": where[0],
+            "lon": where[1],
+            "timestamp": int(at.timestamp()),
+        },
     )
     assert r.status_code == 200, r.text
     assert r.json()["status"] == "applied", r.text

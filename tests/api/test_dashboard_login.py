@@ -16,6 +16,7 @@ from store.schema import ApiKey
 from tests.api.dashboard_calls import log_in, post_order, stop_in
 from tests.api.live_state import put_on_route
 from tests.api.service import Service
+from tests.api.test_service import SHIFT
 
 
 @pytest.mark.integration
@@ -44,12 +45,14 @@ def test_wrong_key_is_401_with_the_form(service: Service) -> None:
 @pytest.mark.integration
 def test_support_and_device_keys_are_403(service: Service) -> None:
     s = service
-    for role in ("support", "device"):
-        r = s.client.post("/dashboard/login", data={"key": s.key(role)}, follow_redirects=False)
+    vehicle = {"id": "v1", "start": {"lat": 60.17, "lon": 24.94}, "shift": SHIFT}
+    assert s.client.post("/v1/vehicles", json=vehicle, headers=s.headers()).status_code == 201
+    for role, on in (("support", None), ("device", "v1")):
+        r = s.client.post("/dashboard/login", data={"key": s.key(role, on)}, follow_redirects=False)
         assert r.status_code == 403
         assert "needs the dispatcher role" in r.text
         assert "set-cookie" not in r.headers
-        headers = s.headers(s.key(role))
+        headers = s.headers(s.key(role, on))
         assert s.client.get("/dashboard/state", headers=headers).status_code == 403
 
 

@@ -194,9 +194,13 @@ def test_unknown_or_foreign_order_is_404(service: Service) -> None:
 
 def test_readers_only(service: Service) -> None:
     """Support reads notifications; a device key may not."""
+    from tests.api.test_service import SHIFT
+
     s = service
     _order(s)
-    support, device = s.key("support"), s.key("device")
+    vehicle = {"id": "v1", "start": {"lat": 60.17, "lon": 24.94}, "shift": SHIFT}
+    assert s.client.post("/v1/vehicles", json=vehicle, headers=s.headers()).status_code == 201
+    support, device = s.key("support"), s.key("device", "v1")
     assert s.client.get("/v1/orders/A-17/notifications", headers=s.headers(support)).is_success
     r = s.client.get("/v1/orders/A-17/notifications", headers=s.headers(device))
     assert r.status_code == 403
@@ -245,7 +249,7 @@ def test_a_failed_order_planned_again_is_rescheduled(service: Service) -> None:
 
     plan_and_dispatch()
     failed = {"order_id": "A-17", "kind": "failed", "reason": "nobody home"}
-    device = service.headers(service.key("device"))
+    device = service.headers(service.key("device", "v1"))
     assert (
         service.client.post("/v1/vehicles/v1/events", json=failed, headers=device).status_code
         == 201

@@ -21,7 +21,7 @@ from notify.render import catalogue, window_text
 from notify.triggers import Window
 from store.db import make_engine, session_factory
 from store.schema import EventRow, OrderRow
-from tests.api.live_state import SimClock, dispatch
+from tests.api.live_state import SimClock, dispatch, osmand_id
 from tests.api.service import Service, running
 from tests.api.smtp_server import SmtpServer
 
@@ -79,7 +79,12 @@ def _order(
 def _fix(s: Service, at: datetime, where: tuple[float, float] = DEPOT) -> dict[str, str]:
     r = s.client.get(
         "/osmand",
-        params={"id": "dev-1", "lat": where[0], "lon": where[1], "timestamp": int(at.timestamp())},
+        params={
+            "id": osmand_id(s),
+            "lat": where[0],
+            "lon": where[1],
+            "timestamp": int(at.timestamp()),
+        },
     )
     assert r.status_code in (200, 400), r.text
     body: dict[str, str] = r.json()
@@ -259,7 +264,7 @@ def test_a_repeated_fix_and_a_repeated_delivery_send_nothing_new(
     s = mailing
     emails, stops = _awake_pair(s)
     first = stops[0]
-    device = s.key("device")
+    device = s.key("device", "v1")
     at = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=30)
     assert _fix(s, at)["status"] == "applied"
     assert _fix(s, at) == {"status": "rejected", "reason": "duplicate"}

@@ -26,7 +26,7 @@ from api.log_privacy import AccessLogPrivacy, redact_path
 from api.settings import Settings
 from store.db import make_engine, session_factory
 from store.schema import NotificationAttemptRow, OrderRow
-from tests.api.live_state import dispatch
+from tests.api.live_state import dispatch, osmand_id
 from tests.api.service import Service, running
 
 pytestmark = pytest.mark.security
@@ -168,6 +168,7 @@ def test_a_days_logs_hold_no_customer_data(
     # The driver's phone reports over OsmAnd, from the depot towards the first stop.
     now = datetime.now(UTC)
     first = CUSTOMERS[stops[0]]["location"]
+    device_id = osmand_id(s)
     for k in range(5):
         where = (
             DEPOT[0] + (first["lat"] - DEPOT[0]) * k / 4,
@@ -177,7 +178,7 @@ def test_a_days_logs_hold_no_customer_data(
         r = s.client.get(
             "/osmand",
             params={
-                "id": "dev-1",
+                "id": device_id,
                 "lat": where[0],
                 "lon": where[1],
                 "timestamp": int(at.timestamp()),
@@ -209,7 +210,7 @@ def test_a_days_logs_hold_no_customer_data(
     assert r.status_code == 201, r.text
 
     # The driver marks the first stop delivered; messages go out through failing channels.
-    device = s.key("device")
+    device = s.key("device", "v1")
     r = s.client.post(
         "/v1/vehicles/v1/events",
         json={"order_id": stops[0], "kind": "delivered"},

@@ -5,6 +5,10 @@ The allowed roles are read from the route's own ``require(...)`` dependency
 (:class:`api.auth.RoleCheck`), so the test follows the code; a route with no role check must
 be listed in ``PUBLIC`` or ``OWN_AUTH`` with why, so a new route that forgot its check fails
 here. Authorisation does not depend on the database, so this runs on SQLite only.
+
+A device key is bound to one vehicle: the matrix's device key is for the vehicle the dummy
+path ids name, and every operation a device may call must name a vehicle in its path, where a
+device key for another vehicle (or for none, from before keys were bound) gets 403.
 """
 
 from __future__ import annotations
@@ -30,10 +34,13 @@ from api.settings import Settings
 from store.db import make_engine, session_factory, transaction
 from store.schema import ApiKey
 from tests.api.service import Service, running
+from tests.api.test_service import SHIFT
 
 pytestmark = pytest.mark.security
 
 ROLES = ("dispatcher", "support", "device", "admin")
+#: What _call puts in every path parameter; the matrix's device key is for this vehicle.
+DUMMY_ID = "nope-1"
 #: Operations anyone may call, and why that is safe.
 PUBLIC: dict[tuple[str, str], str] = {
     ("GET", "/healthz"): "liveness probe: answers ok, nothing else",
@@ -42,8 +49,8 @@ PUBLIC: dict[tuple[str, str], str] = {
         "/readyz",
     ): "readiness probe: component states only (no secrets: test_security_secrets)",
     ("GET", "/metrics"): "Prometheus scrape: request counts and timings by route template",
-    ("GET", "/osmand"): "OsmAnd / Traccar Client send no API key; the registered device id is "
-    "what identifies the vehicle",
+    ("GET", "/osmand"): "OsmAnd / Traccar Client send no API key; the device identifier the "
+    "server issued (128 random bits, test_security_tenancy) is what identifies the vehicle",
     ("POST", "/osmand"): "as GET /osmand",
 }
 #: Routes outside the schema that check a credential themselves, and which roles they admit
@@ -58,6 +65,17 @@ OWN_AUTH: dict[tuple[str, str], tuple[str, ...] | None] = {
     # These take the bearer header as well as the cookie: tried like the API below.
     ("GET", "/dashboard/state"): dashboard.ROLES,
     ("GET", "/dashboard/events"): dashboard.ROLES,
+}
+
+#: Operations that hand out or change credentials and tenant-wide settings: admin only, and
+#: kept so (checked against each route's own rule by test_credential_operations_are_admin_only).
+ADMIN_ONLY = {
+    ("POST", "/v1/keys"),
+    ("GET", "/v1/keys"),
+    ("PATCH", "/v1/organisation"),
+    ("POST", "/v1/organisation/webhook-secrets"),
+    ("GET", "/v1/organisation/webhook-secrets"),
+    ("DELETE", "/v1/organisation/webhook-secrets/{secret_id}"),
 }
 
 APP = create_app(Settings(data_dir=Path("unused"), mqtt=False))
@@ -155,6 +173,13 @@ def test_every_route_has_a_role_check_or_says_why_not() -> None:
     assert {(o.method, o.path) for o in OPERATIONS} | PUBLIC.keys() >= in_schema
 
 
+def test_credential_operations_are_admin_only() -> None:
+    """Keys, the organisation's settings and its webhook signing secrets: only an admin key
+    (a dispatcher or support key that could read a webhook secret could forge webhooks)."""
+    declared = {(o.method, o.path): o.roles for o in OPERATIONS}
+    assert {op: declared.get(op) for op in ADMIN_ONLY} == dict.fromkeys(ADMIN_ONLY, ("admin",))
+
+
 def test_every_role_is_a_role_keys_can_have() -> None:
     """A typo in require("dispatchr") would lock everyone but admin out, silently."""
     assert {r for o in OPERATIONS for r in o.roles} <= set(ROLES)
@@ -177,9 +202,16 @@ def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Keyed]:
             state: Any = s.client.app.state  # type: ignore[attr-defined]
             state.dashboard_poll_s = 0.02
             state.dashboard_stream_max_s = 0.1
-            keys = {role: s.key(role) for role in ROLES if role != "admin"}
+            for vehicle in (DUMMY_ID, "other-1"):
+                body = {"id": vehicle, "start": {"lat": 60.17, "lon": 24.94}, "shift": SHIFT}
+                r = s.client.post("/v1/vehicles", json=body, headers=s.headers())
+                assert r.status_code == 201, r.text
+            keys = {role: s.key(role) for role in ROLES if role not in ("admin", "device")}
+            keys["device"] = s.key("device", DUMMY_ID)
+            keys["other vehicle's device"] = s.key("device", "other-1")
             keys["admin"] = s.admin
             keys["revoked"] = s.key("admin")
+            keys["unbound device"] = s.key("admin")
             engine = make_engine(url)
             try:
                 with transaction(session_factory(engine)) as session:
@@ -188,13 +220,19 @@ def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Keyed]:
                         .where(ApiKey.prefix == keys["revoked"].split("_")[1])
                         .values(revoked_at=datetime.now(UTC))
                     )
+                    # A device key from before keys were bound to a vehicle.
+                    session.execute(
+                        update(ApiKey)
+                        .where(ApiKey.prefix == keys["unbound device"].split("_")[1])
+                        .values(role="device")
+                    )
             finally:
                 engine.dispose()
             yield Keyed(s, keys)
 
 
 def _call(client: TestClient, op: Operation, key: str | None) -> int:
-    path = re.sub(r"\{[^}]+\}", "nope-1", op.path)
+    path = re.sub(r"\{[^}]+\}", DUMMY_ID, op.path)
     headers = {"Authorization": f"Bearer {key}"} if key is not None else {}
     extra: dict[str, Any] = {"json": {}} if op.body else {}
     response = client.request(op.method, path, params=op.query, headers=headers, **extra)
@@ -223,6 +261,27 @@ def test_each_role_gets_what_the_route_declares(keyed: Keyed, op: Operation) -> 
     admitted = {k: v for k, v in answers.items() if k not in expected_refusals}
     assert "admin" in admitted
     assert all(v not in (401, 403) for v in admitted.values()), answers
+
+
+DEVICE_OPERATIONS = [op for op in OPERATIONS if "device" in op.roles]
+
+
+def test_device_operations_each_name_a_vehicle() -> None:
+    """A device key's binding is checked against the path's vehicle: an operation admitting
+    devices without one would let a key act beyond its vehicle."""
+    assert DEVICE_OPERATIONS, "no operation admits device keys: the binding test tests nothing"
+    assert [str(op) for op in DEVICE_OPERATIONS if "{vehicle_id}" not in op.path] == []
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("op", DEVICE_OPERATIONS, ids=str)
+def test_a_device_key_is_refused_for_another_vehicle(keyed: Keyed, op: Operation) -> None:
+    """The same operation, path and body that the vehicle's own device key gets past
+    authorisation with: 403 for another vehicle's device key and for one bound to none."""
+    client = keyed.service.client
+    assert _call(client, op, keyed.keys["device"]) not in (401, 403)
+    for name in ("other vehicle's device", "unbound device"):
+        assert _call(client, op, keyed.keys[name]) == 403, name
 
 
 @pytest.mark.integration

@@ -1,7 +1,8 @@
-"""Secrets never leave in a response: the service's SMTP password, SMS tokens, webhook secret
-and MQTT password, stored API key and device password hashes, and keys and device passwords
-once they have been shown at creation. Every GET of the API is called with real ids (plus the
-pages, probes, metrics, docs and some errors) and no body or header holds any of them."""
+"""Secrets never leave in a response: the service's SMTP password, SMS tokens and MQTT
+password, stored API key and device password hashes, and keys, device passwords and the
+tenant's webhook signing secrets once they have been shown at creation. Every GET of the API
+is called with real ids (plus the pages, probes, metrics, docs and some errors) and no body or
+header holds any of them."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from api.app import create_app
 from api.settings import Settings
 from store.db import make_engine, session_factory
 from store.repo import create_organisation
-from store.schema import ApiKey, DeviceRow
+from store.schema import ApiKey, DeviceRow, WebhookSecretRow
 from tests.api.live_state import dispatch, tracking_token
 from tests.api.service import Service
 
@@ -28,9 +29,8 @@ pytestmark = [pytest.mark.security, pytest.mark.integration]
 SMTP_PASSWORD = "smtp-pw-Q7x2Lk9"
 SMS_TOKEN = "sms-token-Vb3Mn8"
 TWILIO_TOKEN = "twilio-token-Hd5Rt1"
-WEBHOOK_SECRET = "whsec-Zp4Wq6Ty"
 MQTT_PASSWORD = "mqtt-pw-Jc8Nf3"
-SETTINGS_SECRETS = (SMTP_PASSWORD, SMS_TOKEN, TWILIO_TOKEN, WEBHOOK_SECRET, MQTT_PASSWORD)
+SETTINGS_SECRETS = (SMTP_PASSWORD, SMS_TOKEN, TWILIO_TOKEN, MQTT_PASSWORD)
 DEPOT = (60.1699, 24.9384)
 
 
@@ -55,7 +55,6 @@ def configured(
         "SMS_URL": f"http://127.0.0.1:{_closed_port()}/sms",
         "SMS_TOKEN": SMS_TOKEN,
         "SMS_TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
-        "WEBHOOK_SECRET": WEBHOOK_SECRET,
     }.items():
         monkeypatch.setenv(f"LASTMILE_{name}", value)
     settings = Settings(
@@ -75,11 +74,13 @@ def configured(
 
 
 def _stored_hashes(url: str) -> list[str]:
+    """What the store keeps of keys, passwords and webhook secrets."""
     engine = make_engine(url)
     try:
         with session_factory(engine)() as session:
             keys = list(session.scalars(select(ApiKey.key_hash)))
             devices = list(session.scalars(select(DeviceRow.password_hash)))
+            keys += list(session.scalars(select(WebhookSecretRow.secret)))
     finally:
         engine.dispose()
     # A device hash's salt and digest, each alone, are as telling as the whole.
@@ -88,8 +89,8 @@ def _stored_hashes(url: str) -> list[str]:
 
 
 def _day(s: Service) -> tuple[list[str], str]:
-    """Organisation settings, a dispatched plan, keys and a device: (every key or password
-    shown once at creation, the plan id)."""
+    """Organisation settings, webhook signing secrets (one rotated out), a dispatched plan,
+    keys and a device: (every key, password or secret shown once at creation, the plan id)."""
     h = s.headers()
     r = s.client.patch(
         "/v1/organisation",
@@ -100,14 +101,19 @@ def _day(s: Service) -> tuple[list[str], str]:
         headers=h,
     )
     assert r.status_code == 200, r.text
+    shown = []
+    for _ in range(2):
+        r = s.client.post("/v1/organisation/webhook-secrets", json={}, headers=h)
+        assert r.status_code == 201, r.text
+        shown.append(r.json()["secret"])
     orders = {
         "S-1": {"location": {"lat": 60.1665, "lon": 24.9433}, "channels": ["email", "webhook"]},
         "S-2": {"location": {"lat": 60.1700, "lon": 24.9500}, "channels": ["sms", "push"]},
     }
     for order in orders.values():
         order["contact"] = {"email": "c@example.com", "phone": "+358401234567"}
-    dispatch(s, orders, DEPOT)  # registers the OsmAnd device "dev-1" too
-    shown = [s.admin, s.key("dispatcher"), s.key("support"), s.key("device")]
+    dispatch(s, orders, DEPOT)  # registers an OsmAnd device too
+    shown += [s.admin, s.key("dispatcher"), s.key("support"), s.key("device", "v1")]
     r = s.client.post("/v1/vehicles/v1/devices", json={}, headers=h)
     assert r.status_code == 201, r.text
     shown.append(r.json()["mqtt_password"])
@@ -147,6 +153,7 @@ def test_no_response_holds_a_secret(configured: Service) -> None:
     answers["bad key"] = s.client.get("/v1/plans", headers=s.headers(f"{s.admin}x"))
     assert answers["/v1/keys"].status_code == 200
     assert len(answers["/v1/keys"].json()) == 4
+    assert len(answers["/v1/organisation/webhook-secrets"].json()) == 2
     assert answers["/v1/organisation"].status_code == 200
     assert "lastmile_http_requests_total" in answers["/metrics"].text
     leaks = {path: _leaks(r, secrets) for path, r in answers.items()}
@@ -170,7 +177,6 @@ def test_settings_do_not_print_their_secrets() -> None:
         smtp_password=SMTP_PASSWORD,
         sms_token=SMS_TOKEN,
         sms_twilio_auth_token=TWILIO_TOKEN,
-        webhook_secret=WEBHOOK_SECRET,
     )
     for text in (repr(settings), str(settings), str(settings.model_dump())):
         assert [s for s in SETTINGS_SECRETS if s in text] == []

@@ -67,7 +67,10 @@ def test_keys_and_roles(service: Service) -> None:
     bad = service.client.get("/v1/plans", headers={"Authorization": "Bearer lm_nope_x"})
     assert bad.status_code == 401
     assert bad.json()["error"]["code"] == "unauthorized"
-    device = service.key("device")
+    vehicle = {"id": "v1", "start": {"lat": 60.17, "lon": 24.94}, "shift": SHIFT}
+    r = service.client.post("/v1/vehicles", json=vehicle, headers=service.headers())
+    assert r.status_code == 201, r.text
+    device = service.key("device", "v1")
     support = service.key("support")
     assert service.client.get("/v1/plans", headers=service.headers(device)).status_code == 403
     assert service.client.get("/v1/plans", headers=service.headers(support)).status_code == 200

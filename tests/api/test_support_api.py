@@ -12,6 +12,7 @@ from store.db import make_engine, session_factory
 from store.repo import create_organisation
 from tests.api.live_state import put_on_route
 from tests.api.service import Service
+from tests.api.test_service import SHIFT
 
 
 def _order(s: Service, order_id: str, key: str | None = None, **fields: Any) -> None:
@@ -75,7 +76,9 @@ def test_other_tenant_never_found(service: Service) -> None:
 def test_device_forbidden_and_short_query_refused(service: Service) -> None:
     """A device key gets 403; a query under three characters a 422 naming q."""
     s = service
-    device = s.key("device")
+    vehicle = {"id": "v1", "start": {"lat": 60.17, "lon": 24.94}, "shift": SHIFT}
+    assert s.client.post("/v1/vehicles", json=vehicle, headers=s.headers()).status_code == 201
+    device = s.key("device", "v1")
     r = s.client.get("/v1/support/lookup", params={"q": "A-1"}, headers=s.headers(device))
     assert r.status_code == 403
     for q in ("ab", "  ab  "):

@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from store.db import make_engine, session_factory
 from store.schema import DeadLetterRow, EtaRow, EventRow
+from tests.api.live_state import osmand_id
 from tests.api.service import Service, running
 from tests.api.test_service import SHIFT
 
@@ -37,18 +38,15 @@ def live(database_url: str, tmp_path: Path) -> Service:
         ]
         assert s.wait(plan_id)["status"] == "succeeded"
         assert s.client.post(f"/v1/plans/{plan_id}/dispatch", headers=h).status_code == 200
-        r = s.client.post(
-            "/v1/vehicles/v1/devices",
-            json={"protocol": "osmand", "external_device_id": "dev-1"},
-            headers=h,
-        )
+        r = s.client.post("/v1/vehicles/v1/devices", json={"protocol": "osmand"}, headers=h)
         assert r.status_code == 201, r.text
         yield s  # type: ignore[misc]
 
 
 def _fix(s: Service, lat: float, lon: float, t: datetime) -> dict[str, str]:
+    device = osmand_id(s)  # the identifier the server issued at registration
     r = s.client.get(
-        "/osmand", params={"id": "dev-1", "lat": lat, "lon": lon, "timestamp": int(t.timestamp())}
+        "/osmand", params={"id": device, "lat": lat, "lon": lon, "timestamp": int(t.timestamp())}
     )
     body: dict[str, str] = r.json()
     return body
@@ -103,7 +101,7 @@ def test_bad_fixes_are_refused_with_reasons_and_kept(live: Service) -> None:
 
 def test_our_json_over_http_and_driver_events(live: Service) -> None:
     """A device key posts our JSON; a driver's 'delivered' overrides the inferred status."""
-    device = live.key("device")
+    device = live.key("device", "v1")
     t = datetime.now(UTC).isoformat()
     r = live.client.post(
         "/v1/vehicles/v1/positions",

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from api.routes.tracking import browser_language
-from tests.api.live_state import dispatch, put_on_route, read_order, tracking_token
+from tests.api.live_state import dispatch, osmand_id, put_on_route, read_order, tracking_token
 from tests.api.service import Service
 
 ROME = ZoneInfo("Europe/Rome")
@@ -175,7 +175,7 @@ def test_map_shows_the_van_only_to_the_next_stop(service: Service) -> None:
     r = s.client.get(
         "/osmand",
         params={
-            "id": "dev-1",
+            "id": osmand_id(s),
             "lat": HELSINKI_DEPOT[0],
             "lon": HELSINKI_DEPOT[1],
             "timestamp": int(datetime.now(UTC).timestamp()),

@@ -4,7 +4,10 @@ scores have the documented shape, and `lastmile eval-eta` writes what it says.""
 from __future__ import annotations
 
 import json
+from collections import defaultdict
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -26,6 +29,10 @@ KEYS = {
     "notify_precision",
     "notify_recall",
     "messages_per_stop",
+    "static_plus_delay_mae_s",
+    "ratio_to_static_plus_delay",
+    "window_width_min_by_horizon",
+    "window_width_median_min",
 }
 KEPT = Path(__file__).resolve().parents[2] / "bench" / "scenarios"
 
@@ -59,6 +66,33 @@ def test_a_slow_van_is_learned(slow_day: Path, monaco: RoadGraph) -> None:
     assert figures["stops_notified"] >= 1
 
 
+def test_plan_plus_delay_shifts_a_late_vans_predictions(slow_day: Path, monaco: RoadGraph) -> None:
+    """The "plan + current delay" baseline moves the plan's arrivals by the van's delay at
+    the time of each prediction: never earlier for a van late all day, by one amount for
+    every stop ahead (unless that would be in the past), growing through the day, and much
+    closer than the static plan."""
+    result = replay(load_scenario(slow_day), monaco, PROFILES["none"], seed=1)
+    shifts: dict[datetime, set[float]] = defaultdict(set)
+    for p in result.predictions:
+        assert p.static_plus_delay_eta >= p.at
+        shift = p.static_plus_delay_eta - p.static_eta
+        assert shift >= timedelta(0)
+        if p.static_plus_delay_eta > p.at:
+            shifts[p.at].add(round(shift.total_seconds(), 3))
+    assert shifts
+    assert all(len(amounts) == 1 for amounts in shifts.values())
+    by_time = [amounts.pop() for _, amounts in sorted(shifts.items())]
+    # 40% slower drives, 50% longer stops and a 10-minute jam: over half an hour by the end.
+    assert by_time[-1] > 1800 > 600 > by_time[0]
+    figures: dict[str, Any] = score(result)
+    for h in ("0-10", "10-30", "30-60"):
+        assert figures["static_plus_delay_mae_s"][h] < 0.5 * figures["baseline_mae_s"][h]
+        ratio = figures["mae_s"][h] / figures["static_plus_delay_mae_s"][h]
+        assert figures["ratio_to_static_plus_delay"][h] == pytest.approx(ratio, abs=0.002)
+    widths = figures["window_width_min_by_horizon"]
+    assert 0 < widths["0-10"] < widths["10-30"] < widths["30-60"]
+
+
 def test_noise_costs_little_at_short_horizons(slow_day: Path, monaco: RoadGraph) -> None:
     """Typical GPS noise (10 m, every 5 s, 2% lost) barely moves the short-horizon error."""
     scenario = load_scenario(slow_day)
@@ -85,6 +119,7 @@ def test_eval_eta_command(slow_day: Path, tmp_path: Path) -> None:
     assert figures.keys() >= KEYS
     header = (tmp_path / "predictions.csv").read_text().splitlines()[0]
     assert header.startswith("vehicle,stop_id,predicted_at,horizon_s,eta,earliest,latest")
+    assert header.endswith("static_plus_delay_eta,static_plus_delay_error_s")
 
 
 def test_eval_eta_refuses_unknown_noise(slow_day: Path) -> None:

@@ -71,8 +71,9 @@ def as_service(service: ServiceProcess, url: str) -> Service:
 
 
 def dispatched_day(service: ServiceProcess, url: str, orders: Iterable[str]) -> list[str]:
-    """Quiet hours off; a depot, van v1 with OsmAnd device dev-1, and one customer with an
-    e-mail address per stop, planned and dispatched. Returns the order ids in route order."""
+    """Quiet hours off; a depot, van v1 with an OsmAnd device (live_state.osmand_id), and one
+    customer with an e-mail address per stop, planned and dispatched. Returns the order ids in
+    route order."""
     s = as_service(service, url)
     r = s.client.patch(
         "/v1/organisation",
@@ -97,13 +98,14 @@ def dispatched_day(service: ServiceProcess, url: str, orders: Iterable[str]) -> 
     )
 
 
-def add_osmand_device(service: ServiceProcess, vehicle: str, device: str) -> None:
+def add_osmand_device(service: ServiceProcess, vehicle: str) -> str:
+    """Register an OsmAnd device for the vehicle: the identifier the server issued."""
     r = service.client.post(
-        f"/v1/vehicles/{vehicle}/devices",
-        json={"protocol": "osmand", "external_device_id": device},
-        headers=service.headers(),
+        f"/v1/vehicles/{vehicle}/devices", json={"protocol": "osmand"}, headers=service.headers()
     )
     assert r.status_code == 201, r.text
+    device: str = r.json()["external_device_id"]
+    return device
 
 
 def order_body(order_id: str) -> dict[str, Any]:

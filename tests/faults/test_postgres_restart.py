@@ -42,8 +42,8 @@ def test_postgres_restart_under_load_keeps_every_accepted_fix(
     stream: OsmandStream | None = None
     try:
         service.start()
-        add_osmand_device(service, "van-1", "dev-1")
-        stream = OsmandStream(service.base_url, "dev-1", rate_hz=50)
+        device = add_osmand_device(service, "van-1")
+        stream = OsmandStream(service.base_url, device, rate_hz=50)
         stream.start()
         wait_until("fixes accepted before the restart", lambda: len(stream.accepted) >= 100, 30)
 

@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.api.live_state import osmand_id
 from tests.api.smtp_server import SmtpServer
 from tests.fault_procs import ServiceProcess, wait_until
 from tests.faults.figures import report
 from tests.faults.service_day import (
     DEPOT,
+    as_service,
     dispatched_day,
     new_store,
     service_env,
@@ -51,7 +53,7 @@ def test_smtp_down_then_back_delivers_each_mail_once_in_order(
         down_at = time.monotonic()  # the SMTP server has not started yet
         at = datetime.now(UTC) - timedelta(seconds=30)
         fix: dict[str, str | float] = {
-            "id": "dev-1",
+            "id": osmand_id(as_service(service, url)),
             "lat": DEPOT[0],
             "lon": DEPOT[1],
             "timestamp": int(at.timestamp()),

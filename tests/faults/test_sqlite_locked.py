@@ -51,10 +51,10 @@ def test_sqlite_locked_longer_than_the_busy_timeout_is_a_clear_503(tmp_path: Pat
     locker = sqlite3.connect(db, isolation_level=None, timeout=10)
     try:
         service.start()
-        add_osmand_device(service, "van-1", "dev-1")
+        device = add_osmand_device(service, "van-1")
         at = int(datetime.now(UTC).timestamp()) - 60
         fix: dict[str, str | float] = {
-            "id": "dev-1",
+            "id": device,
             "lat": DEPOT[0],
             "lon": DEPOT[1],
             "timestamp": at,

@@ -23,12 +23,16 @@ runner = CliRunner()
         ["network", "route"],
         ["demo"],
         ["plan"],
+        ["eval-eta"],
+        ["report"],
         ["serve"],
         ["worker"],
         ["db"],
         ["db", "upgrade"],
         ["org"],
         ["org", "create"],
+        ["devices"],
+        ["devices", "export-mosquitto"],
     ],
 )
 def test_every_command_has_help(command: list[str]) -> None:
@@ -36,6 +40,16 @@ def test_every_command_has_help(command: list[str]) -> None:
     result = runner.invoke(app, [*command, "--help"])
     assert result.exit_code == 0, result.output
     assert "Usage" in result.output
+
+
+def test_help_lists_every_command() -> None:
+    """lastmile --help lists every command and group, in their order."""
+    result = runner.invoke(app, ["--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    names = ["demo", "plan", "eval-eta", "report", "serve", "worker"]
+    names += ["network", "db", "org", "devices"]
+    listed = [line.split()[1] for line in result.output.splitlines() if line.startswith("│ ")]
+    assert [name for name in listed if name in names] == names
 
 
 def test_network_info_on_the_default_network() -> None:
@@ -174,7 +188,7 @@ def test_db_upgrade_and_org_create(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 def test_plan_our_format_writes_plan_and_geojson(tmp_path: Path) -> None:
     """Our problem file: planned with skills, breaks, an open route and a pair; plan and
     GeoJSON written."""
-    problem = Path(__file__).parent / "golden_problem.json"
+    problem = Path(__file__).resolve().parents[1] / "api" / "golden_problem.json"
     out, geo = tmp_path / "plan.json", tmp_path / "routes.geojson"
     result = runner.invoke(
         app,

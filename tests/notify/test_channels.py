@@ -237,16 +237,29 @@ def test_sms_bad_number_fails_without_a_request(changes: dict[str, Any], expecte
 )
 def test_webhook_bad_url_fails_without_a_request(url: str | None) -> None:
     """A missing or non-http(s) webhook URL is "failed"."""
-    with WebhookChannel(SECRET) as channel:
-        result = channel.send(outgoing(Channel.WEBHOOK, webhook_url=url))
+    with WebhookChannel() as channel:
+        result = channel.send(outgoing(Channel.WEBHOOK, webhook_url=url, signing_secrets=(SECRET,)))
     assert result.status == "failed"
     assert "webhook" in result.detail
 
 
-def test_webhook_needs_a_secret() -> None:
-    """An empty secret would sign nothing: refused when the channel is configured."""
-    with pytest.raises(ValueError, match="secret"):
-        WebhookChannel("")
+@pytest.mark.security
+@pytest.mark.parametrize("secrets", [(), ("",), (b"",)])
+def test_webhook_needs_the_organisations_secret(secrets: tuple[str | bytes, ...]) -> None:
+    """A webhook without a signing secret of its organisation (or with an empty one, which
+    would sign nothing) is "failed" before any request: there is no service-wide secret to
+    fall back on, whose signatures another tenant could make."""
+    message = outgoing(Channel.WEBHOOK, signing_secrets=secrets)
+    with WebhookChannel(allow_private=True) as channel:
+        result = channel.send(message)
+    assert result.status == "failed"
+    assert "no valid webhook signing secret" in result.detail
+
+
+def test_signing_secrets_stay_out_of_the_messages_repr() -> None:
+    """A message logged or in a traceback does not show the secrets it carries."""
+    message = outgoing(Channel.WEBHOOK, signing_secrets=("whsec_not-for-logs",))
+    assert "whsec_not-for-logs" not in repr(message)
 
 
 def test_push_topic_from_tracking_token() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from store.db import make_engine, session_factory, transaction, upgrade
@@ -36,6 +36,23 @@ def store_with_vehicle(
         )
         org_id = org.id
     return sessions, org_id, engine
+
+
+def put_on_route(session: Session, vehicle_id: str, order_ids: list[str]) -> None:
+    """Make the orders the stops of the vehicle's active route (a plan dispatched to it, with
+    no geometry: progress is not tracked): a driver's events count only for those."""
+    from store.schema import PlanRow
+
+    vehicle = session.scalars(select(VehicleRow).where(VehicleRow.external_id == vehicle_id)).one()
+    stops = [{"order_id": order_id} for order_id in order_ids]
+    plan = PlanRow(
+        organisation_id=vehicle.organisation_id,
+        status="succeeded",
+        result={"routes": [{"vehicle_id": vehicle_id, "stops": stops}]},
+    )
+    session.add(plan)
+    session.flush()
+    vehicle.active_plan_id = plan.id
 
 
 LINE_LAT, LINE_LON = 60.17, 24.90

@@ -36,7 +36,7 @@ from notify.outbox import Outbox
 from store.db import transaction
 from store.schema import DeadLetterRow, DeviceRow, OrderRow, VehicleRow
 from telematics.ingest import Ingester, IngestResult
-from tests.telematics.conftest import store_with_vehicle
+from tests.telematics.conftest import put_on_route, store_with_vehicle
 
 pytestmark = pytest.mark.security
 
@@ -107,7 +107,8 @@ class Fuzzed:
 
 def _store(tmp: Path) -> tuple[sessionmaker[Session], Engine]:
     """A real SQLite store: vehicle van-1 with an OwnTracks and an OsmAnd device, an order
-    o1 whose customer has an e-mail (so driver events reach the notification outbox)."""
+    o1 on its route whose customer has an e-mail (so driver events reach the notification
+    outbox)."""
     sessions, org_id, engine = store_with_vehicle(tmp, "van-1")
     with transaction(sessions) as session:
         vehicle = session.scalar(select(VehicleRow.id))
@@ -134,6 +135,7 @@ def _store(tmp: Path) -> tuple[sessionmaker[Session], Engine]:
                 contact_email="anna@example.com",
             )
         )
+        put_on_route(session, "van-1", ["o1"])
     return sessions, engine
 
 

@@ -15,7 +15,7 @@ from store.db import transaction
 from store.schema import DeadLetterRow, EventRow, OrderRow
 from telematics.ingest import Ingester
 from telematics.mqtt import BrokerAddress, MqttIngester
-from tests.telematics.conftest import store_with_vehicle
+from tests.telematics.conftest import put_on_route, store_with_vehicle
 
 
 @pytest.fixture
@@ -27,6 +27,7 @@ def handler(tmp_path: Path) -> Iterator[tuple[MqttIngester, sessionmaker[Session
                 organisation_id=org_id, external_id="o1", lat=60.17, lon=24.95, tracking_token="x"
             )
         )
+        put_on_route(session, "van-1", ["o1"])
     yield MqttIngester(Ingester(sessions), BrokerAddress("127.0.0.1", 1)), sessions
     engine.dispose()
 
