@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import multiprocessing as mp
 import statistics
 import sys
@@ -24,6 +25,9 @@ import tempfile
 import threading
 import time
 import uuid
+import zlib
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -33,9 +37,10 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy.engine import Engine
 
+from domain.geo import EARTH_RADIUS_M
 from store.db import make_engine, session_factory, transaction, upgrade
 from store.schema import OrderRow, Organisation, PlanRow, VehicleRow
-from telematics.ingest import Ingester
+from telematics.ingest import Ingester, IngestResult
 from telematics.mqtt import BrokerAddress, MqttIngester, publish_checked
 
 LAT0, LON0 = 60.17, 24.90
@@ -117,6 +122,57 @@ class _Fixes:
         return f"fleet/{vid}/position", json.dumps(fix).encode()
 
 
+#: Clock fixes (the soak's): each van drives back and forth along the first SHUTTLE_LEG_M of
+#: its route at SHUTTLE_SPEED_MPS. Short of 300 m past any stop, so no stop is ever passed and
+#: every batch recomputes all STOPS ETAs for the whole run; within the ingester's 100 m look
+#: back, so the van never leaves its route when it turns.
+SHUTTLE_SPEED_MPS = 8.0
+SHUTTLE_LEG_M = 120.0
+_M_PER_DEG_LON = math.radians(1.0) * EARTH_RADIUS_M * math.cos(math.radians(LAT0))
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def clock_fix(vehicle: str, seq: int, at: datetime) -> tuple[str, bytes]:
+    """Vehicle ``vehicle``'s ``seq``-th fix, taken and published at ``at`` (its fix time and
+    its send stamp): where the van is at that moment on its shuttle (its phase from its id),
+    so two fixes of a vehicle are never farther apart than SHUTTLE_SPEED_MPS allows, however
+    long the run. Pure: the topic and payload from the arguments alone."""
+    t = at.timestamp()
+    phase = zlib.crc32(vehicle.encode()) % 1000 / 1000 * 2 * SHUTTLE_LEG_M
+    along = (phase + SHUTTLE_SPEED_MPS * t) % (2 * SHUTTLE_LEG_M)
+    east = along < SHUTTLE_LEG_M
+    x_m = along if east else 2 * SHUTTLE_LEG_M - along
+    fix = {
+        "lat": LAT0,
+        "lon": LON0 + x_m / _M_PER_DEG_LON,
+        "time": at.isoformat(),
+        "speed_mps": SHUTTLE_SPEED_MPS,
+        "heading_deg": 90.0 if east else 270.0,
+        "seq": seq,
+        "sent": t,
+    }
+    return f"fleet/{vehicle}/position", json.dumps(fix).encode()
+
+
+class ClockFixes:
+    """Fixes that follow the clock: vehicle ``k % V`` gets the ``k``-th message, stamped with
+    the wall time at which it is made (just before it is published), in whole microseconds and
+    increasing per vehicle (a clock stepping back holds a vehicle 1 µs past its last fix)."""
+
+    def __init__(self, ids: list[str], clock: Callable[[], float] = time.time) -> None:
+        self.ids = ids
+        self.clock = clock
+        self.seq = dict.fromkeys(ids, 0)
+        self.last_us = dict.fromkeys(ids, -1)
+
+    def next(self, k: int) -> tuple[str, bytes]:
+        vid = self.ids[k % len(self.ids)]
+        us = max(int(self.clock() * 1_000_000), self.last_us[vid] + 1)
+        self.last_us[vid] = us
+        n = self.seq[vid] = self.seq[vid] + 1
+        return clock_fix(vid, n, _EPOCH + timedelta(microseconds=us))
+
+
 def _publisher(broker: BrokerAddress) -> mqtt.Client:
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2,
@@ -156,10 +212,16 @@ class _Shared:
 
 
 def _publisher_main(
-    broker: BrokerAddress, ids: list[str], flood: int, rate: float, seconds: float, shared: _Shared
+    broker: BrokerAddress,
+    ids: list[str],
+    flood: int,
+    rate: float,
+    seconds: float,
+    shared: _Shared,
+    follow_clock: bool = False,
 ) -> None:
     client = _publisher(broker)
-    fixes = _Fixes(ids)
+    fixes = ClockFixes(ids) if follow_clock else _Fixes(ids)
     shared.flood_started.value = time.time()
     for k in range(flood):
         while k - shared.processed.value >= WINDOW:
@@ -182,13 +244,31 @@ def _publisher_main(
 
 
 def _start_publisher(
-    broker: BrokerAddress, ids: list[str], flood: int, rate: float, seconds: float, shared: _Shared
+    broker: BrokerAddress,
+    ids: list[str],
+    flood: int,
+    rate: float,
+    seconds: float,
+    shared: _Shared,
+    *,
+    follow_clock: bool = False,
 ) -> Any:
+    """The publisher in its own process; ``follow_clock``: :class:`ClockFixes` (fit for runs
+    of any length) instead of ``_Fixes`` (fix times 1 s apart per fix from two hours ago, the
+    longitude wrapping every 3,000 fixes of a vehicle: for short runs only)."""
     process = mp.get_context("spawn").Process(
-        target=_publisher_main, args=(broker, ids, flood, rate, seconds, shared), daemon=True
+        target=_publisher_main,
+        args=(broker, ids, flood, rate, seconds, shared, follow_clock),
+        daemon=True,
     )
     process.start()
     return process
+
+
+def outcome(result: IngestResult) -> str:
+    """A message's outcome as ``Ingester.counts`` keys it: "applied", "history", or the reason
+    it was refused."""
+    return result.reason if result.status == "rejected" else result.status
 
 
 def timed_ingester(
@@ -198,24 +278,49 @@ def timed_ingester(
     lock: threading.Lock,
     latencies: list[float],
     name: str,
+    *,
+    vehicles: set[str] | None = None,
+    outcomes: Counter[str] | None = None,
 ) -> MqttIngester:
     """An MQTT ingester on ``engine`` that counts what it stores in ``shared`` and appends each
-    fix's publish-to-stored time (ms) to ``latencies`` (under ``lock``)."""
+    fix's publish-to-stored time (ms) to ``latencies`` (under ``lock``).
+
+    With ``vehicles``, only their messages are counted (others on a shared broker, e.g. a test
+    run's, are handled but not counted), and ``outcomes`` (under ``lock``) counts theirs as
+    ``Ingester.counts`` does: applied, history, or the reason each was refused."""
     ingester = MqttIngester(
         Ingester(session_factory(engine)), broker, client_id=f"{name}-{uuid.uuid4().hex[:6]}"
     )
     process = ingester._process
+    handle = ingester.handle
+    results: list[str] = []  # this batch's outcomes (the worker thread's only)
+
+    def own(topic: str) -> bool:
+        parts = topic.split("/")
+        return vehicles is None or (len(parts) == 3 and parts[1] in vehicles)
+
+    def counted(topic: str, payload: bytes) -> IngestResult:
+        result = handle(topic, payload)
+        if own(topic):
+            results.append(outcome(result))
+        return result
 
     def timed(batch: list[Any]) -> None:
+        results.clear()
         process(batch)  # stores, commits, then acks
         stored = time.time()
-        sent = [json.loads(m.payload).get("sent") for m in batch]
+        mine = [m for m in batch if own(m.topic)]
+        sent = [json.loads(m.payload).get("sent") for m in mine]
         with lock:
-            shared.processed.value += len(batch)
+            shared.processed.value += len(mine)
+            if outcomes is not None:
+                # A batch that failed is run again one message at a time: its last outcomes.
+                outcomes.update(results[-len(mine) :] if mine else [])
             # Other publishers on a shared broker (a test run) have no send stamp.
             latencies.extend((stored - t) * 1000 for t in sent if isinstance(t, float))
 
     ingester._process = timed  # type: ignore[method-assign]
+    ingester.handle = counted  # type: ignore[method-assign]
     return ingester
 
 

@@ -1,13 +1,21 @@
 """Soak: one ingester (MQTT, store, ETA recompute on every batch) under a steady GPS stream for
 a long time, watching that memory stays flat and the lag stays bounded.
 
-The publisher runs in its own process at ``--rate`` fixes/s for ``--seconds`` (vehicles on
-dispatched 15-stop routes, as in bench.ingest); every ``--every`` seconds the consumer samples
-its resident memory, the fixes processed, the backlog (sent so far minus processed) and the
-p99 publish-to-stored latency of that window. The last line is one JSON object:
-``{"seconds", "rate", "processed_per_s", "lost", "rss_mb_first", "rss_mb_last", "rss_mb_max",
-"rss_growth_mb_per_h" (fitted over the second half), "p99_ms_max_window",
-"backlog_max", "samples"}``.
+The publisher runs in its own process at ``--rate`` fixes/s for ``--seconds`` over
+``--vehicles`` vans on dispatched 15-stop routes (as in bench.ingest). Each fix follows the
+clock (``bench.ingest.ClockFixes``): it carries the wall time at which it is published, and
+the van drives back and forth at 8 m/s on the first 120 m of its route, so however long the
+run, the ingester's hygiene has no reason to refuse a fix (none from the future, no jump) and
+every stop stays open (all 15 ETAs recomputed on every batch, from the first minute to the
+last). Every ``--every`` seconds the consumer samples its resident memory, the fixes handled,
+applied and refused so far, the backlog (sent so far minus handled) and the p99
+publish-to-stored latency of that window. The last line is one JSON object:
+``{"seconds", "rate", "vehicles", "processed_per_s", "applied_per_s", "sent", "lost"
+(sent minus handled), "applied", "history" (kept out of order), "refused",
+"refused_by_reason", "rss_mb_first", "rss_mb_last", "rss_mb_max", "rss_growth_mb_per_h"
+(fitted over the second half), "p99_ms_max_window", "p99_ms_median_window", "backlog_max",
+"samples", "database"}``. Only this run's vehicles are counted: messages other publishers
+send to the same broker are handled but not counted.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +47,11 @@ def rss_mb() -> float:
     return float("nan")
 
 
+def _refused(outcomes: Counter[str]) -> int:
+    """Messages refused (dead letters), whatever the reason."""
+    return sum(v for k, v in outcomes.items() if k not in ("applied", "history"))
+
+
 def run(
     broker: BrokerAddress, url: str, vehicles: int, seconds: float, rate: float, every_s: float
 ) -> dict[str, Any]:
@@ -46,11 +60,14 @@ def run(
     shared = _Shared()
     lock = threading.Lock()
     window: list[float] = []
-    ingester = timed_ingester(engine, broker, shared, lock, window, "soak")
+    outcomes: Counter[str] = Counter()
+    ingester = timed_ingester(
+        engine, broker, shared, lock, window, "soak", vehicles=set(ids), outcomes=outcomes
+    )
     ingester.start()
     ingester.connected.wait(10)
     time.sleep(0.5)
-    publisher = _start_publisher(broker, ids, 0, rate, seconds, shared)
+    publisher = _start_publisher(broker, ids, 0, rate, seconds, shared, follow_clock=True)
     shared.go_paced.set()
     started = time.monotonic()
     samples: list[dict[str, float]] = []
@@ -60,10 +77,13 @@ def run(
         with lock:
             latencies, window[:] = list(window), []
             processed = shared.processed.value
+            counted = Counter(outcomes)
         sample = {
             "t_s": round(elapsed, 1),
             "rss_mb": round(rss_mb(), 1),
             "processed": processed,
+            "applied": counted["applied"],
+            "refused": _refused(counted),
             "backlog": max(0, int(min(elapsed, seconds) * rate) - processed),
             "p99_ms": round(statistics.quantiles(latencies, n=100)[98], 1)
             if len(latencies) > 100
@@ -77,6 +97,9 @@ def run(
         _wait_for(lambda: shared.processed.value >= sent, 120)
     ingester.stop()
     engine.dispose()
+    print(f"ingester counts (all publishers): {dict(ingester.ingester.counts)}", file=sys.stderr)
+    with lock:
+        handled, counted = shared.processed.value, Counter(outcomes)
     half = [s for s in samples if s["t_s"] >= seconds / 2]
     slope = (
         float(np.polyfit([s["t_s"] for s in half], [s["rss_mb"] for s in half], 1)[0]) * 3600
@@ -88,9 +111,16 @@ def run(
         "seconds": seconds,
         "rate": rate,
         "vehicles": vehicles,
-        "processed_per_s": round(shared.processed.value / seconds, 1),
+        "processed_per_s": round(handled / seconds, 1),
+        "applied_per_s": round(counted["applied"] / seconds, 1),
         "sent": sent,
-        "lost": sent - shared.processed.value,
+        "lost": sent - handled,
+        "applied": counted["applied"],
+        "history": counted["history"],
+        "refused": _refused(counted),
+        "refused_by_reason": {
+            k: v for k, v in sorted(counted.items()) if k not in ("applied", "history")
+        },
         "rss_mb_first": samples[0]["rss_mb"] if samples else None,
         "rss_mb_last": samples[-1]["rss_mb"] if samples else None,
         "rss_mb_max": max(s["rss_mb"] for s in samples) if samples else None,
