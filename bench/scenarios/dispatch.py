@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from bench.scenarios.cities import CITIES
 from bench.scenarios.specs import ScenarioSpec
 from bench.scenarios.sumo_net import StopSite
 from bench.scenarios.world import World
@@ -26,8 +27,12 @@ VAN_STAGGER_S = 240
 PLANNER_TIME_LIMIT_S = 5.0
 
 
+def zone_of(spec: ScenarioSpec) -> ZoneInfo:
+    return ZoneInfo(CITIES[spec.city].timezone)
+
+
 def shift_starts(spec: ScenarioSpec) -> list[datetime]:
-    first = datetime.combine(spec.day, spec.shift_start, MONACO)
+    first = datetime.combine(spec.day, spec.shift_start, zone_of(spec))
     return [first + timedelta(seconds=VAN_STAGGER_S * k) for k in range(spec.vans)]
 
 
@@ -70,7 +75,9 @@ def build_problem(
     return planning_problem([Depot("depot", depot)], vans, orders)
 
 
-def delivery_slot(service_start: datetime, rng: np.random.Generator) -> TimeWindow | None:
+def delivery_slot(
+    service_start: datetime, rng: np.random.Generator, zone: ZoneInfo = MONACO
+) -> TimeWindow | None:
     """The slot a customer would have booked around the planned visit: none, 2 h or 4 h.
 
     Slots sit on the local clock's grid (08-10, 10-12 or 08-12, 12-16), as web shops sell them.
@@ -79,7 +86,7 @@ def delivery_slot(service_start: datetime, rng: np.random.Generator) -> TimeWind
     if draw < 0.25:
         return None
     hours = 2 if draw < 0.7 else 4
-    local = service_start.astimezone(MONACO)
+    local = service_start.astimezone(zone)
     midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
     slot = (local.hour // hours) * hours
     start = midnight + timedelta(hours=slot)

@@ -5,6 +5,7 @@ against the baseline."""
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ def run_with_incidents(
     work_dir: Path,
     *,
     end_s: int,
-    per_hour: int,
+    per_hour: int | Sequence[int],
     seed: int,
 ) -> tuple[RunOutput, list[VanTrip], dict[str, Any]]:
     """Simulate undisrupted, place the disruptions on that run's routes, simulate again.

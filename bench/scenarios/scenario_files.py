@@ -74,25 +74,35 @@ def _stop_row(
 
 
 def plan_json(
-    world: World, problem: PlanningProblem, plan: Plan, meta: dict[str, Any]
+    world: World,
+    problem: PlanningProblem,
+    plan: Plan,
+    meta: dict[str, Any],
+    customer_of: dict[str, str] | None = None,
 ) -> dict[str, Any]:
+    """``customer_of`` (order id -> customer id, week days) adds each stop's ``customer_id``."""
     orders = {o.id: o for o in problem.orders}
+    customers = customer_of or {}
     shifts = {v.id: v.shift.start for v in problem.vehicles}
     vehicles = [
         {
             "id": route.vehicle_id,
             "depot": {"lat": round(world.depot.lat, 6), "lon": round(world.depot.lon, 6)},
             "shift_start": int(shifts[route.vehicle_id].timestamp()),
-            "stops": [_stop_json(orders[s.order_id]) for s in route.stops],
+            "stops": [
+                _stop_json(orders[s.order_id], customers.get(s.order_id)) for s in route.stops
+            ],
         }
         for route in sorted(plan.routes, key=lambda r: r.vehicle_id)
     ]
     return {"osm": world.osm.name, "vehicles": vehicles, "meta": meta}
 
 
-def _stop_json(order: Order) -> dict[str, Any]:
-    return {
-        "id": order.id,
+def _stop_json(order: Order, customer_id: str | None) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": order.id}
+    if customer_id is not None:
+        out["customer_id"] = customer_id
+    return out | {
         "lat": round(order.location.lat, 6),
         "lon": round(order.location.lon, 6),
         "service_s": order.service_s,

@@ -11,9 +11,11 @@ import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.scenarios import traffic
 from bench.scenarios.sumo_net import VCLASS, StopSite, sumo_binary, sumo_env, sumo_home
 
 #: A delivery van: longer and slower to accelerate than SUMO's default car.
@@ -195,9 +197,18 @@ def write_disruptions(path: Path, closures: list[Closure], slowdowns: list[Slowd
 
 
 def write_background_trips(
-    net_path: Path, path: Path, *, end_s: int, per_hour: int, seed: int
+    net_path: Path, path: Path, *, end_s: int, per_hour: int | Sequence[int], seed: int
 ) -> None:
-    """randomTrips.py from t=0 to ``end_s`` at ``per_hour`` vehicles/hour, routable ones only."""
+    """randomTrips.py from t=0 to ``end_s`` at ``per_hour`` vehicles/hour, routable ones only.
+
+    ``per_hour`` may be a list of rates, one per 5-minute interval (traffic.py): then the trips
+    run from t=0 to the end of the last interval instead.
+    """
+    if isinstance(per_hour, int):
+        rates = [str(per_hour)]
+    else:
+        rates = [str(rate) for rate in per_hour]
+        end_s = traffic.INTERVAL_S * len(rates)
     command = [
         sys.executable,
         str(sumo_home() / "tools" / "randomTrips.py"),
@@ -210,7 +221,7 @@ def write_background_trips(
         "--end",
         str(end_s),
         "--insertion-rate",
-        str(per_hour),
+        *rates,
         "--seed",
         str(seed),
         "--edge-permission",

@@ -122,8 +122,11 @@ def _pbf_roads_to_xml(source: Path, target: Path) -> None:
                 writer.add(obj)
 
 
-def build_net(osm: Path, work_dir: Path) -> Path:
-    """netconvert ``osm`` into ``work_dir``/net.net.xml (with SUMO's OSM type map)."""
+def build_net(
+    osm: Path, work_dir: Path, boundary: tuple[float, float, float, float] | None = None
+) -> Path:
+    """netconvert ``osm`` into ``work_dir``/net.net.xml (with SUMO's OSM type map), keeping
+    only the edges inside ``boundary`` (min lon, min lat, max lon, max lat) if given."""
     net_path = work_dir / "net.net.xml"
     typemap = sumo_home() / "data" / "typemap" / "osmNetconvert.typ.xml"
     command = [
@@ -133,6 +136,7 @@ def build_net(osm: Path, work_dir: Path) -> Path:
         "--type-files",
         str(typemap),
         *NETCONVERT_OPTIONS,
+        *(["--keep-edges.in-geo-boundary", ",".join(map(str, boundary))] if boundary else []),
         "--output-file",
         str(net_path),
         "--no-warnings",

@@ -23,9 +23,16 @@ NEAR_STOP_M = 60.0
 #: No car moves faster; a faster step between fixes is a teleport or a glitch.
 MAX_SPEED_MPS = 60.0
 #: The whole set is test data in the repository: keep it small.
-MAX_SET_BYTES = 10_000_000
-#: One scenario folder stays about a megabyte.
-MAX_FOLDER_BYTES = 1_100_000
+MAX_SET_BYTES = 20_000_000
+#: One scenario folder stays about a megabyte (Columbus's longer days: a megabyte and a half).
+MAX_FOLDER_BYTES = {"monaco.osm.pbf": 1_100_000, "columbus.osm.pbf": 1_600_000}
+#: Where each extract's stops and disruptions lie: (min lat, max lat, min lon, max lon).
+BOUNDS = {
+    "monaco.osm.pbf": (43.70, 43.78, 7.34, 7.50),
+    "columbus.osm.pbf": (39.94, 40.03, -83.06, -82.94),
+}
+TIMEZONES = {"monaco.osm.pbf": "Europe/Monaco", "columbus.osm.pbf": "America/New_York"}
+SPLIT = SCENARIO_ROOT / "split.json"
 #: What every disruption record in an incident scenario's meta carries.
 DISRUPTION_KEYS = {"kind", "van", "start", "end", "lat", "lon", "delay_s"}
 
@@ -79,21 +86,31 @@ def _at(scenario: Scenario, vehicle: str, timestamp: int) -> Fix | None:
     return next((f for f in scenario.fixes[vehicle] if f.timestamp == timestamp), None)
 
 
+def _in_bounds(osm: str, lat: float, lon: float) -> bool:
+    min_lat, max_lat, min_lon, max_lon = BOUNDS[osm]
+    return min_lat <= lat <= max_lat and min_lon <= lon <= max_lon
+
+
 FOLDERS = scenario_folders()
 IDS = [p.name for p in FOLDERS]
 each = pytest.mark.parametrize("folder", FOLDERS, ids=IDS)
-INCIDENTS = [p for p in FOLDERS if "-incident-" in p.name]
+INCIDENTS = [p for p in FOLDERS if "disruptions" in load(p).plan["meta"]]
 each_incident = pytest.mark.parametrize("folder", INCIDENTS, ids=[p.name for p in INCIDENTS])
+WEEK_DAYS = [p for p in FOLDERS if "-week-d" in p.name]
+each_week_day = pytest.mark.parametrize("folder", WEEK_DAYS, ids=[p.name for p in WEEK_DAYS])
 
 
 def test_a_set_of_scenarios_is_kept_and_compact() -> None:
-    """Ten to twelve scenario folders (four with incidents), together under ten megabytes."""
-    assert 10 <= len(FOLDERS) <= 12
-    assert len(INCIDENTS) >= 4
+    """The eleven first Monaco days (four with incidents), a Monaco week and a Columbus week,
+    together under twenty megabytes, each folder about a megabyte."""
+    assert 20 <= len(FOLDERS) <= 24
+    assert len(INCIDENTS) >= 5
+    assert len(WEEK_DAYS) >= 9
     size = sum(f.stat().st_size for folder in FOLDERS for f in folder.iterdir())
     assert size <= MAX_SET_BYTES
     for folder in FOLDERS:
-        assert sum(f.stat().st_size for f in folder.iterdir()) <= MAX_FOLDER_BYTES
+        limit = MAX_FOLDER_BYTES[load(folder).plan["osm"]]
+        assert sum(f.stat().st_size for f in folder.iterdir()) <= limit
 
 
 @each
@@ -106,8 +123,9 @@ def test_folder_holds_exactly_the_three_files(folder: Path) -> None:
 def test_plan_json_has_the_documented_shape(folder: Path) -> None:
     """plan.json names the extract, its vans have a depot, a shift start and 10-20 stops."""
     plan = load(folder).plan
-    assert plan["osm"] == "monaco.osm.pbf"
+    assert plan["osm"] in BOUNDS
     assert {"seed", "congestion", "background_vehicles", "sumo_version"} <= set(plan["meta"])
+    assert plan["meta"]["timezone"] == TIMEZONES[plan["osm"]]
     assert 2 <= len(plan["vehicles"]) <= 4
     stop_ids = [s["id"] for v in plan["vehicles"] for s in v["stops"]]
     assert len(stop_ids) == len(set(stop_ids))
@@ -117,9 +135,8 @@ def test_plan_json_has_the_documented_shape(folder: Path) -> None:
         assert isinstance(vehicle["shift_start"], int)
         assert 10 <= len(vehicle["stops"]) <= 20
         for stop in vehicle["stops"]:
-            assert set(stop) == {"id", "lat", "lon", "service_s", "time_windows"}
-            assert 43.70 <= stop["lat"] <= 43.78
-            assert 7.34 <= stop["lon"] <= 7.50
+            assert set(stop) - {"customer_id"} == {"id", "lat", "lon", "service_s", "time_windows"}
+            assert _in_bounds(plan["osm"], stop["lat"], stop["lon"])
             assert stop["service_s"] > 0
             for start, end in stop["time_windows"]:
                 assert vehicle["shift_start"] - 4 * 3600 <= start < end
@@ -251,8 +268,7 @@ def test_incident_meta_lists_its_disruptions(folder: Path) -> None:
         assert isinstance(disruption["start"], int)
         assert isinstance(disruption["end"], int)
         assert disruption["start"] < disruption["end"]
-        assert 43.70 <= disruption["lat"] <= 43.78
-        assert 7.34 <= disruption["lon"] <= 7.50
+        assert _in_bounds(scenario.plan["osm"], disruption["lat"], disruption["lon"])
     lengths = {d["kind"]: d["end"] - d["start"] for d in disruptions}
     assert 15 * 60 <= lengths["holdup"] <= 36 * 60
     assert 20 * 60 <= lengths["road_closure"] <= 40 * 60
@@ -306,3 +322,73 @@ def test_disruptions_make_many_stops_late(folder: Path) -> None:
     late = [int(r["actual_arrival"]) - planned[r["stop_id"]] >= 600 for r in scenario.stops]
     assert sum(late) >= 0.25 * len(late)
     assert scenario.plan["meta"]["stops_delayed_10min"] >= 0.25 * len(late)
+
+
+@each_week_day
+def test_week_days_name_their_customers(folder: Path) -> None:
+    """Every stop of a week day names its customer, once; 60-70 % of a later day's customers
+    were served earlier that week; the customers' true service factors are in meta."""
+    plan = load(folder).plan
+    customers = [s["customer_id"] for v in plan["vehicles"] for s in v["stops"]]
+    assert len(customers) == len(set(customers))
+    meta = plan["meta"]
+    assert set(meta["customer_service_factor"]) == set(customers)
+    assert all(0.1 < f < 10 for f in meta["customer_service_factor"].values())
+    seen = meta["customers_seen_earlier_in_week"]
+    if meta["week_day"] == 1:
+        assert seen == 0
+    else:
+        assert 0.55 * len(customers) <= seen <= 0.75 * len(customers)
+
+
+@each_week_day
+def test_week_days_record_an_hourly_traffic_profile(folder: Path) -> None:
+    """A week day's background follows the hour: meta has the shape, the peak and the mean
+    rate of each local hour, a busier morning peak than the late morning where both occur."""
+    profile = load(folder).plan["meta"]["traffic_profile"]
+    by_hour = profile["per_hour_by_local_hour"]
+    assert by_hour
+    assert all(0 < rate <= profile["peak_per_hour"] for rate in by_hour.values())
+    if "08" in by_hour and "10" in by_hour:
+        assert by_hour["08"] > by_hour["10"]
+
+
+def test_a_customer_is_at_one_place_on_every_day() -> None:
+    """A customer id names one address: the same lat/lon (and the same extract) on every day
+    it appears; some customers appear on several days of each week."""
+    where: dict[str, set[tuple[str, float, float]]] = defaultdict(set)
+    days: dict[str, int] = defaultdict(int)
+    for folder in WEEK_DAYS:
+        plan = load(folder).plan
+        for vehicle in plan["vehicles"]:
+            for stop in vehicle["stops"]:
+                key = f"{plan['osm']}/{stop['customer_id']}"
+                where[key].add((plan["osm"], stop["lat"], stop["lon"]))
+                days[key] += 1
+    assert all(len(places) == 1 for places in where.values())
+    for osm in {load(f).plan["osm"] for f in WEEK_DAYS}:
+        assert sum(n >= 2 for key, n in days.items() if key.startswith(osm)) >= 20
+
+
+def test_split_names_existing_days_once() -> None:
+    """split.json: train and test name existing scenario folders, none in both, every folder
+    in one of them, with the rule stated; each test day comes after the train days of its
+    own week."""
+    split = json.loads(SPLIT.read_text(encoding="utf-8"))
+    assert set(split) == {"train", "test", "rule"}
+    assert isinstance(split["rule"], str)
+    assert split["rule"]
+    train, test = set(split["train"]), set(split["test"])
+    assert len(train) == len(split["train"])
+    assert len(test) == len(split["test"])
+    assert not train & test
+    assert train | test == set(IDS)
+
+    def week_and_day(name: str) -> tuple[str, int]:
+        week, day = name.rsplit("-d", 1)
+        return week, int(day)
+
+    for week, day in (week_and_day(n) for n in test if "-week-d" in n):
+        earlier = [d for w, d in (week_and_day(n) for n in train if "-week-d" in n) if w == week]
+        assert earlier
+        assert max(earlier) < day
