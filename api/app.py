@@ -32,6 +32,7 @@ from api.routes import (
     notifications,
     orders,
     plans,
+    reports,
     support,
     telematics,
     tracking,
@@ -329,6 +330,7 @@ def create_app(
         notifications,
         webhook_secrets,
         support,
+        reports,
         tracking,
         dashboard,
     ):

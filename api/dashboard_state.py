@@ -1,8 +1,8 @@
 """What the dispatcher dashboard shows (:func:`dashboard_state`): today's routes and vehicles,
 every stop with its planned and live ETA and whether it is late, the orders left unassigned and
-why, and the notification feed, JSON-ready. The routes that serve it over HTTP, sign-in
-included, are in :mod:`api.routes.dashboard`; ``lastmile demo`` draws the same state in the
-terminal.
+why, the notification feed and the week's promise figures (:mod:`api.dashboard_accuracy`),
+JSON-ready. The routes that serve it over HTTP, sign-in included, are in
+:mod:`api.routes.dashboard`; ``lastmile demo`` draws the same state in the terminal.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, undefer
 
+from api.dashboard_accuracy import accuracy_panel
 from api.routes.tracking import _zone as zone_of
 from notify.answer import LATE_FROM_MINUTES
 from store.repo import order_windows
@@ -348,6 +349,7 @@ def dashboard_state(
         "vehicles": vehicles,
         "unassigned": unassigned,
         "feed": feed,
+        "accuracy": accuracy_panel(session, organisation_id, now),
     }
 
 

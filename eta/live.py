@@ -16,6 +16,7 @@ from typing import Any
 
 from domain.route_track import RouteTrack
 from domain.vehicle_progress import Progress
+from eta.calibration import first_window
 from eta.delay import DelayEvent, DelayParams, Told, detect
 from eta.pace import Pace, learn
 from eta.params import EtaParams
@@ -56,13 +57,18 @@ def recompute(
     params: EtaParams,
     delay: DelayParams,
 ) -> LiveEtas:
-    """ETAs of every remaining stop, and the delay events they cause against what was told."""
+    """ETAs of every remaining stop, and the delay events they cause against what was told.
+    A stop told nothing yet is told its first window, capped at ``params.first_window_cap_s``
+    (the ETAs returned keep the forecast's own windows)."""
     pace = learn(route, progress, params)
     etas = predict(route, progress, now, params, pace)
+    now_s, cap_s = now.timestamp(), params.first_window_cap_s
     updated = dict(told)
     events: list[DelayEvent] = []
     for eta in etas:
-        new_told, event = detect(told.get(eta.order_id), eta, now, delay)
+        before = told.get(eta.order_id)
+        shown = eta if before is not None else first_window(eta, now_s, params, cap_s)
+        new_told, event = detect(before, shown, now, delay)
         if new_told is not None:
             updated[eta.order_id] = new_told
         if event is not None:
@@ -134,9 +140,13 @@ def plan_windows(
     params: EtaParams,
 ) -> tuple[StopEta, ...]:
     """The first windows of a planned route, before the vehicle moves (what a customer is
-    told when the plan is confirmed)."""
+    told when the plan is confirmed), capped at ``params.first_window_cap_s`` like the first
+    window of a live route (an organisation's own cap: ``replace(params,
+    first_window_cap_s=...)``)."""
     route = route_from_plan(vehicle_id, plan_id, planned, windows)
-    return predict(route, not_started(len(route.stops)), now, params, Pace())
+    etas = predict(route, not_started(len(route.stops)), now, params, Pace())
+    now_s = now.timestamp()
+    return tuple(first_window(eta, now_s, params, params.first_window_cap_s) for eta in etas)
 
 
 def told_to_list(told: Told) -> list[float | None]:

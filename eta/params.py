@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from eta.calibration import WindowCalibration
+
 
 @dataclass(frozen=True, slots=True)
 class FleetPrior:
@@ -73,3 +75,11 @@ class EtaParams:
     #: drives: a customer who does not answer, a parcel that is hard to find).
     spread_service_early: float = 0.20
     spread_service_late: float = 0.40
+    #: The fleet's past residuals by predicted horizon (:mod:`eta.calibration`): where fitted,
+    #: the window is their P10-P90 instead of the hand-set spread above. None: a cold start,
+    #: the hand-set spread everywhere.
+    calibration: WindowCalibration | None = None
+    #: The first window told to a customer is at most this wide (parcel carriers promise an
+    #: hour in the morning); None: as wide as the forecast says. Later windows (delay notices)
+    #: are not capped: they report what the forecast now is.
+    first_window_cap_s: float | None = 3600.0

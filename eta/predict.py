@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from eta.calibration import calibrated_window_s
 from eta.pace import Pace, expected_service_s, expected_travel_s, learn
 from eta.params import EtaParams
 from eta.progress import RouteProgress
@@ -114,23 +115,30 @@ def predict(
             drive_s = expected_travel_s(stop, params, clock) * pace.travel
         travel_ahead_s += drive_s
         arrival = max(_after_breaks(route, t0, clock + drive_s, taken), now_s)
-        early = (
-            params.spread_base_s
-            + params.spread_travel_early * travel_ahead_s
-            + params.spread_service_early * service_ahead_s
+        # Calibrated where history covers this horizon (holding the ETA and not before now:
+        # see calibrated_window_s), else the hand-set spread.
+        window = (
+            None
+            if params.calibration is None
+            else calibrated_window_s(params.calibration, arrival, now_s)
         )
-        late = (
-            params.spread_base_s
-            + params.spread_travel_late * travel_ahead_s
-            + params.spread_service_late * service_ahead_s
-        )
+        if window is None:
+            early = (
+                params.spread_base_s
+                + params.spread_travel_early * travel_ahead_s
+                + params.spread_service_early * service_ahead_s
+            )
+            late = (
+                params.spread_base_s
+                + params.spread_travel_late * travel_ahead_s
+                + params.spread_service_late * service_ahead_s
+            )
+            window = (max(arrival - early, now_s), arrival + late)
         begin = service_start(arrival, route.windows_s[k], wait=wait)
         service_s = expected_service_s(stop, params) * pace.service
         service_ahead_s += service_s
         clock = begin + service_s
-        out.append(
-            StopEta(stop.order_id, k, arrival, max(arrival - early, now_s), arrival + late, clock)
-        )
+        out.append(StopEta(stop.order_id, k, arrival, window[0], window[1], clock))
     return tuple(out)
 
 

@@ -12,14 +12,11 @@ estimate a dispatcher makes by hand from the plan and where the van is now.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import numpy as np
 
@@ -27,13 +24,14 @@ from domain.geo import LatLon
 from domain.position import Position
 from domain.route_track import RouteTrack, route_track
 from domain.vehicle_progress import Progress
-from eta.delay import DelayParams, Told, WindowBroken
+from eta.delay import DelayEvent, DelayParams, Told, WindowBroken, detect
 from eta.history import fit_prior
 from eta.live import recompute, route_from_track, route_progress
 from eta.pace import Pace
 from eta.params import EtaParams, FleetPrior
 from eta.predict import StopEta, predict
 from eta.progress import RouteProgress, not_started
+from eta.promise import DelayNotice, StopPromise
 from eta.route import EtaRoute
 from evaluation.noise import NoiseProfile, degrade
 from evaluation.scenario import Scenario, ScenarioStop, ScenarioVehicle
@@ -73,9 +71,25 @@ class Prediction:
 
 @dataclass
 class StopNotices:
+    """What one stop's customer was told, and when the van really came."""
+
+    first_earliest: datetime | None = None
     first_latest: datetime | None = None
     late_notices_before_arrival: int = 0
     messages: int = 0
+    #: Late window-broken notices: when, and the end of the window each said was broken.
+    late_notices: list[DelayNotice] = field(default_factory=list)
+    actual: datetime | None = None
+
+    def promise(self, stop_id: str) -> StopPromise:
+        return StopPromise(
+            stop_id,
+            None if self.first_earliest is None else self.first_earliest.timestamp(),
+            None if self.first_latest is None else self.first_latest.timestamp(),
+            None if self.actual is None else self.actual.timestamp(),
+            tuple(self.late_notices),
+            self.messages,
+        )
 
 
 @dataclass
@@ -85,15 +99,30 @@ class ReplayResult:
     notices: dict[tuple[str, str], StopNotices] = field(default_factory=dict)
     fixes: int = 0
     fixes_applied: int = 0
+    #: The same day told under each alternative DelayParams (``replay(alternatives=...)``):
+    #: the predictions are the same, only what is told differs.
+    alternative_notices: list[dict[tuple[str, str], StopNotices]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
 class VehicleRoute:
     track: RouteTrack
     route: EtaRoute
+    #: The same with the plan's own service times (the static baseline's); None: ``route``.
+    as_planned: EtaRoute | None = None
 
 
-def vehicle_route(vehicle: ScenarioVehicle, graph: RoadGraph, snapper: Snapper) -> VehicleRoute:
+#: The service time to expect at a stop (seconds), e.g. the dispatcher's figure refined by
+#: the address's history; None: the plan's.
+ServiceOf = Callable[[ScenarioStop], float]
+
+
+def vehicle_route(
+    vehicle: ScenarioVehicle,
+    graph: RoadGraph,
+    snapper: Snapper,
+    service_of: ServiceOf | None = None,
+) -> VehicleRoute:
     """The planned road line (depot, stops in order, depot) and leg times on our network."""
     places = [
         LatLon(vehicle.depot_lat, vehicle.depot_lon),
@@ -112,10 +141,19 @@ def vehicle_route(vehicle: ScenarioVehicle, graph: RoadGraph, snapper: Snapper) 
         track,
         vehicle.shift_start,
         [leg["duration_s"] for leg in legs[: len(vehicle.stops)]],
+        [s.service_s if service_of is None else service_of(s) for s in vehicle.stops],
+        [s.windows for s in vehicle.stops],
+    )
+    if service_of is None:
+        return VehicleRoute(track, route)
+    as_planned = route_from_track(
+        track,
+        vehicle.shift_start,
+        [leg["duration_s"] for leg in legs[: len(vehicle.stops)]],
         [s.service_s for s in vehicle.stops],
         [s.windows for s in vehicle.stops],
     )
-    return VehicleRoute(track, route)
+    return VehicleRoute(track, route, as_planned)
 
 
 def replay_vehicle(
@@ -131,6 +169,7 @@ def replay_vehicle(
     hygiene: HygieneParams,
     off_route_s: Callable[[float, float, int], float] | None,
     result: ReplayResult,
+    alternatives: Sequence[DelayParams] = (),
 ) -> None:
     track, route = planned.track, planned.route
     gps = scenario.gps.get(vehicle.id)
@@ -139,15 +178,21 @@ def replay_vehicle(
     noisy = degrade(gps, profile, rng)
     # The static plan: the schedule as planned (no history, no pace), never updated.
     as_planned = replace(params, prior=FleetPrior())
-    plan = predict(route, not_started(len(route.stops)), route.start, as_planned, Pace())
+    static_route = planned.as_planned or route
+    plan = predict(static_route, not_started(len(route.stops)), route.start, as_planned, Pace())
     static = {e.order_id: e.eta for e in plan}
     actual = {
         s.id: a.arrival
         for s in vehicle.stops
         if (a := scenario.actual.get((vehicle.id, s.id))) is not None and a.arrival is not None
     }
+    while len(result.alternative_notices) < len(alternatives):
+        result.alternative_notices.append({})
     for s in vehicle.stops:
-        result.notices[(vehicle.id, s.id)] = StopNotices()
+        result.notices[(vehicle.id, s.id)] = StopNotices(actual=actual.get(s.id))
+        for notices_of in result.alternative_notices:
+            notices_of[(vehicle.id, s.id)] = StopNotices(actual=actual.get(s.id))
+    alternative_told: list[dict[str, Told]] = [{} for _ in alternatives]
     progress = start(track)
     last: Position | None = None
     told: dict[str, Told] = {}
@@ -203,19 +248,58 @@ def replay_vehicle(
         travel = _off_route(progress, track, off_route_s)
         live = recompute(route, route_progress(progress, travel), told, now, params, delay)
         told = live.told
-        for event in live.events:
-            notices = result.notices[(vehicle.id, event.order_id)]
-            if notices.first_latest is None:
-                notices.first_latest = event.latest
-                continue
-            notices.messages += 1
-            arrival = actual.get(event.order_id)
-            late = isinstance(event, WindowBroken) and event.late
-            if late and arrival is not None and event.at < arrival:
-                notices.late_notices_before_arrival += 1
+        _record(result.notices, vehicle.id, live.events)
+        for alternative, told_alt, notices_of in zip(
+            alternatives, alternative_told, result.alternative_notices, strict=False
+        ):
+            events: list[DelayEvent] = []
+            for eta in live.etas:
+                before = told_alt.get(eta.order_id)
+                if before is None:
+                    # The first window does not depend on the delay parameters: the one the
+                    # primary just told (it starts on the same fix).
+                    first = told.get(eta.order_id)
+                    if first is not None:
+                        told_alt[eta.order_id] = first
+                    continue
+                new_told, event = detect(before, eta, now, alternative)
+                if new_told is not None:
+                    told_alt[eta.order_id] = new_told
+                if event is not None:
+                    events.append(event)
+            _record(notices_of, vehicle.id, events, first_told=False)
     while next_sample <= end:
         sample(next_sample)
         next_sample += timedelta(seconds=SAMPLE_EVERY_S)
+    for notices_of in result.alternative_notices:
+        for s in vehicle.stops:
+            primary = result.notices[(vehicle.id, s.id)]
+            mine = notices_of[(vehicle.id, s.id)]
+            mine.first_earliest, mine.first_latest = primary.first_earliest, primary.first_latest
+
+
+def _record(
+    notices_of: dict[tuple[str, str], StopNotices],
+    vehicle_id: str,
+    events: Sequence[DelayEvent],
+    *,
+    first_told: bool = True,
+) -> None:
+    """What the customers were told: the first window (unless ``first_told`` is False: the
+    caller copies it), then every message after it (the late window-broken ones kept as
+    notices)."""
+    for event in events:
+        notices = notices_of[(vehicle_id, event.order_id)]
+        if first_told and notices.first_latest is None:
+            notices.first_earliest, notices.first_latest = event.earliest, event.latest
+            continue
+        notices.messages += 1
+        if isinstance(event, WindowBroken) and event.late:
+            notices.late_notices.append(
+                DelayNotice(event.at.timestamp(), event.told_latest.timestamp())
+            )
+            if notices.actual is not None and event.at < notices.actual:
+                notices.late_notices_before_arrival += 1
 
 
 def plan_delay_s(
@@ -272,14 +356,18 @@ def replay(
     seed: int = 0,
     params: EtaParams | None = None,
     delay: DelayParams | None = None,
+    service_of: ServiceOf | None = None,
+    alternatives: Sequence[DelayParams] = (),
 ) -> ReplayResult:
+    """``service_of``: the service time to expect per stop (learned from history); the static
+    baseline keeps the plan's."""
     params = params or EtaParams()
     delay = delay or DelayParams()
     snapper = Snapper(graph)
     rng = np.random.default_rng(seed)
     result = ReplayResult()
     for vehicle in scenario.vehicles:
-        planned = vehicle_route(vehicle, graph, snapper)
+        planned = vehicle_route(vehicle, graph, snapper, service_of)
 
         def back_s(
             lat: float, lon: float, k: int, stops: tuple[ScenarioStop, ...] = vehicle.stops
@@ -299,6 +387,7 @@ def replay(
             hygiene=HygieneParams(),
             off_route_s=back_s,
             result=result,
+            alternatives=alternatives,
         )
     return result
 
@@ -338,6 +427,12 @@ def merge(results: dict[str, ReplayResult]) -> ReplayResult:
         merged.notices |= {(f"{name}/{v}", s): n for (v, s), n in result.notices.items()}
         merged.fixes += result.fixes
         merged.fixes_applied += result.fixes_applied
+        while len(merged.alternative_notices) < len(result.alternative_notices):
+            merged.alternative_notices.append({})
+        for into, notices_of in zip(
+            merged.alternative_notices, result.alternative_notices, strict=False
+        ):
+            into |= {(f"{name}/{v}", s): n for (v, s), n in notices_of.items()}
     return merged
 
 
@@ -352,137 +447,3 @@ def history_prior(scenarios: list[Scenario], graph: RoadGraph) -> FleetPrior:
         services += more_services
         starts += more_starts
     return fit_prior(legs, services, departures_s=starts)
-
-
-def _median(values: list[float]) -> float | None:
-    return float(np.median(values)) if values else None
-
-
-def score(result: ReplayResult) -> dict[str, object]:
-    """The figures the accuracy goals are stated in (see the module doc of bench.eta_accuracy)."""
-    by_horizon: dict[str, list[Prediction]] = defaultdict(list)
-    for p in result.predictions:
-        minutes = p.horizon_s / 60.0
-        for lo, hi in HORIZONS_MIN:
-            if minutes >= lo and (hi is None or minutes < hi):
-                by_horizon[horizon_label(lo, hi)].append(p)
-                break
-    labels = [horizon_label(lo, hi) for lo, hi in HORIZONS_MIN]
-
-    def abs_errors(
-        ps: list[Prediction], which: Callable[[Prediction], datetime] = lambda p: p.eta
-    ) -> list[float]:
-        return [abs((which(p) - p.actual).total_seconds()) for p in ps]
-
-    def rounded(x: float | None) -> float | None:
-        return round(x, 1) if x is not None else None
-
-    def widths_min(ps: list[Prediction]) -> list[float]:
-        return [(p.latest - p.earliest).total_seconds() / 60.0 for p in ps]
-
-    mae = {h: rounded(_mean(abs_errors(by_horizon[h]))) for h in labels}
-    p90 = {h: rounded(_quantile(abs_errors(by_horizon[h]), 0.9)) for h in labels}
-    baseline = {
-        h: rounded(_mean(abs_errors(by_horizon[h], lambda p: p.static_eta))) for h in labels
-    }
-    plus_delay = {
-        h: rounded(_mean(abs_errors(by_horizon[h], lambda p: p.static_plus_delay_eta)))
-        for h in labels
-    }
-    ratio_plus_delay = {
-        h: round(m / b, 3) if (m := mae[h]) is not None and (b := plus_delay[h]) else None
-        for h in labels
-    }
-    width = {h: rounded(_median(widths_min(by_horizon[h]))) for h in labels}
-    inside = [p.earliest <= p.actual <= p.latest for p in result.predictions]
-    coverage_by = {
-        h: None
-        if (c := _mean([float(p.earliest <= p.actual <= p.latest) for p in by_horizon[h]])) is None
-        else round(c, 3)
-        for h in labels
-    }
-    delayed = notified = both = 0
-    messages: list[float] = []
-    actual_by_stop = {(p.vehicle, p.stop_id): p.actual for p in result.predictions}
-    for key, notices in result.notices.items():
-        arrival = actual_by_stop.get(key)
-        if arrival is None or notices.first_latest is None:
-            continue
-        truly = arrival > notices.first_latest
-        told = notices.late_notices_before_arrival > 0
-        delayed += truly
-        notified += told
-        both += truly and told
-        messages.append(float(notices.messages))
-    return {
-        "mae_s": mae,
-        "p90_abs_s": p90,
-        "baseline_mae_s": baseline,
-        "static_plus_delay_mae_s": plus_delay,
-        "ratio_to_static_plus_delay": ratio_plus_delay,
-        "coverage": round(sum(inside) / len(inside), 3) if inside else None,
-        "coverage_by_horizon": coverage_by,
-        "window_width_min_by_horizon": width,
-        "window_width_median_min": rounded(_median(widths_min(result.predictions))),
-        "notify_precision": round(both / notified, 3) if notified else None,
-        "notify_recall": round(both / delayed, 3) if delayed else None,
-        "messages_per_stop": _median(messages),
-        "messages_per_stop_mean": rounded(_mean(messages)),
-        "stops": len(messages),
-        "stops_delayed": delayed,
-        "stops_notified": notified,
-        "predictions": len(result.predictions),
-        "fixes": result.fixes,
-        "fixes_applied": result.fixes_applied,
-    }
-
-
-def _mean(values: list[float]) -> float | None:
-    return float(np.mean(values)) if values else None
-
-
-def _quantile(values: list[float], q: float) -> float | None:
-    return float(np.quantile(values, q)) if values else None
-
-
-def write_predictions(result: ReplayResult, path: Path) -> None:
-    def iso(t: datetime) -> str:
-        return t.isoformat()
-
-    with path.open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(
-            [
-                "vehicle",
-                "stop_id",
-                "predicted_at",
-                "horizon_s",
-                "eta",
-                "earliest",
-                "latest",
-                "static_eta",
-                "actual_arrival",
-                "error_s",
-                "static_error_s",
-                "static_plus_delay_eta",
-                "static_plus_delay_error_s",
-            ]
-        )
-        for p in result.predictions:
-            w.writerow(
-                [
-                    p.vehicle,
-                    p.stop_id,
-                    iso(p.at),
-                    round(p.horizon_s),
-                    iso(p.eta),
-                    iso(p.earliest),
-                    iso(p.latest),
-                    iso(p.static_eta),
-                    iso(p.actual),
-                    round((p.eta - p.actual).total_seconds()),
-                    round((p.static_eta - p.actual).total_seconds()),
-                    iso(p.static_plus_delay_eta),
-                    round((p.static_plus_delay_eta - p.actual).total_seconds()),
-                ]
-            )

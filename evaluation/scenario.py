@@ -29,6 +29,9 @@ class ScenarioStop:
     lon: float
     service_s: float
     windows: tuple[tuple[datetime, datetime], ...]
+    #: The customer the stop is for, when the plan says (the week scenarios do): the same
+    #: customer on several days, for service times learned per customer.
+    customer_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +116,12 @@ def _vehicles(plan: Any, problems: list[Problem]) -> tuple[ScenarioVehicle, ...]
             if not isinstance(s, dict) or not isinstance(s.get("id"), str | int):
                 problems.append(Problem(f"{at}.id", "expected an id"))
                 continue
+            customer = s.get("customer_id")
+            if customer is not None and (
+                isinstance(customer, bool) or not isinstance(customer, str | int)
+            ):
+                problems.append(Problem(f"{at}.customer_id", "expected an id"))
+                customer = None
             stops.append(
                 ScenarioStop(
                     str(s["id"]),
@@ -120,6 +129,7 @@ def _vehicles(plan: Any, problems: list[Problem]) -> tuple[ScenarioVehicle, ...]
                     _float(s, "lon", at, problems),
                     _float(s, "service_s", at, problems),
                     tuple(windows),
+                    None if customer is None else str(customer),
                 )
             )
         vehicles.append(

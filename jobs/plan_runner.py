@@ -21,16 +21,21 @@ from sqlalchemy.orm import Session, sessionmaker
 from domain.errors import Problem, ValidationError
 from domain.geo import LatLon
 from domain.plan import Plan
-from domain.problem import TimeWindow
+from domain.problem import PlanningProblem, TimeWindow
+from eta.params import FleetPrior
 from routing.costs import ProgressCallback, SolverParams
-from routing.planner import plan_geojson, plan_routes, planned_order_ids
+from routing.plan_by_hour import plan_routes_by_hour
+from routing.planner import plan_geojson, planned_order_ids
 from routing.replan import VehicleState, insert_order, replan_rest
 from routing.road_graph import RoadGraph
 from routing.snapping import Snapper
+from routing.time_of_day import HourProfile
 from routing.vroom_format import solve_vroom
 from store.db import transaction
 from store.repo import load_problem, order_from_row, plan_from_dict, plan_to_dict, save_routes
 from store.schema import OrderRow, PlanJobRow, PlanRow
+from telematics.fleet_prior import PlanningPrior
+from telematics.service_history import service_plan
 
 log = logging.getLogger(__name__)
 #: Progress is written at most this often (seconds), so a fast solver cannot flood the database.
@@ -53,6 +58,7 @@ class PlanRunner:
         default_time_limit_s: float,
         on_solved: Callable[[str, str, float], None] | None = None,
         send: Callable[[str], None] | None = None,
+        prior: Callable[[datetime], FleetPrior] | None = None,
     ) -> None:
         self.sessions = sessions
         self.graph = graph
@@ -63,6 +69,8 @@ class PlanRunner:
         self.on_solved = on_solved
         #: Set: jobs go to a task queue (jobs/task_queue.py) instead of the worker thread.
         self.send = send
+        #: The fleet prior for the day planned, for its hour factors (docs/adr/0022).
+        self.prior: Callable[[datetime], FleetPrior] = prior or PlanningPrior(sessions)
 
     def resume(self) -> int:
         """Queue again every job a previous run left queued or running; returns how many.
@@ -165,12 +173,20 @@ class PlanRunner:
         if kind == "vroom":
             out = solve_vroom(request["vroom"], params, graph=self.graph, snapper=self.snapper)
             return out, None, None
+        # Each order's service as its customer's history says (docs/adr/0021).
+        service = service_plan(self.sessions, org, datetime.now(UTC))
+        timing: dict[str, Any] | None = None
         with self.sessions() as session:
             if kind == "plan":
                 problem = load_problem(
                     session, org, request.get("order_ids"), request.get("vehicle_ids")
                 )
-                plan = plan_routes(problem, self.graph, self.snapper, params, on_improve=on_improve)
+                problem = service.problem(problem)
+                timed = plan_routes_by_hour(
+                    problem, self.graph, self.snapper, self._hours(problem), params,
+                    on_improve=on_improve,
+                )  # fmt: skip
+                plan, timing = timed.plan, timed.summary()
             else:
                 parent = session.get(PlanRow, parent_id) if parent_id else None
                 if parent is None or parent.result is None:
@@ -179,6 +195,7 @@ class PlanRunner:
                 problem = load_problem(
                     session, org, planned_order_ids(before), parent.request.get("vehicle_ids")
                 )
+                problem = service.problem(problem)
                 now = datetime.fromisoformat(request["now"])
                 if kind == "replan":
                     plan = replan_rest(
@@ -186,14 +203,22 @@ class PlanRunner:
                         told=_told(request),
                     )  # fmt: skip
                 else:
-                    new = order_from_row(_order(session, org, request["order_id"]))
+                    new = service.order(order_from_row(_order(session, org, request["order_id"])))
                     plan = insert_order(
                         problem, before, new, now, self.graph, self.snapper, params,
                         told=_told(request),
                     )  # fmt: skip
                     problem = replace(problem, orders=(*problem.orders, new))
         geojson = plan_geojson(problem, plan, self.graph, self.snapper)
-        return plan_to_dict(plan), geojson, plan
+        result = service.annotate(plan_to_dict(plan))
+        if timing is not None:
+            result["time_of_day"] = timing
+        return result, geojson, plan
+
+    def _hours(self, problem: PlanningProblem) -> HourProfile:
+        """The fleet's hour factors for the day planned (every hour 1 without history)."""
+        prior = self.prior(min(v.shift.start for v in problem.vehicles))
+        return HourProfile(prior.hour_factors, prior.timezone)
 
     def _finish(
         self,

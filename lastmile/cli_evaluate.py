@@ -15,10 +15,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from api.settings import Settings
 from domain.errors import ValidationError
-from eta.params import EtaParams
+from evaluation.learning import learn_all, scenario_timezone
 from evaluation.noise import PROFILES
-from evaluation.replay import history_prior, replay, score, write_predictions
+from evaluation.replay import replay
 from evaluation.scenario import find_osm, load_scenario
+from evaluation.scores import score, write_predictions
 from lastmile.cli_common import OsmOption, console, err, load_graph, print_error
 from routing.network import load_road_graph
 from routing.osm_reader import NetworkLoadError
@@ -43,8 +44,10 @@ def eval_eta(
     history: Annotated[
         list[Path] | None,
         typer.Option(
-            help="Completed scenario folders to fit the fleet's prior on (repeatable); "
-            "default: none (the plan's own travel and service times)."
+            help="Completed scenario folders of the same fleet, days before this one "
+            "(repeatable): the fleet's prior, service per customer and the window's "
+            "calibration are learned from them; default: none (cold start: the plan's own "
+            "travel and service times, the hand-set window)."
         ),
     ] = None,
     out: Annotated[
@@ -64,14 +67,23 @@ def eval_eta(
         print_error(exc)
         raise typer.Exit(2) from exc
     graph = load_graph(osm_path)
-    params = EtaParams(prior=history_prior(past, graph)) if past else EtaParams()
     started = time.perf_counter()
-    result = replay(scenario, graph, PROFILES[noise], seed=seed, params=params)
+    learned = learn_all(past, graph, scenario_timezone(scenario), PROFILES[noise])
+    params = learned.params()
+    result = replay(
+        scenario,
+        graph,
+        PROFILES[noise],
+        seed=seed,
+        params=params,
+        service_of=learned.service_of(),
+    )
     target = (out or scenario_dir) / "predictions.csv"
     write_predictions(result, target)
     err.print(
         f"{result.fixes:,} fixes, {len(result.predictions):,} predictions in "
-        f"{time.perf_counter() - started:.1f} s; prior {params.prior}; wrote {target}"
+        f"{time.perf_counter() - started:.1f} s; prior {params.prior}; "
+        f"calibrated window: {learned.calibration is not None}; wrote {target}"
     )
     print(json.dumps(score(result)))
 
@@ -91,7 +103,8 @@ def report(
     osm: OsmOption = None,
 ) -> None:
     """Plot a plan from the store as PNG files: its routes on the road network, planned vs
-    actual arrival per stop, ETA error by horizon and messages per order."""
+    actual arrival per stop, ETA error by horizon, messages per order, and the promise: first-window
+    hits, late-notice lead times and the live window's coverage by horizon."""
     # Imported here: matplotlib would slow every other command's start.
     from lastmile.report import ReportError, select_plan, write_report
 

@@ -26,6 +26,7 @@ from matplotlib.ticker import MaxNLocator
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
+from lastmile.report_accuracy import write_accuracy_plots
 from routing.road_graph import RoadGraph
 from store.schema import (
     EtaRow,
@@ -447,7 +448,7 @@ def plot_messages(counts: dict[str, int], path: Path) -> Path:
 def write_report(
     session: Session, plan: PlanRow, out_dir: Path, graph: RoadGraph | None = None
 ) -> Report:
-    """All four plots of ``plan`` in ``out_dir``, and a one-line summary."""
+    """Every plot of ``plan`` in ``out_dir``, and a one-line summary."""
     delays = arrival_delays(session, plan.id)
     errors = eta_error_by_horizon(session, plan.id)
     messages = messages_per_order(session, plan.id)
@@ -460,6 +461,7 @@ def write_report(
         plot_arrival_delays(delays, out_dir / "arrival_delays.png"),
         plot_eta_error(errors, out_dir / "eta_error_by_horizon.png"),
         plot_messages(messages, out_dir / "messages_per_order.png"),
+        *write_accuracy_plots(session, plan, out_dir),
     )
     return Report(plan.id, paths, summarise(plan, lines, delays, errors, messages))
 

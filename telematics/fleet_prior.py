@@ -21,16 +21,19 @@ the time-of-day profile, in the organisations' time zone when they share one (se
 no profile).
 
 Cold start: with fewer than ``min_legs`` legs the prior stays neutral (:class:`FleetPrior`).
-Not per organisation: the service has one prior for every tenant's vans.
+Not per organisation: the service has one prior for every tenant's vans. The planner fits its
+own on demand (:class:`PlanningPrior`), for the hour factors it plans with (docs/adr/0022).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from time import monotonic
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -58,6 +61,8 @@ MATCH_SLACK = timedelta(hours=6)
 DEPARTURES = ("departed", "delivered", "failed", "skipped")
 #: Orders looked up per statement.
 CHUNK = 500
+#: The planner fits again after this long (seconds), as often as the service refits the ETAs'.
+PLANNING_REFIT_S = 3600.0
 
 
 @dataclass
@@ -67,6 +72,10 @@ class FleetHistory:
     departures_s: list[float] = field(default_factory=list)
     #: (planned service s, actual service s) per stop.
     services: list[tuple[float, float]] = field(default_factory=list)
+    #: Per stop in ``services``: its order's customer ref, lat, lon and the dispatcher's service
+    #: s (the order's own figure, not the plan's), for service times learned per customer
+    #: (telematics/service_history.py).
+    stop_orders: list[tuple[str, float, float, float]] = field(default_factory=list)
     #: The time zones of the organisations whose legs these are.
     zones: set[str] = field(default_factory=set)
 
@@ -130,19 +139,65 @@ def fit_fleet_prior(
     return result
 
 
+class PlanningPrior:
+    """The fleet prior for planning (its hour factors: docs/adr/0022), fitted from the store
+    on demand and kept ``max_age_s`` per UTC day planned. The planner may run in a queue
+    worker, where no ingester fits one, and plans days other than today: the history it
+    needs is the one before the day it plans. One fit at a time (it reads weeks of events);
+    a fit that fails is logged and the last prior fitted for that day (neutral if none)
+    stays."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        *,
+        days: int = HISTORY_DAYS,
+        min_legs: int = MIN_LEGS,
+        max_age_s: float = PLANNING_REFIT_S,
+        clock: Callable[[], float] = monotonic,
+    ) -> None:
+        self.sessions = sessions
+        self.days = days
+        self.min_legs = min_legs
+        self.max_age_s = max_age_s
+        self.clock = clock
+        self._fits: dict[date, tuple[float, FleetPrior]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, day: datetime) -> FleetPrior:
+        """The prior from the history before ``day``'s day (see :func:`fit_fleet_prior`)."""
+        key = day.astimezone(UTC).date()
+        with self._lock:
+            now = self.clock()
+            cached = self._fits.get(key)
+            if cached is not None and now - cached[0] < self.max_age_s:
+                return cached[1]
+            try:
+                prior = fit_fleet_prior(
+                    self.sessions, day, days=self.days, min_legs=self.min_legs
+                ).prior
+            except Exception:
+                log.exception("fitting the fleet prior for planning failed; the last one stays")
+                return cached[1] if cached is not None else FleetPrior()
+            self._fits = {k: v for k, v in self._fits.items() if now - v[0] < self.max_age_s}
+            self._fits[key] = (now, prior)
+            return prior
+
+
 def read_history(
-    session: Session, now: datetime, days: int
+    session: Session, now: datetime, days: int, *, organisation_id: str | None = None
 ) -> tuple[datetime, datetime, FleetHistory]:
-    """(since, until, what the fleet did in between): see the module docstring."""
-    zones = {
-        org_id: zone or "UTC"
-        for org_id, zone in session.execute(select(Organisation.id, Organisation.timezone))
-    }
+    """(since, until, what the fleet did in between): see the module docstring. Given an
+    ``organisation_id``, that organisation's fleet alone."""
+    orgs = select(Organisation.id, Organisation.timezone)
+    if organisation_id is not None:
+        orgs = orgs.where(Organisation.id == organisation_id)
+    zones = {org_id: zone or "UTC" for org_id, zone in session.execute(orgs)}
     cutoffs = {org_id: _day_start(now, zone) for org_id, zone in zones.items()}
     until = max(cutoffs.values(), default=now)
     since = min(cutoffs.values(), default=now) - timedelta(days=days)
     history = FleetHistory()
-    plans = session.execute(
+    query = (
         select(PlanRow.organisation_id, PlanRow.dispatched_at, PlanRow.result)
         .where(
             PlanRow.dispatched_at.is_not(None),
@@ -151,11 +206,14 @@ def read_history(
             PlanRow.status != "cancelled",
         )
         .order_by(PlanRow.dispatched_at.desc(), PlanRow.id.desc())
-    ).all()
+    )
+    if organisation_id is not None:
+        query = query.where(PlanRow.organisation_id == organisation_id)
+    plans = session.execute(query).all()
     if not plans:
         return since, until, history
     orders = _orders(session, plans)
-    arrived, departed = _events(session, since - MATCH_SLACK, until + MATCH_SLACK)
+    arrived, departed = _events(session, since - MATCH_SLACK, until + MATCH_SLACK, organisation_id)
     reader = _Reader(
         since,
         _vehicles(session, {org for org, _, _ in plans}),
@@ -289,6 +347,9 @@ class _Reader:
         spans = [(a.timestamp(), b.timestamp()) for a, b in self.windows.get(key, ())]
         begin = service_start(at.timestamp(), spans, wait=True)
         self.history.services.append((planned_s, max(left.timestamp() - begin, 0.0)))
+        self.history.stop_orders.append(
+            (order.customer_ref, order.lat, order.lon, float(order.service_s))
+        )
 
 
 def _first(times: Iterable[datetime], lo: datetime, hi: datetime) -> datetime | None:
@@ -341,12 +402,13 @@ def _orders(session: Session, plans: Sequence[Any]) -> dict[tuple[str, str], Ord
 
 
 def _events(
-    session: Session, since: datetime, until: datetime
+    session: Session, since: datetime, until: datetime, organisation_id: str | None = None
 ) -> tuple[dict[tuple[str, str], list[datetime]], dict[tuple[str, str], list[datetime]]]:
-    """Arrivals and departures per (vehicle row id, order row id), in time order."""
+    """Arrivals and departures per (vehicle row id, order row id), in time order (of one
+    organisation's vehicles when given)."""
     arrived: dict[tuple[str, str], list[datetime]] = defaultdict(list)
     departed: dict[tuple[str, str], list[datetime]] = defaultdict(list)
-    rows = session.execute(
+    query = (
         select(EventRow.vehicle_id, EventRow.order_id, EventRow.kind, EventRow.at)
         .where(
             EventRow.kind.in_(("arrived", *DEPARTURES)),
@@ -357,6 +419,9 @@ def _events(
         )
         .order_by(EventRow.at)
     )
+    if organisation_id is not None:
+        query = query.where(EventRow.organisation_id == organisation_id)
+    rows = session.execute(query)
     for vehicle_id, order_id, kind, at in rows:
         if vehicle_id is None or order_id is None:
             continue

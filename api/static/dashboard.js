@@ -63,6 +63,14 @@
     document.getElementById("org").textContent = state.organisation;
   }
 
+  function renderAccuracy(state) {
+    var accuracy = state.accuracy || {};
+    document.querySelectorAll("[data-accuracy]").forEach(function (node) {
+      var name = node.getAttribute("data-accuracy");
+      node.textContent = String(accuracy[name] !== undefined ? accuracy[name] : "");
+    });
+  }
+
   function stopRow(vehicle, stop) {
     var tr = el("tr");
     tr.setAttribute("data-order", stop.order);
@@ -234,6 +242,7 @@
     renderStops(state);
     renderUnassigned(state);
     renderFeed(state);
+    renderAccuracy(state);
     renderMap(state);
   }
 

@@ -13,8 +13,9 @@ import pytest
 from typer.testing import CliRunner
 
 from evaluation.noise import PROFILES
-from evaluation.replay import merge, replay, score
+from evaluation.replay import merge, replay
 from evaluation.scenario import load_scenario
+from evaluation.scores import score
 from lastmile.cli import app
 from routing.road_graph import RoadGraph
 from routing.snapping import Snapper
@@ -29,6 +30,13 @@ KEYS = {
     "notify_precision",
     "notify_recall",
     "messages_per_stop",
+    "first_window_hit",
+    "first_window_width_min",
+    "material_delays",
+    "material_delay_recall",
+    "lead_time_median_min",
+    "late_notice_precision",
+    "coverage_by_horizon",
     "static_plus_delay_mae_s",
     "ratio_to_static_plus_delay",
     "window_width_min_by_horizon",

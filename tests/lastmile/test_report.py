@@ -285,7 +285,7 @@ def test_messages_per_order_counts_only_sent(session: Session, day: Day) -> None
     assert messages_per_order(session, day.plan_id) == {"A1": 2, "A2": 1, "A3": 0, "B1": 0, "B2": 0}
 
 
-def test_write_report_draws_four_pngs(
+def test_write_report_draws_every_png(
     session: Session, day: Day, tmp_path: Path, helsinki: RoadGraph
 ) -> None:
     plan = select_plan(session)
@@ -295,9 +295,14 @@ def test_write_report_draws_four_pngs(
         "arrival_delays.png",
         "eta_error_by_horizon.png",
         "messages_per_order.png",
+        "first_window_hits.png",
+        "late_notice_lead_times.png",
+        "coverage_by_horizon.png",
     ]
+    # This day's messages carry no window: the first-window and lead-time plots say so.
     for path in report.paths:
-        assert_png(path, drawn=True)
+        no_window = path.name in ("first_window_hits.png", "late_notice_lead_times.png")
+        assert_png(path, drawn=not no_window)
     assert report.summary == (
         f"plan {day.plan_id} (dispatched 2026-11-26 08:00 UTC): 2 routes, 5 stops, 3 arrived, "
         "median delay +0.0 min; 6 ETAs scored, ETA MAE 3.5 min; 3 messages sent to 2 of 5 orders"
@@ -320,7 +325,7 @@ def test_a_plan_without_data_still_writes_every_plot(
     """Nothing planned, arrived or sent yet: each plot says so instead of failing."""
     plan = select_plan(session, day.empty_plan_id)
     report = write_report(session, plan, tmp_path, None)
-    assert len(report.paths) == 4
+    assert len(report.paths) == 7
     for path in report.paths:
         assert_png(path, drawn=False)
     assert "0 routes, 0 stops, 0 arrived; 0 ETAs scored" in report.summary
@@ -335,8 +340,8 @@ def test_cli_report_writes_the_plots_and_a_summary(day: Day, tmp_path: Path) -> 
     assert lines[:4] == [str(out / f"{name}.png") for name in names]
     for name in names:
         assert_png(out / f"{name}.png", drawn=True)
-    assert lines[4].startswith(f"plan {day.plan_id} (dispatched")
-    assert len(lines) == 5
+    assert lines[7].startswith(f"plan {day.plan_id} (dispatched")
+    assert len(lines) == 8
 
 
 def test_cli_report_of_a_chosen_plan(day: Day, tmp_path: Path) -> None:
