@@ -6,7 +6,9 @@ days (``bench/scenarios/split.json``, fixed before any result was seen).
 
 1. Each training day is replayed (typical GPS noise) with what the fleet had learned from the
    training days before it (prior, hourly factors, service per customer: evaluation/learning);
-   the residuals (actual - ETA, by predicted horizon) of all of them calibrate the live window.
+   the residuals (actual - ETA, by predicted horizon) of all of them calibrate the live window
+   (quantiles by predicted horizon, then widened per bucket for 80 % coverage by real horizon:
+   eta/coverage.py).
 2. The training days are replayed again with that calibration, under a grid of delay-notice
    parameters at once (the predictions are the same, only what is told differs); the
    parameters kept are those with the best material-delay recall among those whose late
@@ -41,6 +43,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from eta.calibration import fit_window_calibration
+from eta.coverage import fit_widening
 from eta.delay import DelayParams
 from eta.params import EtaParams
 from eta.promise import HORIZON_LABELS, promise_figures
@@ -226,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
             service_of=learned.service_of(),
         )  # fmt: skip
         residuals += residual_samples(result.predictions)
-    cal = fit_window_calibration(residuals)
+    cal = fit_widening(fit_window_calibration(residuals), residuals)
+    print(f"widening by predicted horizon: {cal.widen}")
     print(f"calibration: {len(residuals):,} residuals from {len(train)} training days")
 
     # 2. Delay-notice parameters, chosen on the training days.
@@ -239,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
         )  # fmt: skip
     train_merged = merge(tuned)
     best, candidates = choose_delay(train_merged)
+    # The training days as told under the chosen parameters (the reference row).
+    train_merged.notices = train_merged.alternative_notices[best]
     delay = GRID[best]
     chosen = candidates[best]
     print(f"delay parameters chosen on the training days: {delay}")

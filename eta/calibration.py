@@ -72,6 +72,12 @@ class WindowCalibration:
     counts: tuple[int, ...]
     #: Per bucket, the residual (actual - ETA, seconds) at each level; None: unfitted.
     quantiles_s: tuple[tuple[float, ...] | None, ...]
+    #: Per bucket, how much the live P10-P90 is widened about its median (1: as fitted;
+    #: empty: 1 everywhere). Fitted by :func:`eta.coverage.fit_widening` so the windows cover
+    #: 80 % of arrivals by how far off the arrival *really* was: an ETA that turns out late
+    #: was made at a shorter predicted horizon than the arrival's, so long real horizons
+    #: gather the tails of shorter predicted ones and are covered less than their quantiles say.
+    widen: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         n = len(self.edges_s)
@@ -90,6 +96,10 @@ class WindowCalibration:
             upper = self.edges_s[i + 1] if i + 1 < n else math.inf
             if not self.edges_s[i] <= centre <= upper:
                 raise ValueError(f"centre of bucket {i} outside it")
+        if self.widen and (
+            len(self.widen) != n or not all(math.isfinite(w) and w > 0 for w in self.widen)
+        ):
+            raise ValueError("widen: one finite factor > 0 per bucket, or none")
         for row in self.quantiles_s:
             if row is None:
                 continue
@@ -111,6 +121,7 @@ class WindowCalibration:
             "centres_s": list(self.centres_s),
             "counts": list(self.counts),
             "quantiles_s": [None if row is None else list(row) for row in self.quantiles_s],
+            "widen": list(self.widen),
         }
 
     @classmethod
@@ -126,6 +137,7 @@ class WindowCalibration:
                     None if row is None else tuple(float(x) for x in row)
                     for row in data["quantiles_s"]
                 ),
+                tuple(float(x) for x in data.get("widen", ())),
             )
         except (KeyError, TypeError) as e:
             raise ValueError(f"not a window calibration: {e!r}") from e
@@ -209,7 +221,33 @@ def interval_s(
     blend = _blend(cal, horizon_s)
     if blend is None:
         return None
-    return _quantile_s(cal, blend, lo), _quantile_s(cal, blend, hi)
+    lo_s, hi_s = _quantile_s(cal, blend, lo), _quantile_s(cal, blend, hi)
+    if not cal.widen:
+        return lo_s, hi_s
+    b, n, t = blend
+    w = (1.0 - t) * cal.widen[b] + t * cal.widen[n]
+    median_s = _quantile_s(cal, blend, 0.5)
+    return median_s + w * (lo_s - median_s), median_s + w * (hi_s - median_s)
+
+
+def unwidened_parts(
+    cal: WindowCalibration, horizon_s: float, lo: float = 0.1, hi: float = 0.9
+) -> tuple[int, int, float, float, float, float] | None:
+    """What :func:`interval_s` widens, for fitting the widening: (bucket, neighbour, weight
+    of the neighbour, median, ``lo`` and ``hi`` quantile offsets as fitted); None where
+    unfitted."""
+    blend = _blend(cal, horizon_s)
+    if blend is None:
+        return None
+    b, n, t = blend
+    return (
+        b,
+        n,
+        t,
+        _quantile_s(cal, blend, 0.5),
+        _quantile_s(cal, blend, lo),
+        _quantile_s(cal, blend, hi),
+    )
 
 
 def _grid_s(cal: WindowCalibration, horizon_s: float) -> tuple[float, ...] | None:

@@ -33,8 +33,10 @@ class DelayParams:
     #: alarms, later notices.
     break_confidence: float = 0.5
     #: A break must hold this long before it is told: a spike (a long red light, a noisy
-    #: fix) that heals by itself tells nobody anything.
-    break_persist_s: float = 0.0
+    #: fix) that heals by itself tells nobody anything. 120 s and the other break settings:
+    #: chosen on the training days by ``python -m bench.eta_accuracy`` (the best recall of
+    #: material delays among settings whose late notices were at least 90 % true).
+    break_persist_s: float = 120.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from eta.calibration import WindowCalibration, fit_window_calibration
+from eta.coverage import fit_widening
 from eta.history import fit_prior
 from eta.params import EtaParams, FleetPrior
 from eta.service_time import ServiceObservation, ServiceTimes, address_key, fit_service_times
@@ -134,4 +135,5 @@ def learn_all(
     if not history:
         return learned
     residuals = history_residuals(history, graph, profile)
-    return replace(learned, calibration=fit_window_calibration(residuals))
+    calibration = fit_widening(fit_window_calibration(residuals), residuals)
+    return replace(learned, calibration=calibration)

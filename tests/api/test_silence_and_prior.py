@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from api.app import create_app
 from api.settings import Settings
+from eta.delay import DelayParams
 from eta.live import plan_windows
 from eta.params import EtaParams, FleetPrior
 from store.db import make_engine, session_factory, upgrade
@@ -63,10 +64,11 @@ def service_on(
         yield Service(client, admin, url)
 
 
-def _dispatched(s: Service) -> None:
-    """A depot, a van whose shift is under way, two customers; planned and dispatched."""
+def _dispatched(s: Service, now: datetime | None = None) -> None:
+    """A depot, a van whose shift is under way at ``now`` (default: the wall clock), two
+    customers; planned and dispatched."""
     h = s.headers()
-    now = datetime.now(UTC)
+    now = now or datetime.now(UTC)
     shift = {
         "start": (now - timedelta(hours=1)).isoformat(),
         "end": (now + timedelta(hours=8)).isoformat(),
@@ -103,9 +105,14 @@ def test_the_timer_recomputes_a_silent_van_on_the_service_clock(
     """A van reports once, then nothing for three hours of service time: the service's timer
     (no request, no fix) makes its ETAs later, breaks its customers' windows (events and
     messages) and the van shows "no signal" in its progress and on the dashboard."""
-    clock = SimClock(datetime.now(UTC).replace(microsecond=0))
+    # Three hours of silence must end outside the customers' quiet hours (21:00-08:00 UTC),
+    # or their messages wait for the morning: in the evening, start tomorrow at 08:30.
+    start = datetime.now(UTC).replace(microsecond=0)
+    if not 8 <= (start + timedelta(hours=3, minutes=5)).hour < 21:
+        start = (start + timedelta(days=1)).replace(hour=8, minute=30, second=0)
+    clock = SimClock(start)
     with service_on(database_url, tmp_path, clock, silent_tick_s=30.0) as s:
-        _dispatched(s)
+        _dispatched(s, clock.now)
         h = s.headers()
         fix = {"lat": DEPOT[0], "lon": DEPOT[1], "time": clock.now.isoformat()}
         r = s.client.post("/v1/vehicles/v1/positions", json=fix, headers=h)
@@ -127,11 +134,21 @@ def test_the_timer_recomputes_a_silent_van_on_the_service_clock(
         for old, new in zip(before["etas"], after["etas"], strict=True):
             assert datetime.fromisoformat(new["eta"]) > datetime.fromisoformat(old["eta"])
             assert datetime.fromisoformat(new["eta"]) >= clock.now
-        assert _count(s.url, EventRow, EventRow.kind == "window_broken") == 2
-        assert _count(s.url, OutboxRow, OutboxRow.trigger == "window_broken") == 2
+        # A break is told once it has held DelayParams.break_persist_s: on a later tick.
+        clock.advance(DelayParams().break_persist_s + 1)
+        _until(
+            "the windows broken on a later tick",
+            lambda: _count(s.url, EventRow, EventRow.kind == "window_broken") == 2,
+        )
+        _until(
+            "the customers' messages queued",
+            lambda: _count(s.url, OutboxRow, OutboxRow.trigger == "window_broken") == 2,
+            timeout_s=10.0,
+        )
         [van] = s.client.get("/dashboard/state", headers=h).json()["vehicles"]
         assert (van["id"], van["no_signal"]) == ("v1", True)
-        assert datetime.fromisoformat(van["last_fix_at"]) == clock.now - timedelta(hours=3)
+        last_fix = clock.now - timedelta(hours=3, seconds=DelayParams().break_persist_s + 1)
+        assert datetime.fromisoformat(van["last_fix_at"]) == last_fix
 
 
 def _past(n: int) -> list[date]:
