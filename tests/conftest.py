@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import socket
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -80,26 +82,67 @@ def require_servers() -> bool:
     return os.environ.get("LASTMILE_REQUIRE_SERVERS") == "1"
 
 
+#: This pytest process's own database on the server (created on first use, dropped at
+#: exit): two test runs on one machine (a developer's and a helper script's, or CI's) never
+#: drop each other's tables mid-test, as they did when all shared ``test``.
+_RUN_DATABASE: list[str] = []
+
+
+def _run_database_url() -> str:
+    """The URL of this run's database, creating it on first use."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    if _RUN_DATABASE:
+        return _RUN_DATABASE[0]
+    base = make_url(POSTGRES_URL)
+    name = f"lastmile_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        admin.dispose()
+    url = base.set(database=name).render_as_string(hide_password=False)
+    _RUN_DATABASE.append(url)
+
+    def drop() -> None:
+        engine = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+        try:
+            with engine.connect() as connection:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        except Exception:  # the server went away: nothing left to clean
+            pass
+        finally:
+            engine.dispose()
+
+    atexit.register(drop)
+    return url
+
+
 def postgres_or_skip() -> str:
-    """A clean PostgreSQL database URL, or skip (fail in CI) saying why."""
+    """A clean PostgreSQL database URL (this run's own database), or skip (fail in CI)
+    saying why."""
     from sqlalchemy import text
 
     from store.db import make_engine
     from store.schema import Base
 
-    engine = make_engine(POSTGRES_URL)
     try:
-        with engine.begin() as connection:
-            Base.metadata.drop_all(connection)
-            connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
+        url = _run_database_url()
+        engine = make_engine(url)
+        try:
+            with engine.begin() as connection:
+                Base.metadata.drop_all(connection)
+                connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
+        finally:
+            engine.dispose()
     except Exception as exc:
         message = f"PostgreSQL not reachable at {POSTGRES_URL.split('@')[-1]}: {exc}"
         if require_servers():
             pytest.fail(message)
         pytest.skip(message)
-    finally:
-        engine.dispose()
-    return POSTGRES_URL
+    return url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -191,10 +191,12 @@ def test_service_with_a_private_broker_ingests_mqtt(tmp_path: Path) -> None:
         reader.connect(broker.host, broker.port)
         reader.subscribe("fleet/rv/route", qos=1)
         reader.loop_start()
-        _wait(lambda: bool(latest))
+        # The republish may land just after this reader subscribed: the old retained route
+        # first, then the new one live. Wait for the new one (a timeout fails the test).
+        _wait(lambda: any(b"Garage" in m for m in latest))
         reader.loop_stop()
         reader.disconnect()
-        again = json.loads(latest[0])
+        again = json.loads(next(m for m in latest if b"Garage" in m))
         assert again["plan_id"] == plan_id
         assert again["stops"][0]["instructions"] == {"safe_place": "Garage", "notes": "Ring twice"}
         with sessions() as session:
