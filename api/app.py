@@ -2,8 +2,9 @@
 
 The lifespan owns the long-lived things: the database engine (migrated on start), the road
 graph and its spatial index, and the planning worker (which resumes unfinished jobs); the
-ingester with the fleet's prior fitted from the store, and two timers on the service clock:
-silent vehicles' ETAs recomputed, the prior fitted again (docs/adr/0018).
+ingester with the fleet's prior and window calibration fitted from the store, and two timers
+on the service clock: silent vehicles' ETAs recomputed, the prior and the calibration fitted
+again (docs/adr/0018, 0020).
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ from telematics.ingest import Ingester
 from telematics.mqtt import BrokerAddress, MqttIngester
 from telematics.timer import ServiceTimer
 from telematics.way_back import way_back
+from telematics.window_history import fit_window_history
 
 log = logging.getLogger(__name__)
 
@@ -122,20 +124,29 @@ def close_channels(channels: dict[Channel, ChannelImpl]) -> None:
 def refit_prior(
     settings: Settings, sessions: sessionmaker[Session], ingester: Ingester
 ) -> FittedPrior | None:
-    """Fit the fleet prior from the store's history (neutral until there is enough of it) and
-    give it to the ingester: a new frozen ``EtaParams`` swapped in whole, so a batch reads
-    either the old prior or the new one. A failure keeps the prior in use."""
+    """Fit the fleet prior and the live window's calibration from the store's history (each
+    stays neutral until there is enough of it) and give them to the ingester together: one new
+    frozen ``EtaParams`` swapped in whole, so a batch reads either the old pair or the new one.
+    A fit that fails keeps what is in use for its part (the other still moves on)."""
+    now = ingester.clock()
+    params = ingester.eta_params
+    fitted: FittedPrior | None = None
     try:
         fitted = fit_fleet_prior(
-            sessions,
-            ingester.clock(),
-            days=settings.prior_history_days,
-            min_legs=settings.prior_min_legs,
+            sessions, now, days=settings.prior_history_days, min_legs=settings.prior_min_legs
         )
     except Exception:
         log.exception("fitting the fleet prior failed; the prior in use stays")
-        return None
-    ingester.eta_params = replace(ingester.eta_params, prior=fitted.prior)
+    else:
+        params = replace(params, prior=fitted.prior)
+    try:
+        # The same days as the prior: the window is as recent as the forecasts it frames.
+        windows = fit_window_history(sessions, now, days=settings.prior_history_days)
+    except Exception:
+        log.exception("fitting the window calibration failed; the calibration in use stays")
+    else:
+        params = replace(params, calibration=windows.calibration)
+    ingester.eta_params = params
     return fitted
 
 
@@ -187,7 +198,8 @@ def create_app(
             clock=service_clock,
             silent_after_s=settings.silent_after_s,
         )
-        # Before the first fix: the prior from the fleet's own history (docs/adr/0018).
+        # Before the first fix: the prior and the window calibration from the fleet's own
+        # history (docs/adr/0018, 0020).
         refit_prior(settings, sessions, ingester)
         private = None
         app.state.mqtt = None

@@ -307,7 +307,9 @@ class OrganisationUpdate(Strict):
         "quiet_end (HH:MM in the customer's zone, or null), stale_after_s, "
         "final_stale_after_s, default_channels, webhook_url (the shop's endpoint for the "
         "webhook channel, on a public internet address, signed with the organisation's "
-        "secrets as docs/webhooks.md says). Missing keys keep their defaults.",
+        "secrets as docs/webhooks.md says), first_window_cap_min (15-240, default 60: the "
+        "widest first window a customer is told, docs/accuracy.md). Missing keys keep their "
+        "defaults.",
         examples=[{"quiet_start": "21:00", "quiet_end": "08:00", "budget_per_order": 6}],
     )
 

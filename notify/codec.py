@@ -101,7 +101,13 @@ def state_from_json(order_id: str, data: Mapping[str, Any]) -> OrderNotifyState:
     )
 
 
-_INTS = ("stops_away_n", "minutes_away_m", "budget_per_order", "min_interval_s")
+_INTS = (
+    "stops_away_n",
+    "minutes_away_m",
+    "budget_per_order",
+    "min_interval_s",
+    "first_window_cap_min",
+)
 _POSITIVE = ("stale_after_s", "final_stale_after_s")
 
 

@@ -11,6 +11,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from domain.errors import Problem, ValidationError
 from notify.triggers import Trigger
 
+#: The narrowest and widest first window an organisation may promise, minutes: under a
+#: quarter of an hour is a promise no ETA keeps hours ahead; over four hours is no promise.
+FIRST_WINDOW_CAP_MIN = (15, 240)
+
 
 class Channel(StrEnum):
     EMAIL = "email"
@@ -44,6 +48,9 @@ class NotifySettings:
     #: The shop's own endpoint: every customer's messages on the webhook channel go there
     #: (signed), so its systems (CRM, chat bot, help desk) hear what customers are told.
     webhook_url: str | None = None
+    #: The first window a customer is told (at dispatch, or on the route's first fix) is at
+    #: most this wide, minutes (docs/adr/0020): what the shop promises its customers.
+    first_window_cap_min: int = 60
 
     def __post_init__(self) -> None:
         problems: list[Problem] = []
@@ -57,6 +64,9 @@ class NotifySettings:
         for name in ("stale_after_s", "final_stale_after_s"):
             if getattr(self, name) <= 0:
                 problems.append(Problem(name, "must be > 0"))
+        low, high = FIRST_WINDOW_CAP_MIN
+        if not low <= self.first_window_cap_min <= high:
+            problems.append(Problem("first_window_cap_min", f"must be {low}-{high} (minutes)"))
         if (self.quiet_start is None) != (self.quiet_end is None):
             problems.append(Problem("quiet_start", "quiet_start and quiet_end come together"))
         for name in ("quiet_start", "quiet_end"):

@@ -245,12 +245,12 @@ def _confirm(
         return
     events: dict[str, list[DeliveryEvent]] = {}
     windows = order_windows(orders.values())
+    # The fleet's calibrated windows, capped as the organisation promises (its policy).
+    params = ingester.eta_params_for(session, row.organisation_id)
     for planned in row.result["routes"]:
         if not planned["stops"]:
             continue
-        etas = plan_windows(
-            planned["vehicle_id"], row.id, planned, windows, now, ingester.eta_params
-        )
+        etas = plan_windows(planned["vehicle_id"], row.id, planned, windows, now, params)
         for eta in etas:
             order = orders.get(eta.order_id)
             if order is None or order.status != "dispatched":

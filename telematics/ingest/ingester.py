@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,7 +33,7 @@ from telematics.ingest.decode import (
 from telematics.ingest.driver_events import decode_driver_event, event_rows, record_driver_event
 from telematics.ingest.load import load, vehicle_state
 from telematics.ingest.place import RoutePlan, place_fix, route_for, route_key
-from telematics.ingest.recompute import recompute_etas
+from telematics.ingest.recompute import first_window_cap_min, recompute_etas
 from telematics.ingest.screen import screen_fix
 from telematics.ingest.silence import SILENT_AFTER_S, silent_ids, silent_on_route
 from telematics.ingest.state import BatchState, IngestResult, VehicleState
@@ -72,6 +72,8 @@ class Ingester:
     #: unchanged, so a steady stream never re-parses its own JSON).
     _cache: dict[str, VehicleState] = field(default_factory=dict)
     _batches: Batches = field(init=False, repr=False)
+    #: Organisation id -> (the ``eta_params`` and cap they were made from, its parameters).
+    _org_params: dict[str, tuple[EtaParams, int, EtaParams]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._batches = Batches(self.sessions, self._cache, self._finish, self._committed)
@@ -93,6 +95,21 @@ class Ingester:
         resolve_vehicles(batch, external)
         ids = {rows[0] for e in external if len(rows := batch.vehicle_rows[e]) == 1}
         load(batch, self._cache, ids - batch.live.keys())
+
+    def eta_params_for(self, session: Session, organisation_id: str) -> EtaParams:
+        """The ETA parameters of an organisation's vehicles: ``eta_params`` (the fleet's prior
+        and calibration) with the organisation's own cap on the first window told
+        (``first_window_cap_min`` in its notification policy, docs/adr/0020). Made again only
+        when either changes: a batch pays neither a query (see
+        :func:`~telematics.ingest.recompute.first_window_cap_min`) nor a copy per vehicle."""
+        cap_min = first_window_cap_min(session, organisation_id, self.outbox)
+        fleet = self.eta_params
+        made = self._org_params.get(organisation_id)
+        if made is not None and made[0] is fleet and made[1] == cap_min:
+            return made[2]
+        params = replace(fleet, first_window_cap_s=cap_min * 60.0)
+        self._org_params[organisation_id] = (fleet, cap_min, params)
+        return params
 
     # One method per transport/format: decode, then the fix goes through _ingest ----------
     def fleet_message(self, topic: str, payload: bytes) -> IngestResult:
@@ -287,7 +304,7 @@ class Ingester:
             route,
             eta,
             now,
-            self.eta_params,
+            self.eta_params_for(batch.session, live.organisation_id),
             self.delay_params,
             self.off_route_travel,
             self.silent_after_s,

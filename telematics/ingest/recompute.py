@@ -1,5 +1,6 @@
 """Recomputing a vehicle's ETAs from its newest state, once per batch (eta/live.py): the
-delay events against the windows told, and the ETA history rows worth keeping."""
+delay events against the windows told, and the ETA history rows worth keeping; and the
+organisation's cap on the first window told."""
 
 from __future__ import annotations
 
@@ -7,11 +8,18 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy.orm import Session
+
+from domain.errors import ValidationError
 from domain.vehicle_progress import Progress
 from eta.delay import DelayEvent, DelayParams, EtaChanged, WindowTold
 from eta.live import recompute, route_progress
 from eta.params import EtaParams
 from eta.route import EtaRoute
+from notify.codec import settings_from_json
+from notify.outbox import Outbox
+from notify.settings import NotifySettings
+from store.schema import Organisation
 from telematics.ingest.place import RoutePlan
 from telematics.ingest.state import BatchState, VehicleState
 
@@ -19,6 +27,9 @@ from telematics.ingest.state import BatchState, VehicleState
 ETA_LOG_CHANGE_S = 60.0
 #: ...or when the last one kept is this old (so accuracy can be measured at every horizon).
 ETA_LOG_EVERY_S = 300.0
+
+#: Where a session keeps the caps it read (organisation id -> minutes), without an outbox.
+_CAPS_READ = "first_window_cap_min"
 
 #: (lat, lon, stop lat, stop lon) -> drive seconds, for vehicles off their route.
 OffRouteTravel = Callable[[float, float, float, float], float]
@@ -82,6 +93,25 @@ def recompute_etas(
                 }
             )
     return result.events
+
+
+def first_window_cap_min(session: Session, organisation_id: str, outbox: Outbox | None) -> int:
+    """The organisation's cap on the first window told, minutes (``first_window_cap_min`` in
+    its notification policy). Read through the outbox, which keeps each organisation's policy
+    until it changes; without one, from the organisation's row, once per session (a batch's
+    transaction): a policy changed meanwhile counts from the next batch. A stored policy that
+    does not validate counts as the defaults, as the outbox has it."""
+    if outbox is not None:
+        return outbox.settings(session, organisation_id).first_window_cap_min
+    read: dict[str, int] = session.info.setdefault(_CAPS_READ, {})
+    if organisation_id not in read:
+        org = session.get(Organisation, organisation_id)
+        try:
+            policy = settings_from_json(org.notification_policy if org is not None else {})
+        except ValidationError:
+            policy = NotifySettings()
+        read[organisation_id] = policy.first_window_cap_min
+    return read[organisation_id]
 
 
 def is_silent(last_fix: datetime | None, now: datetime, silent_after_s: float | None) -> bool:
