@@ -7,11 +7,15 @@ dispatcher's figure for that address) and a true *service character*, a multipli
 dwell drawn once, lognormal with sigma 0.4 (some always quick, some always slow), on top of
 the day's bias and the per-stop spread. The pool's first ``regulars`` customers are the
 *regulars* (shops, offices: parcels most days), the others *occasional* (one parcel in the
-week). Each day of a week takes 60-70 % of its stops from the regulars (a random subset) and
-the rest from the next occasional customers not yet served, so every later day's stops are
-mostly customers seen earlier in the week, and any two days share many. The schedule depends
-only on the pool seed and the week's days (names, order, stop counts), never on a day's own
-seed, so a retried day keeps its customers and each day can be made by its own process.
+week while the pool lasts, then returning). Each day of a week takes 60-70 % of its stops
+from the regulars (a random subset) and the rest from the next occasional customers not yet
+served, so every later day's stops are mostly customers seen earlier in the week, and any two
+days share many. When no unserved occasional customer is left, the rest of the day are
+occasional customers served earlier that week, those served longest ago first (in pool order
+among those last served on the same day), so a week can be longer than the pool's occasional
+customers allow; the days before that are the same as without it. The schedule depends only
+on the pool seed and the week's days (names, order, stop counts), never on a day's own seed,
+so a retried day keeps its customers and each day can be made by its own process.
 """
 
 from __future__ import annotations
@@ -63,13 +67,18 @@ def week_schedule(
     """Each day's customers (in the order they are given to the planner), days in order."""
     rng = np.random.default_rng([seed, 12])
     core, occasional = list(pool[:regulars]), list(pool[regulars:])
+    # Occasional customers served so far (position in ``occasional``) -> (last day, position).
+    served: dict[int, tuple[int, int]] = {}
     out: dict[str, list[Customer]] = {}
-    for name, count in zip(day_names, day_stops, strict=True):
+    for day, (name, count) in enumerate(zip(day_names, day_stops, strict=True)):
         repeats = min(len(core), round(count * float(rng.uniform(*REPEAT_SHARE))))
         picked = [core[int(k)] for k in rng.choice(len(core), size=repeats, replace=False)]
-        if len(occasional) < count - repeats:
+        fresh = [k for k in range(len(occasional)) if k not in served][: count - repeats]
+        # The pool's occasional customers are used up: those served longest ago come back.
+        back = sorted(served, key=served.__getitem__)[: count - repeats - len(fresh)]
+        if len(fresh) + len(back) < count - repeats:
             raise ValueError(f"customer pool of {len(pool)} too small for {name}")
-        picked += occasional[: count - repeats]
-        occasional = occasional[count - repeats :]
+        picked += [occasional[k] for k in fresh + back]
+        served |= {k: (day, k) for k in fresh + back}
         out[name] = [picked[int(k)] for k in rng.permutation(len(picked))]
     return out

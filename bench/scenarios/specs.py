@@ -76,6 +76,7 @@ WEEKS: tuple[ScenarioSpec, ...] = _week(
         (date(2026, 4, 1), time(13, 0), 3, 36, False),
         (date(2026, 4, 2), time(11, 0), 2, 28, True),
         (date(2026, 4, 3), time(8, 0), 3, 36, False),
+        (date(2026, 4, 6), time(9, 0), 3, 36, True),
     ),
 ) + _week(
     "columbus",
@@ -85,6 +86,7 @@ WEEKS: tuple[ScenarioSpec, ...] = _week(
         (date(2026, 4, 14), time(11, 0), 2, 28, False),
         (date(2026, 4, 15), time(8, 0), 3, 36, False),
         (date(2026, 4, 16), time(12, 0), 2, 26, False),
+        (date(2026, 4, 17), time(9, 30), 3, 36, True),
     ),
 )
 

@@ -104,8 +104,8 @@ def test_a_set_of_scenarios_is_kept_and_compact() -> None:
     """The eleven first Monaco days (four with incidents), a Monaco week and a Columbus week,
     together under twenty megabytes, each folder about a megabyte."""
     assert 20 <= len(FOLDERS) <= 24
-    assert len(INCIDENTS) >= 5
-    assert len(WEEK_DAYS) >= 9
+    assert len(INCIDENTS) >= 7
+    assert len(WEEK_DAYS) >= 11
     size = sum(f.stat().st_size for folder in FOLDERS for f in folder.iterdir())
     assert size <= MAX_SET_BYTES
     for folder in FOLDERS:
@@ -327,7 +327,8 @@ def test_disruptions_make_many_stops_late(folder: Path) -> None:
 @each_week_day
 def test_week_days_name_their_customers(folder: Path) -> None:
     """Every stop of a week day names its customer, once; 60-70 % of a later day's customers
-    were served earlier that week; the customers' true service factors are in meta."""
+    were served earlier that week (up to 85 % once the pool's occasional customers are used up
+    and those served longest ago come back); the customers' true service factors are in meta."""
     plan = load(folder).plan
     customers = [s["customer_id"] for v in plan["vehicles"] for s in v["stops"]]
     assert len(customers) == len(set(customers))
@@ -338,7 +339,7 @@ def test_week_days_name_their_customers(folder: Path) -> None:
     if meta["week_day"] == 1:
         assert seen == 0
     else:
-        assert 0.55 * len(customers) <= seen <= 0.75 * len(customers)
+        assert 0.55 * len(customers) <= seen <= 0.85 * len(customers)
 
 
 @each_week_day
