@@ -35,8 +35,6 @@ log = logging.getLogger(__name__)
 
 #: A van is never slower than this on a free road (m/s), whatever the plan's leg says.
 MIN_SPEED_MPS = 2.0
-#: Crawling speed in a traffic jam.
-JAM_SPEED_MPS = 0.3
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,23 +108,27 @@ def route_from_message(payload: bytes | str) -> VanRoute:
 
 @dataclass(frozen=True, slots=True)
 class Jam:
-    """A road blocked for a while: the stretch ``[from_m, to_m]`` of ``vehicle_id``'s route
-    jams up when that van reaches it (not before ``not_before``) and stays jammed for
-    ``duration``; the van crawls through it meanwhile."""
+    """Slow traffic on ``vehicle_id``'s way to ``order_id``: a queue ``length_m`` long that
+    starts ``clear_of_stop_m`` after the stop before (a van still at a door is not in traffic)
+    and ends at least ``end_before_m`` short of the jammed stop (the van is out of it before
+    it can look arrived), on the van's own route. Once the van joins its tail the queue takes
+    ``duration`` to crawl through; the rest of the leg is driven as usual."""
 
     vehicle_id: str
-    from_m: float
-    to_m: float
+    order_id: str
     duration: timedelta
-    not_before: datetime | None = None
+    length_m: float = 400.0
+    clear_of_stop_m: float = 100.0
+    end_before_m: float = 150.0
 
 
 @dataclass(frozen=True, slots=True)
 class Disruptions:
     jam: Jam | None = None
-    #: Orders whose stop takes this many times the planned service time.
+    #: Orders whose stop takes this much longer than planned (a customer who needs the
+    #: order carried up four floors and unpacked).
     slow_stops: tuple[str, ...] = ()
-    slow_factor: float = 3.0
+    slow_extra: timedelta = timedelta(minutes=30)
     #: Orders the driver cannot deliver (nobody at home).
     failed_stops: tuple[str, ...] = ()
 
@@ -198,6 +200,28 @@ class Van:
             planned_s = max(1.0, distance_m / 8.0)
         return max(MIN_SPEED_MPS, distance_m / planned_s / self.pace)
 
+    def _jam_stretch(self, jam: Jam | None) -> tuple[float, float] | None:
+        """Where the jam's queue lies on this van's route (metres along it), if the van is on
+        its way to the jammed stop."""
+        stops = self.route.stops
+        if (
+            jam is None
+            or jam.vehicle_id != self.route.vehicle_id
+            or self.phase != "driving"
+            or stops[self.index].order_id != jam.order_id
+        ):
+            return None
+        stop_m = stops[self.index].along_m
+        leg_start_m = stops[self.index - 1].along_m if self.index > 0 else 0.0
+        start_m = leg_start_m + jam.clear_of_stop_m
+        end_m = min(start_m + jam.length_m, stop_m - jam.end_before_m)
+        if end_m <= start_m:
+            # A leg too short to keep the queue clear of both doors (trouble.py picks long
+            # ones): the queue fills its middle half, and the van may look arrived early.
+            quarter_m = (stop_m - leg_start_m) / 4.0
+            start_m, end_m = leg_start_m + quarter_m, stop_m - quarter_m
+        return (start_m, end_m) if end_m > start_m else None
+
     def _new_leg(self) -> None:
         # Some legs go better than planned, some worse (lights, parking, traffic).
         self.pace = float(np.clip(self.rng.normal(1.0, 0.12), 0.75, 1.4))
@@ -239,18 +263,22 @@ class Van:
             stops[self.index].along_m if self.phase == "driving" else self.route.track.length_m
         )
         speed = self._leg_speed_mps()
+        limit_m = target_m
         jam = disruptions.jam
-        if (
-            jam is not None
-            and jam.vehicle_id == self.route.vehicle_id
-            and jam.from_m <= self.along_m < jam.to_m
-            and (jam.not_before is None or now >= jam.not_before)
-        ):
-            if self.jam_until is None:
-                self.jam_until = now + jam.duration
-            if now < self.jam_until:
-                speed = JAM_SPEED_MPS
-        self.along_m = min(target_m, self.along_m + speed * dt_s)
+        stretch = self._jam_stretch(jam)
+        if jam is not None and stretch is not None:
+            start_m, end_m = stretch
+            if self.jam_until is None and self.along_m < start_m:
+                # The van joins the queue at its tail, however long the step.
+                limit_m = min(limit_m, start_m)
+            elif start_m <= self.along_m < end_m:
+                if self.jam_until is None:
+                    self.jam_until = now + jam.duration
+                if now < self.jam_until:
+                    # The queue moves as it clears: the van reaches its head when it does.
+                    left_s = max((self.jam_until - now).total_seconds(), dt_s)
+                    speed = (end_m - self.along_m) / left_s
+        self.along_m = min(limit_m, self.along_m + speed * dt_s)
         if self.along_m >= target_m - 0.5:
             if self.phase == "returning":
                 self.phase = "done"
@@ -260,7 +288,7 @@ class Van:
             begin = stop.opens(now)
             service_s = stop.service_s * float(np.exp(self.rng.normal(0.0, 0.2)))
             if stop.order_id in disruptions.slow_stops:
-                service_s = stop.service_s * disruptions.slow_factor
+                service_s = stop.service_s + disruptions.slow_extra.total_seconds()
             self.busy_until = begin + timedelta(seconds=service_s)
             self.phase = "serving"
         return speed, events

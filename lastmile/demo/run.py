@@ -5,9 +5,10 @@ pages, ingester with its own MQTT broker, live ETA core, notification sender) on
 file, in this process, on a clock that runs ``speed`` times faster than the wall clock. Around
 it, what the real world would bring: a shop that sends its day through the API, a fleet of
 vans that drive their routes and publish GPS over MQTT (some as OwnTracks), a customers'
-mailbox (SMTP, ``.eml`` files) and the shop's webhook endpoint. The day has its troubles: a
-jam on one road for 20 minutes, a stop that takes three times longer, a failed delivery and
-an urgent order inserted mid-day.
+mailbox (SMTP, ``.eml`` files) and the shop's webhook endpoint. The day has its troubles
+(:mod:`lastmile.demo.trouble`): slow traffic that holds a van for 35 minutes, a stop that takes
+30 minutes longer than planned, a failed delivery and an urgent order inserted mid-day; the
+summary says how many customers were told of a delay before they wondered.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
-import numpy as np
 import uvicorn
 from rich.console import Console
 from rich.live import Live
@@ -41,10 +41,11 @@ from api.settings import Settings
 from domain.problem import PlanningProblem
 from lastmile.demo import day as demo_day
 from lastmile.demo.clock import SimClock
-from lastmile.demo.fleet import Disruptions, DriverEvent, FleetConfig, FleetSimulator, Jam
+from lastmile.demo.fleet import DriverEvent, FleetConfig, FleetSimulator
 from lastmile.demo.mailbox import Mailbox, free_port
 from lastmile.demo.screen import render
 from lastmile.demo.summary import summary
+from lastmile.demo.trouble import choose_disruptions
 from lastmile.demo.webhooks import WebhookLog
 from routing.network import load_road_graph
 from routing.scenario import random_day
@@ -59,8 +60,6 @@ SHIFT_H = 2.0
 WINDOW_H = (1.0, 1.5)
 DAY_START = clock_time(8, 0)
 LEAD = timedelta(minutes=5)
-#: How long the demo's traffic jam holds the van that runs into it.
-JAM_DURATION = timedelta(minutes=20)
 #: When the urgent order comes in, after the vans leave.
 URGENT_AFTER = timedelta(minutes=40)
 #: Wall-clock seconds the demo waits, once the vans are done, for the last messages.
@@ -109,40 +108,6 @@ def _port(wanted: int) -> int:
             return wanted
         except OSError:
             return free_port()
-
-
-def choose_disruptions(
-    routes: tuple[dict[str, Any], ...], seed: int
-) -> tuple[Disruptions, dict[str, str]]:
-    """From the dispatched plan: the jam on a stretch before a middle stop of the shortest
-    route (so the day still ends in time), the slow stop and the failed one on two others.
-    Returns the disruptions and a line describing each."""
-    rng = np.random.default_rng(seed)
-    by_length = sorted(routes, key=lambda r: r["duration_s"])
-    said: dict[str, str] = {}
-    jam = None
-    jam_route = by_length[0]
-    stops = jam_route["stops"]
-    if len(stops) >= 3:
-        k = len(stops) // 2
-        # The jam sits on the 400 m before stop k and lasts 20 minutes from when the van
-        # gets there.
-        distance_before_m = sum(s["distance_from_previous_m"] for s in stops[: k + 1])
-        jam = Jam(
-            jam_route["vehicle_id"],
-            max(0.0, distance_before_m - 400.0),
-            distance_before_m - 20.0,
-            JAM_DURATION,
-        )
-        said["jam"] = f"a jam before {stops[k]['order_id']} on {jam_route['vehicle_id']}'s route"
-    others = [r for r in by_length[1:] if len(r["stops"]) >= 3] or by_length
-    slow_route = others[int(rng.integers(len(others)))]
-    slow = slow_route["stops"][len(slow_route["stops"]) // 3]["order_id"]
-    failed_route = others[-1] if others[-1] is not slow_route else others[0]
-    failed = failed_route["stops"][-2 if len(failed_route["stops"]) > 1 else 0]["order_id"]
-    said["slow"] = f"{slow} will take three times its service time"
-    said["failed"] = f"{failed} will not be at home"
-    return Disruptions(jam, (slow,), 3.0, (failed,)), said
 
 
 def _urgent_order(problem: PlanningProblem, now: datetime, timezone: str) -> dict[str, Any]:
@@ -263,7 +228,7 @@ class Demo:
             )
             for order_id, reason in dispatched.unassigned[:3]:
                 self._say(f"left out {order_id}: {reason}")
-            disruptions, said = choose_disruptions(routes, o.seed)
+            disruptions, said = choose_disruptions(routes)
             for line in said.values():
                 self._say(f"today: {line}")
             owntracks = {

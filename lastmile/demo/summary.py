@@ -4,35 +4,17 @@ the ETAs were, and whether the customers of late stops were told before the van 
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from lastmile.demo.promise import SUMMARY_KEYS, aware, first_arrivals, promise_summary
 from store.schema import EtaRow, EventRow, OrderRow, OutboxRow
 
 #: Messages that tell a customer their delivery is later than they were told.
 DELAY_TRIGGERS = ("eta_changed", "window_broken")
-
-
-def _aware(at: datetime) -> datetime:
-    # SQLite hands back naive UTC datetimes; the store writes UTC only.
-    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
-
-
-def first_arrivals(session: Session, organisation_id: str) -> dict[str, datetime]:
-    """Order row id -> when a vehicle first arrived there (the ingester's "arrived")."""
-    rows = session.execute(
-        select(EventRow.order_id, func.min(EventRow.at))
-        .where(
-            EventRow.organisation_id == organisation_id,
-            EventRow.kind == "arrived",
-            EventRow.order_id.is_not(None),
-        )
-        .group_by(EventRow.order_id)
-    )
-    return {order_id: _aware(at) for order_id, at in rows if order_id is not None}
 
 
 def first_told_latest(session: Session, organisation_id: str) -> dict[str, datetime]:
@@ -45,7 +27,7 @@ def first_told_latest(session: Session, organisation_id: str) -> dict[str, datet
     ):
         if order_id is None or "latest" not in data:
             continue
-        at = _aware(at)
+        at = aware(at)
         if order_id not in told or at < told[order_id][0]:
             told[order_id] = (at, datetime.fromisoformat(data["latest"]))
     return {k: latest for k, (_, latest) in told.items()}
@@ -63,15 +45,16 @@ def eta_mae_s(
         .where(OrderRow.organisation_id == organisation_id, EtaRow.order_id.in_(ids))
     ):
         arrived = arrivals[order_id]
-        if _aware(computed_at) < arrived:
-            errors.append(abs((_aware(eta) - arrived).total_seconds()))
+        if aware(computed_at) < arrived:
+            errors.append(abs((aware(eta) - arrived).total_seconds()))
     return round(sum(errors) / len(errors), 1) if errors else None
 
 
 def summary(session: Session, organisation_id: str) -> dict[str, Any]:
     """The demo's last line: ``orders``, ``delivered``, ``failed``, ``messages_sent``,
     ``eta_mae_s``, ``late_stops`` (arrived after the end of the first window told),
-    ``late_stops_notified`` (of those, told of the delay by a message sent before arrival)."""
+    ``late_stops_notified`` (of those, told of the delay by a message sent before arrival),
+    then the promise's figures (:data:`lastmile.demo.promise.SUMMARY_KEYS`)."""
     statuses: dict[str, int] = defaultdict(int)
     for status, n in session.execute(
         select(OrderRow.status, func.count())
@@ -97,8 +80,9 @@ def summary(session: Session, organisation_id: str) -> dict[str, Any]:
         )
     ):
         if sent_at is not None:
-            at = _aware(sent_at)
+            at = aware(sent_at)
             warned[order_id] = min(at, warned.get(order_id, at))
+    promise = promise_summary(session, organisation_id)
     notified = sum(1 for o in late if o in warned and warned[o] <= arrivals[o])
     return {
         "orders": sum(statuses.values()),
@@ -108,4 +92,4 @@ def summary(session: Session, organisation_id: str) -> dict[str, Any]:
         "eta_mae_s": eta_mae_s(session, organisation_id, arrivals),
         "late_stops_notified": notified,
         "late_stops": len(late),
-    }
+    } | {k: promise[k] for k in SUMMARY_KEYS}

@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lastmile.cli import app
+from lastmile.demo.promise import SUMMARY_KEYS
 
 runner = CliRunner()
 
@@ -127,6 +128,15 @@ def test_demo_runs_a_live_day_headless(tmp_path: Path) -> None:
     assert summary["messages_sent"] > 0
     assert summary["eta_mae_s"] is not None
     assert 0 <= summary["late_stops_notified"] <= summary["late_stops"]
+    # The promise as the customers lived it (eta/promise.py, read from what went out): the
+    # jam and the long stop push several arrivals well past their first window, and the
+    # live ETA tells most of those customers a quarter of an hour ahead.
+    for key in SUMMARY_KEYS:
+        assert key in summary
+    assert summary["material_delays"] >= 3
+    assert 1 <= summary["material_delays_told_15min_ahead"] <= summary["material_delays"]
+    assert summary["lead_time_median_min"] >= 15
+    assert 0 < summary["first_window_hit"] < 1
     mails = list((tmp_path / "mailbox").glob("*.eml"))
     assert len(mails) > 12
     hooks = [json.loads(line) for line in (tmp_path / "webhooks.jsonl").read_text().splitlines()]

@@ -116,16 +116,38 @@ def test_an_early_van_waits_for_the_window() -> None:
 
 def test_the_disruptions_slow_stop_jam_and_failure() -> None:
     plain = run(van(), Disruptions(), until_s=3600)
-    slow = run(van(), Disruptions(slow_stops=("a",)), until_s=3600)
-    jam = Jam("van-1", 1000.0, 1400.0, timedelta(minutes=20))
+    slow = run(van(), Disruptions(slow_stops=("a",)), until_s=7200)
+    jam = Jam("van-1", "b", timedelta(minutes=20))
     jammed = run(van(), Disruptions(jam=jam), until_s=7200)
     failed = run(van(), Disruptions(failed_stops=("b",)), until_s=3600)
-    # Three times a's service (about 6 minutes instead of 2) delays b by about 4 minutes.
-    assert slow[1].at - plain[1].at > timedelta(minutes=3)
-    # The jam holds the van for about its 20 minutes before b.
-    assert jammed[1].at - plain[1].at > timedelta(minutes=17)
+    # a takes 30 minutes longer than planned, and b is that much later.
+    assert timedelta(minutes=29) < slow[0].at - plain[0].at < timedelta(minutes=31)
+    assert timedelta(minutes=29) < slow[1].at - plain[1].at < timedelta(minutes=31)
+    # The jam holds the van about its 20 minutes on the way to b, and only there.
+    assert timedelta(minutes=18) < jammed[1].at - plain[1].at < timedelta(minutes=21)
     assert jammed[0].at == plain[0].at
     assert [(e.order_id, e.kind, e.reason) for e in failed][1] == ("b", "failed", "nobody at home")
+
+
+def test_the_jam_is_a_queue_on_the_way_to_its_stop_clear_of_both_doors() -> None:
+    """The van joins the queue at its tail even with coarse steps, crawls it while the jam
+    lasts, and is neither at a's door nor within a fence of b while it is held."""
+    v = van()
+    jam = Jam("van-1", "b", timedelta(minutes=20))
+    now, held = T0, []
+    while now < T0 + timedelta(hours=1):
+        now += timedelta(seconds=60)
+        speed, _ = v.step(now, 60.0, Disruptions(jam=jam))
+        if v.phase == "driving" and 0 < speed < 1.0:
+            held.append(v.along_m)
+    # a at 500 m, b at 1,500 m: the queue from 600 m (100 past a) for 400 m.
+    assert len(held) >= 18
+    assert min(held) >= 600
+    assert max(held) <= 1000.5
+    assert v.jam_until is not None
+    # Another van, or a van not on its way to b, runs free.
+    other = run(van(), Disruptions(jam=Jam("van-2", "b", timedelta(minutes=20))), 3600)
+    assert other == run(van(), Disruptions(), 3600)
 
 
 def test_a_new_route_on_the_road_keeps_what_was_served() -> None:
