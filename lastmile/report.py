@@ -18,14 +18,13 @@ from typing import Any, NamedTuple
 
 import numpy as np
 from matplotlib import colormaps
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import LineCollection
-from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
+from lastmile.plot_files import figure, no_data, save
 from lastmile.report_accuracy import write_accuracy_plots
 from routing.road_graph import RoadGraph
 from store.schema import (
@@ -50,8 +49,6 @@ HORIZON_BINS_MIN: tuple[tuple[int, int | None], ...] = (
 #: The ingester's event for a vehicle reaching a stop (telematics/ingest/).
 ARRIVED = "arrived"
 SENT = "sent"
-NO_DATA = "no data yet"
-DPI = 110
 
 
 class ReportError(Exception):
@@ -284,29 +281,6 @@ def road_segments(
 # --- plots -----------------------------------------------------------------------------------
 
 
-def _figure(width_in: float = 8.0, height_in: float = 5.0) -> Figure:
-    fig = Figure(figsize=(width_in, height_in))
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _save(fig: Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI)
-    return path
-
-
-def _no_data(title: str, path: Path, detail: str = "") -> Path:
-    fig = _figure(6.0, 3.5)
-    ax = fig.add_subplot()
-    ax.set_axis_off()
-    ax.set_title(title)
-    ax.text(0.5, 0.55, NO_DATA, ha="center", va="center", fontsize=18, color="grey")
-    if detail:
-        ax.text(0.5, 0.3, detail, ha="center", va="center", fontsize=9, color="grey")
-    return _save(fig, path)
-
-
 def _colours(n: int) -> list[tuple[float, float, float, float]]:
     tab = colormaps["tab10"]
     return [tab(k % 10) for k in range(n)]
@@ -323,7 +297,7 @@ def plot_routes(
     """Each vehicle's route in its own colour with its stops, over the road network's edges
     (thin grey, only those near the routes)."""
     if not lines:
-        return _no_data(title, path, "the plan has no routes on the road network")
+        return no_data(title, path, "the plan has no routes on the road network")
     lon = np.array([p[0] for line in lines.values() for p in line])
     lat = np.array([p[1] for line in lines.values() for p in line])
     # A margin so the roads leading out of the routes show; at least ~200 m on a tiny plan.
@@ -335,7 +309,7 @@ def plot_routes(
         float(lon.max()) + pad_lon,
         float(lat.max()) + pad_lat,
     )
-    fig = _figure(8.0, 8.0)
+    fig = figure(8.0, 8.0)
     ax = fig.add_subplot()
     if graph is not None:
         segments = road_segments(graph, bbox)
@@ -357,7 +331,7 @@ def plot_routes(
     ax.set_title(title)
     ax.legend(loc="best", fontsize=8, title="vehicle")
     fig.tight_layout()
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def plot_arrival_delays(delays: Sequence[StopDelay], path: Path) -> Path:
@@ -365,10 +339,10 @@ def plot_arrival_delays(delays: Sequence[StopDelay], path: Path) -> Path:
     title = "Actual vs planned arrival per stop"
     arrived = [d for d in delays if d.delay_s is not None]
     if not arrived:
-        return _no_data(title, path, f"{len(delays)} stops planned, none arrived")
+        return no_data(title, path, f"{len(delays)} stops planned, none arrived")
     vehicles = list(dict.fromkeys(d.vehicle_id for d in arrived))
     colour_of = dict(zip(vehicles, _colours(len(vehicles)), strict=True))
-    fig = _figure(max(6.0, min(16.0, 0.25 * len(arrived) + 3.0)), 4.5)
+    fig = figure(max(6.0, min(16.0, 0.25 * len(arrived) + 3.0)), 4.5)
     ax = fig.add_subplot()
     minutes = [(d.delay_s or 0.0) / 60.0 for d in arrived]
     colours = [colour_of[d.vehicle_id] for d in arrived]
@@ -387,15 +361,15 @@ def plot_arrival_delays(delays: Sequence[StopDelay], path: Path) -> Path:
     ax.set_title(f"{title} ({len(arrived)} of {len(delays)} stops arrived)")
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def plot_eta_error(errors: Sequence[HorizonError], path: Path) -> Path:
     """MAE of the live ETA (and of the plan's arrival time) per horizon bin, in minutes."""
     title = "ETA error by horizon"
     if not any(e.n for e in errors):
-        return _no_data(title, path, "no ETA made before an actual arrival")
-    fig = _figure(7.0, 4.5)
+        return no_data(title, path, "no ETA made before an actual arrival")
+    fig = figure(7.0, 4.5)
     ax = fig.add_subplot()
     x = np.arange(len(errors))
     live_min = [(e.mae_s or 0.0) / 60.0 for e in errors]
@@ -419,17 +393,17 @@ def plot_eta_error(errors: Sequence[HorizonError], path: Path) -> Path:
     ax.legend()
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def plot_messages(counts: dict[str, int], path: Path) -> Path:
     """How many orders got 0, 1, 2 ... customer messages."""
     title = "Messages sent per order"
     if not counts:
-        return _no_data(title, path, "the plan has no orders")
+        return no_data(title, path, "the plan has no orders")
     histogram = Counter(counts.values())
     top = max(histogram)
-    fig = _figure(6.0, 4.0)
+    fig = figure(6.0, 4.0)
     ax = fig.add_subplot()
     ax.bar(range(top + 1), [histogram.get(k, 0) for k in range(top + 1)], color="tab:blue")
     ax.set_xticks(range(top + 1))
@@ -439,7 +413,7 @@ def plot_messages(counts: dict[str, int], path: Path) -> Path:
     ax.set_title(f"{title} ({sum(counts.values())} to {len(counts)} orders)")
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    return _save(fig, path)
+    return save(fig, path)
 
 
 # --- the whole report ------------------------------------------------------------------------

@@ -14,8 +14,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from sqlalchemy.orm import Session
 
@@ -27,38 +25,15 @@ from eta.promise import (
     is_material_delay,
     notice_lead_s,
 )
+from lastmile.plot_files import figure, no_data, save
 from store.accuracy import StopRecord, plan_records
 from store.schema import PlanRow
 
-NO_DATA = "no data yet"
-DPI = 110
 #: A P10-P90 window should hold the arrival this often.
 NOMINAL_COVERAGE = 0.8
 #: Where an arrival fell against the first window told, in the order drawn (the last is a
 #: material delay: eta.promise.MATERIAL_DELAY_S).
 PLACES = ("before the window", "inside", "up to 10 min late", "more than 10 min late")
-
-
-def _figure(width_in: float, height_in: float) -> Figure:
-    fig = Figure(figsize=(width_in, height_in))
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _save(fig: Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI)
-    return path
-
-
-def _no_data(title: str, path: Path, detail: str) -> Path:
-    fig = _figure(6.0, 3.5)
-    ax = fig.add_subplot()
-    ax.set_axis_off()
-    ax.set_title(title)
-    ax.text(0.5, 0.55, NO_DATA, ha="center", va="center", fontsize=18, color="grey")
-    ax.text(0.5, 0.3, detail, ha="center", va="center", fontsize=9, color="grey")
-    return _save(fig, path)
 
 
 def first_window_places(records: Sequence[StopRecord]) -> dict[str, int]:
@@ -102,9 +77,9 @@ def plot_coverage(records: Sequence[StopRecord], path: Path) -> Path:
     shares = figures["coverage_by_horizon"]
     assert isinstance(shares, dict)
     if not figures["window_samples"]:
-        return _no_data(title, path, "no live window before an actual arrival")
+        return no_data(title, path, "no live window before an actual arrival")
     counts = Counter(horizon_bucket(s.horizon_s) for r in records for s in r.samples)
-    fig = _figure(7.0, 4.5)
+    fig = figure(7.0, 4.5)
     ax = fig.add_subplot()
     x = np.arange(len(HORIZON_LABELS))
     heights = [100.0 * (shares[label] or 0.0) for label in HORIZON_LABELS]
@@ -130,7 +105,7 @@ def plot_coverage(records: Sequence[StopRecord], path: Path) -> Path:
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def plot_lead_times(records: Sequence[StopRecord], path: Path) -> Path:
@@ -139,8 +114,8 @@ def plot_lead_times(records: Sequence[StopRecord], path: Path) -> Path:
     leads, untold = lead_times_min(records)
     if not leads:
         detail = f"{untold} material delays, none told before the van" if untold else ""
-        return _no_data(title, path, detail or "no material delay")
-    fig = _figure(7.0, 4.5)
+        return no_data(title, path, detail or "no material delay")
+    fig = figure(7.0, 4.5)
     ax = fig.add_subplot()
     # Five-minute bins from 0 past both the longest lead and the 15-minute mark.
     edges = [5.0 * k for k in range(int(max(*leads, NOTICE_LEAD_S / 60.0) // 5) + 2)]
@@ -153,7 +128,7 @@ def plot_lead_times(records: Sequence[StopRecord], path: Path) -> Path:
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def plot_first_window(records: Sequence[StopRecord], path: Path) -> Path:
@@ -162,8 +137,8 @@ def plot_first_window(records: Sequence[StopRecord], path: Path) -> Path:
     counts = first_window_places(records)
     scored = sum(counts.values())
     if not scored:
-        return _no_data(title, path, "no stop both told a window and reached")
-    fig = _figure(7.0, 4.5)
+        return no_data(title, path, "no stop both told a window and reached")
+    fig = figure(7.0, 4.5)
     ax = fig.add_subplot()
     colours = ["tab:purple", "tab:green", "tab:olive", "tab:red"]
     ax.bar(range(len(PLACES)), [counts[p] for p in PLACES], color=colours)
@@ -174,7 +149,7 @@ def plot_first_window(records: Sequence[StopRecord], path: Path) -> Path:
     ax.set_title(f"{title} ({hit:.0f}% of {scored} inside)")
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def write_accuracy_plots(session: Session, plan: PlanRow, out_dir: Path) -> tuple[Path, ...]:
