@@ -260,10 +260,12 @@ def main(argv: list[str] | None = None) -> int:
     per_day: dict[str, dict[str, Any]] = {}
     merged_typical: ReplayResult | None = None
     everything = train + test
+    # What each test day knew that morning: learned once, used under every noise profile.
+    learned_test = {d.name: learned_for(d, everything, graphs) for d in test}
     for profile in args.profiles.split(","):
         results: dict[str, ReplayResult] = {}
         for k, day in enumerate(test):
-            learned = replace(learned_for(day, everything, graphs), calibration=cal)
+            learned = replace(learned_test[day.name], calibration=cal)
             results[day.name] = replay(
                 day, graphs.of(day), PROFILES[profile], seed=args.seed + 100 + k,
                 params=learned.params(), delay=delay, service_of=learned.service_of(),
@@ -280,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
             merged_typical = merged
     before: dict[str, ReplayResult] = {}
     for k, day in enumerate(test):
-        prior = learned_for(day, everything, graphs).prior
+        prior = learned_test[day.name].prior
         before[day.name] = replay(
             day, graphs.of(day), noise, seed=args.seed + 100 + k,
             params=EtaParams(prior=prior, first_window_cap_s=None),

@@ -19,7 +19,7 @@ from dataclasses import replace
 import numpy as np
 
 from eta.calibration import WindowCalibration, unwidened_parts
-from eta.promise import HORIZON_BUCKETS_MIN
+from eta.promise import HORIZON_LABELS, horizon_bucket
 
 #: Factors tried per bucket: from half to three times the fitted spread.
 FACTORS: tuple[float, ...] = tuple(float(f) for f in np.geomspace(0.5, 3.0, 37))
@@ -30,7 +30,7 @@ def coverage_by_real_horizon(
     cal: WindowCalibration, samples: Sequence[tuple[float, float]], widen: Sequence[float]
 ) -> list[float | None]:
     """Share of samples (predicted horizon s, residual s) inside the window widened by
-    ``widen``, per real-horizon bucket of :data:`eta.promise.HORIZON_BUCKETS_MIN`."""
+    ``widen``, per real-horizon bucket of :data:`eta.promise.HORIZON_LABELS`."""
     parts = _parts(cal, samples)
     return list(_coverage(parts, np.asarray(widen, dtype=np.float64)))
 
@@ -42,16 +42,9 @@ def _parts(cal: WindowCalibration, samples: Sequence[tuple[float, float]]) -> np
         if got is None:
             continue
         b, n, t, median_s, lo_s, hi_s = got
-        real_min = (horizon_s + residual_s) / 60.0
-        bucket = next(
-            (
-                k
-                for k, (lo, hi) in enumerate(HORIZON_BUCKETS_MIN)
-                if real_min >= lo and (hi is None or real_min < hi)
-            ),
-            -1,
-        )
-        if bucket >= 0:
+        label = horizon_bucket(horizon_s + residual_s)
+        if label is not None:
+            bucket = HORIZON_LABELS.index(label)
             rows.append((b, n, t, median_s, lo_s, hi_s, horizon_s, residual_s, bucket))
     return np.asarray(rows, dtype=np.float64).reshape(-1, 9)
 
@@ -66,7 +59,7 @@ def _coverage(parts: np.ndarray, widen: np.ndarray) -> list[float | None]:
     high = np.maximum(median + w * (hi - median), 0.0)
     inside = (low <= residual) & (residual <= high)
     out: list[float | None] = []
-    for k in range(len(HORIZON_BUCKETS_MIN)):
+    for k in range(len(HORIZON_LABELS)):
         here = bucket == k
         out.append(float(inside[here].mean()) if here.any() else None)
     return out

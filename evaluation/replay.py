@@ -43,12 +43,7 @@ from telematics.hygiene import HygieneParams, Verdict, screen
 from telematics.progress import ProgressParams, apply_fix, start
 from telematics.way_back import way_back
 
-HORIZONS_MIN = ((0, 10), (10, 30), (30, 60), (60, None))
 SAMPLE_EVERY_S = 60.0
-
-
-def horizon_label(lo: int, hi: int | None) -> str:
-    return f"{lo}-{hi}" if hi is not None else f"{lo}+"
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from eta.promise import WindowSample, promise_figures
-from evaluation.replay import HORIZONS_MIN, Prediction, ReplayResult, horizon_label
+from eta.promise import HORIZON_LABELS, WindowSample, horizon_bucket, promise_figures
+from evaluation.replay import Prediction, ReplayResult
 
 
 def _median(values: list[float]) -> float | None:
@@ -25,12 +25,10 @@ def score(result: ReplayResult) -> dict[str, Any]:
     """The figures the accuracy goals are stated in (see the module doc of bench.eta_accuracy)."""
     by_horizon: dict[str, list[Prediction]] = defaultdict(list)
     for p in result.predictions:
-        minutes = p.horizon_s / 60.0
-        for lo, hi in HORIZONS_MIN:
-            if minutes >= lo and (hi is None or minutes < hi):
-                by_horizon[horizon_label(lo, hi)].append(p)
-                break
-    labels = [horizon_label(lo, hi) for lo, hi in HORIZONS_MIN]
+        bucket = horizon_bucket(p.horizon_s)
+        if bucket is not None:
+            by_horizon[bucket].append(p)
+    labels = HORIZON_LABELS
 
     def abs_errors(
         ps: list[Prediction], which: Callable[[Prediction], datetime] = lambda p: p.eta
