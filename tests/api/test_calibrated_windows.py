@@ -9,7 +9,6 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -26,7 +25,7 @@ from store.schema import EventRow, OutboxRow
 from telematics.ingest import Ingester
 from tests.api.live_state import SimClock
 from tests.api.service import Service
-from tests.api.test_silence_and_prior import DEPOT, service_on
+from tests.api.test_silence_and_prior import DEPOT, _new_route, service_on
 from tests.telematics.eta_history_seed import RESIDUALS_S, add_eta_history
 
 #: Three customers near the depot, an hour at each door: the hand-set window of the third,
@@ -47,27 +46,9 @@ def _past(now: datetime, n: int) -> list[date]:
     return [now.date() - timedelta(days=k) for k in range(1, n + 1)]
 
 
-def _new_route(start: datetime) -> dict[str, Any]:
-    """Three 10-minute drives, 2-minute stops: ETAs 10, 22 and 34 minutes ahead."""
-    stops, t = [], start
-    for k in range(3):
-        arrival = t + timedelta(minutes=10)
-        t = arrival + timedelta(minutes=2)
-        stops.append(
-            {
-                "order_id": f"n{k}",
-                "arrival": arrival.isoformat(),
-                "service_start": arrival.isoformat(),
-                "departure": t.isoformat(),
-                "duration_from_previous_s": 600,
-                "distance_from_previous_m": 5000,
-            }
-        )
-    return {"vehicle_id": "van-0", "start": start.isoformat(), "stops": stops}
-
-
 def _offsets(params: EtaParams, start: datetime) -> list[tuple[float, float]]:
-    """(window start, window end) of each stop of a new route, seconds from its ETA."""
+    """(window start, window end) of each stop of a new route (ETAs 10, 22 and 34 minutes
+    ahead), seconds from its ETA."""
     etas = plan_windows("van-0", "new", _new_route(start), {}, start, params)
     return [(e.earliest_s - e.eta_s, e.latest_s - e.eta_s) for e in etas]
 
