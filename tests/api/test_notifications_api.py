@@ -194,11 +194,11 @@ def test_unknown_or_foreign_order_is_404(service: Service) -> None:
 
 def test_readers_only(service: Service) -> None:
     """Support reads notifications; a device key may not."""
-    from tests.api.test_service import SHIFT
+    from tests.api.test_service import shift_tomorrow
 
     s = service
     _order(s)
-    vehicle = {"id": "v1", "start": {"lat": 60.17, "lon": 24.94}, "shift": SHIFT}
+    vehicle = {"id": "v1", "start": {"lat": 60.17, "lon": 24.94}, "shift": shift_tomorrow()}
     assert s.client.post("/v1/vehicles", json=vehicle, headers=s.headers()).status_code == 201
     support, device = s.key("support"), s.key("device", "v1")
     assert s.client.get("/v1/orders/A-17/notifications", headers=s.headers(support)).is_success
@@ -209,12 +209,12 @@ def test_readers_only(service: Service) -> None:
 def test_dispatch_confirms_the_plan_to_customers(service: Service) -> None:
     """Dispatching a plan queues one "plan confirmed" per customer and channel, carrying the
     planned window around the planned arrival."""
-    from tests.api.test_service import SHIFT
+    from tests.api.test_service import shift_tomorrow
 
     h = service.headers()
     depot = {"id": "d1", "location": {"lat": 60.1699, "lon": 24.9384}}
     assert service.client.post("/v1/depots", json=depot, headers=h).status_code == 201
-    vehicle = {"id": "v1", "depot_id": "d1", "shift": SHIFT}
+    vehicle = {"id": "v1", "depot_id": "d1", "shift": shift_tomorrow()}
     assert service.client.post("/v1/vehicles", json=vehicle, headers=h).status_code == 201
     _order(service)
     plan_id = service.client.post("/v1/plans", json={"time_limit_s": 0.5}, headers=h).json()[
@@ -231,12 +231,12 @@ def test_dispatch_confirms_the_plan_to_customers(service: Service) -> None:
 def test_a_failed_order_planned_again_is_rescheduled(service: Service) -> None:
     """After a failed attempt, dispatching the order again tells the customer "rescheduled"
     (a new attempt), not a second "plan confirmed"."""
-    from tests.api.test_service import SHIFT
+    from tests.api.test_service import shift_tomorrow
 
     h = service.headers()
     depot = {"id": "d1", "location": {"lat": 60.1699, "lon": 24.9384}}
     assert service.client.post("/v1/depots", json=depot, headers=h).status_code == 201
-    vehicle = {"id": "v1", "depot_id": "d1", "shift": SHIFT}
+    vehicle = {"id": "v1", "depot_id": "d1", "shift": shift_tomorrow()}
     assert service.client.post("/v1/vehicles", json=vehicle, headers=h).status_code == 201
     _order(service)
 
@@ -262,12 +262,12 @@ def test_a_failed_order_planned_again_is_rescheduled(service: Service) -> None:
 def test_an_opted_out_customer_is_told_nothing(service: Service) -> None:
     """Support records that the customer wants no messages: dispatching queues nothing for
     them; their channel preference ("mqtt", the older name of push) is kept as push."""
-    from tests.api.test_service import SHIFT
+    from tests.api.test_service import shift_tomorrow
 
     h = service.headers()
     depot = {"id": "d1", "location": {"lat": 60.1699, "lon": 24.9384}}
     assert service.client.post("/v1/depots", json=depot, headers=h).status_code == 201
-    vehicle = {"id": "v1", "depot_id": "d1", "shift": SHIFT}
+    vehicle = {"id": "v1", "depot_id": "d1", "shift": shift_tomorrow()}
     assert service.client.post("/v1/vehicles", json=vehicle, headers=h).status_code == 201
     _order(service)
     support = service.headers(service.key("support"))

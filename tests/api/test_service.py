@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,14 @@ from store.schema import PlanJobRow
 from tests.api.service import Service, running
 
 SHIFT = {"start": "2026-11-26T08:00:00+02:00", "end": "2026-11-26T18:00:00+02:00"}
+
+
+def shift_tomorrow() -> dict[str, str]:
+    """A shift of tomorrow 08:00-18:00 UTC: for tests whose messages must not be stale when
+    the test runs (a plan confirmation is news only until the window it announces closes)."""
+    day = (datetime.now(UTC) + timedelta(days=1)).date()
+    start = datetime(day.year, day.month, day.day, 8, tzinfo=UTC)
+    return {"start": start.isoformat(), "end": (start + timedelta(hours=10)).isoformat()}
 PLACES = [(60.1665, 24.9433), (60.1700, 24.9500), (60.1620, 24.9400), (60.1680, 24.9440)]
 
 
