@@ -9,6 +9,7 @@ days (``GET /v1/reports/accuracy``) and the demo, so the three cannot drift apar
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import median
@@ -33,6 +34,15 @@ class DelayNotice:
 
 
 @dataclass(frozen=True, slots=True)
+class ToldWindow:
+    """A window a message gave the customer: when it was sent and its ends (epoch seconds)."""
+
+    at_s: float
+    earliest_s: float
+    latest_s: float
+
+
+@dataclass(frozen=True, slots=True)
 class StopPromise:
     """One stop's day as its customer saw it (epoch seconds)."""
 
@@ -42,7 +52,7 @@ class StopPromise:
     first_latest_s: float | None
     #: When the van really arrived (None: it never did; the stop is not scored).
     actual_s: float | None
-    #: Late window-broken notices, in the order sent.
+    #: Delay notices (:func:`told_stop`), in the order sent.
     late_notices: tuple[DelayNotice, ...] = ()
     #: Messages about the ETA after the first window (late, early or moved), all kinds.
     messages: int = 0
@@ -64,6 +74,40 @@ class WindowSample:
     @property
     def inside(self) -> bool:
         return self.earliest_s <= self.actual_s <= self.latest_s
+
+
+def told_stop(
+    stop_id: str,
+    first: ToldWindow | None,
+    later: Sequence[ToldWindow],
+    actual_s: float | None,
+    messages: int | None = None,
+) -> StopPromise:
+    """A stop's record from the windows its customer was sent: the first, then those of the
+    ETA messages after it (``later``, in the order sent; ``messages`` counts those, and any
+    that held no window: ``len(later)`` by default).
+
+    A *delay notice* is a message whose window ends later than the window the customer held
+    until then (the last one sent): whatever its kind ("window broken" or "ETA changed"), it
+    tells them they will wait longer than they were told. It said the held window was broken:
+    it is true when the van came after that window's end.
+    """
+    notices: list[DelayNotice] = []
+    # Without a first window there was no promise to break.
+    held_latest_s = first.latest_s if first is not None else math.inf
+    for told in sorted(later, key=lambda w: w.at_s):
+        if told.latest_s > held_latest_s:
+            notices.append(DelayNotice(told.at_s, held_latest_s))
+        if first is not None:
+            held_latest_s = told.latest_s
+    return StopPromise(
+        stop_id,
+        first.earliest_s if first is not None else None,
+        first.latest_s if first is not None else None,
+        actual_s,
+        tuple(notices),
+        len(later) if messages is None else messages,
+    )
 
 
 def horizon_label(lo: int, hi: int | None) -> str:
@@ -99,7 +143,7 @@ def is_material_delay(stop: StopPromise, material_delay_s: float = MATERIAL_DELA
 
 
 def notice_lead_s(stop: StopPromise) -> float | None:
-    """How long before the van the customer got the first late notice (None: no late notice
+    """How long before the van the customer got the first delay notice (None: no delay notice
     before it arrived)."""
     if stop.actual_s is None:
         return None
@@ -143,13 +187,13 @@ def promise_figures(
     - ``first_window_hit``: arrivals inside the first window told; ``first_window_width_min``:
       median width of those windows.
     - ``material_delays``: arrivals more than ``material_delay_s`` after the first window's end;
-      ``material_delays_told_15min_ahead``: those whose customer got a late notice at least
-      ``notice_lead_s_min`` before the van; ``material_delay_recall``: their share;
-      ``lead_time_median_min``: median lead of the first late notice over the material delays
-      told before arrival (however short).
-    - ``late_notice_precision``: late notices after which the van really arrived after the end
-      of the window the notice said was broken (notices about stops that never arrived are
-      left out).
+      ``material_delays_told_15min_ahead``: those whose customer got a delay notice
+      (:func:`told_stop`) at least ``notice_lead_s_min`` before the van;
+      ``material_delay_recall``: their share; ``lead_time_median_min``: median lead of the
+      first delay notice over the material delays told before arrival (however short).
+    - ``late_notice_precision``: delay notices after which the van really arrived after the
+      end of the window the notice said was broken (notices about stops that never arrived
+      are left out).
     - ``messages_per_stop``: mean messages after the first window per scored stop.
     - ``coverage``, ``coverage_by_horizon``: see :func:`coverage_figures`.
     """

@@ -31,7 +31,7 @@ from eta.pace import Pace
 from eta.params import EtaParams, FleetPrior
 from eta.predict import StopEta, predict
 from eta.progress import RouteProgress, not_started
-from eta.promise import DelayNotice, StopPromise
+from eta.promise import StopPromise, ToldWindow, told_stop
 from eta.route import EtaRoute
 from evaluation.noise import NoiseProfile, degrade
 from evaluation.scenario import Scenario, ScenarioStop, ScenarioVehicle
@@ -70,19 +70,25 @@ class StopNotices:
 
     first_earliest: datetime | None = None
     first_latest: datetime | None = None
+    #: Late window-broken messages sent before the van came (``notify_recall``'s notices).
     late_notices_before_arrival: int = 0
     messages: int = 0
-    #: Late window-broken notices: when, and the end of the window each said was broken.
-    late_notices: list[DelayNotice] = field(default_factory=list)
+    #: The windows told after the first, in the order sent (eta.promise.told_stop finds the
+    #: late notices among them).
+    told: list[ToldWindow] = field(default_factory=list)
     actual: datetime | None = None
 
     def promise(self, stop_id: str) -> StopPromise:
-        return StopPromise(
+        first = (
+            None
+            if self.first_earliest is None or self.first_latest is None
+            else ToldWindow(0.0, self.first_earliest.timestamp(), self.first_latest.timestamp())
+        )
+        return told_stop(
             stop_id,
-            None if self.first_earliest is None else self.first_earliest.timestamp(),
-            None if self.first_latest is None else self.first_latest.timestamp(),
+            first,
+            self.told,
             None if self.actual is None else self.actual.timestamp(),
-            tuple(self.late_notices),
             self.messages,
         )
 
@@ -281,20 +287,19 @@ def _record(
     first_told: bool = True,
 ) -> None:
     """What the customers were told: the first window (unless ``first_told`` is False: the
-    caller copies it), then every message after it (the late window-broken ones kept as
-    notices)."""
+    caller copies it), then every message after it and the window it told."""
     for event in events:
         notices = notices_of[(vehicle_id, event.order_id)]
         if first_told and notices.first_latest is None:
             notices.first_earliest, notices.first_latest = event.earliest, event.latest
             continue
         notices.messages += 1
-        if isinstance(event, WindowBroken) and event.late:
-            notices.late_notices.append(
-                DelayNotice(event.at.timestamp(), event.told_latest.timestamp())
-            )
-            if notices.actual is not None and event.at < notices.actual:
-                notices.late_notices_before_arrival += 1
+        notices.told.append(
+            ToldWindow(event.at.timestamp(), event.earliest.timestamp(), event.latest.timestamp())
+        )
+        late = isinstance(event, WindowBroken) and event.late
+        if late and notices.actual is not None and event.at < notices.actual:
+            notices.late_notices_before_arrival += 1
 
 
 def plan_delay_s(

@@ -16,11 +16,9 @@ Where each part comes from:
   window told (normally "plan confirmed", sent at dispatch). A customer who was sent none (no
   channel, opted out, the sender off) was told nothing: the stop is not scored. The
   ETA-changed and window-broken messages after it are the stop's ``messages``.
-- Late notices: each window-broken message sent, judged by the ETA core's ``window_broken``
-  event that caused it (the stop's newest at or before the message's ETA version: a queued
-  message re-issued under a newer version still tells that break): a notice when the event
-  says ``late``, against the end of the window the event said was broken, at the time the
-  message went out. (``lastmile demo``'s summary reads its day the same way.)
+- Late notices: each ETA message sent whose window ends later than the one sent before it
+  (``eta.promise.told_stop``), against the end of that earlier window, at the time the
+  message went out. (``lastmile demo``'s summary reads its day through this module.)
 - The actual arrival: the ingester's first ``arrived`` event (as ``lastmile report`` reads it).
 - The live windows: the ETA history (``eta_history``) keeps a stop's window whenever its ETA
   moved a minute or more and at least every five minutes while its van reports
@@ -42,7 +40,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from eta.promise import DelayNotice, StopPromise, WindowSample, promise_figures
+from eta.promise import StopPromise, ToldWindow, WindowSample, promise_figures, told_stop
 from store.schema import (
     EtaRow,
     EventRow,
@@ -59,8 +57,6 @@ from store.schema import (
 SAMPLE_EVERY_S = 60.0
 #: The messages after the first window that tell a new ETA: a stop's ``messages``.
 ETA_MESSAGES = frozenset({"eta_changed", "window_broken"})
-#: "We can no longer make the time we gave you": a late notice when the break was late.
-WINDOW_BROKEN = "window_broken"
 #: The ingester's event for a van reaching a stop.
 ARRIVED = "arrived"
 #: An outbox payload's event time and a plan's dispatch time are the same instant written
@@ -82,16 +78,6 @@ class ToldMessage:
 
 
 @dataclass(frozen=True, slots=True)
-class BrokenWindow:
-    """The ETA core's ``window_broken`` event: the version it made, the end of the window it
-    said was broken (epoch seconds) and whether the break was late."""
-
-    version: int
-    told_latest_s: float
-    late: bool
-
-
-@dataclass(frozen=True, slots=True)
 class StopRecord:
     """One stop as its customer lived it, with the day and route it is counted under."""
 
@@ -108,33 +94,27 @@ class StopRecord:
 # --- pure: rows in, records out ------------------------------------------------------------
 
 
-def stop_promise(
-    stop_id: str,
-    told: Iterable[ToldMessage],
-    broken: Sequence[BrokenWindow],
-    actual_s: float | None,
-) -> StopPromise:
-    """The stop's record from the messages its customer was sent (taken in the order sent) and
-    the ETA core's broken windows."""
+def stop_promise(stop_id: str, told: Iterable[ToldMessage], actual_s: float | None) -> StopPromise:
+    """The stop's record from the messages its customer was sent (taken in the order sent):
+    the first holding a window, then the ETA messages after it (:func:`eta.promise.told_stop`
+    finds the late notices among them)."""
     ordered = sorted(told, key=lambda m: (m.at_s, m.eta_version))
     first = next((m for m in ordered if m.earliest_s is not None and m.latest_s is not None), None)
     after = [m for m in ordered if first is not None and m is not first]
-    notices: list[DelayNotice] = []
-    for message in after:
-        if message.trigger != WINDOW_BROKEN:
-            continue
-        causes = [b for b in broken if b.version <= message.eta_version]
-        cause = max(causes, key=lambda b: b.version) if causes else None
-        if cause is not None and cause.late:
-            notices.append(DelayNotice(message.at_s, cause.told_latest_s))
-    return StopPromise(
+    eta_messages = [m for m in after if m.trigger in ETA_MESSAGES]
+    return told_stop(
         stop_id,
-        first.earliest_s if first is not None else None,
-        first.latest_s if first is not None else None,
+        _window(first) if first is not None else None,
+        [w for m in eta_messages if (w := _window(m)) is not None],
         actual_s,
-        tuple(notices),
-        sum(m.trigger in ETA_MESSAGES for m in after),
+        len(eta_messages),
     )
+
+
+def _window(message: ToldMessage) -> ToldWindow | None:
+    if message.earliest_s is None or message.latest_s is None:
+        return None
+    return ToldWindow(message.at_s, message.earliest_s, message.latest_s)
 
 
 def window_samples(
@@ -338,27 +318,6 @@ def _told(
     return told
 
 
-def _broken(
-    session: Session, organisation_id: str, since: datetime, of_order: dict[str, list[_Stop]]
-) -> dict[_Stop, list[BrokenWindow]]:
-    """The ETA core's broken windows of each stop."""
-    broken: dict[_Stop, list[BrokenWindow]] = defaultdict(list)
-    for order_row, at, data in session.execute(
-        select(EventRow.order_id, EventRow.at, EventRow.data).where(
-            EventRow.organisation_id == organisation_id,
-            EventRow.kind == WINDOW_BROKEN,
-            EventRow.at >= since,
-            EventRow.order_id.is_not(None),
-        )
-    ):
-        stop = _owner(of_order, order_row, at)
-        told_latest_s = _epoch(data.get("told_latest")) if isinstance(data, dict) else None
-        version = data.get("version") if isinstance(data, dict) else None
-        if stop is not None and told_latest_s is not None and isinstance(version, int):
-            broken[stop].append(BrokenWindow(version, told_latest_s, bool(data.get("late"))))
-    return broken
-
-
 def _arrivals(
     session: Session, organisation_id: str, since: datetime, of_order: dict[str, list[_Stop]]
 ) -> dict[_Stop, datetime]:
@@ -410,7 +369,6 @@ def _records(
         of_order[stop.order_row].append(stop)
     first = min(s.start for s in stops) - SAME_INSTANT
     told = _told(session, organisation_id, first, of_order)
-    broken = _broken(session, organisation_id, first, of_order)
     arrived = _arrivals(session, organisation_id, first, of_order)
     history = _history(session, organisation_id, first, of_order, arrived)
     records: dict[tuple[str, date], StopRecord] = {}
@@ -423,7 +381,7 @@ def _records(
             stop.day,
             stop.plan_id,
             stop.vehicle_id,
-            stop_promise(stop.order_id, told.get(stop, ()), broken.get(stop, []), actual_s),
+            stop_promise(stop.order_id, told.get(stop, ()), actual_s),
             tuple(samples),
         )
     return records
@@ -444,6 +402,13 @@ def promise_records(
     return _sorted(
         r for r in _records(session, organisation_id, zone, since).values() if r.day in wanted
     )
+
+
+def all_records(session: Session, organisation_id: str) -> list[StopRecord]:
+    """Every stop the organisation ever dispatched (a demo's day, a test's store)."""
+    zone = organisation_zone(session, organisation_id)
+    since = datetime(1970, 1, 1, tzinfo=UTC)
+    return _sorted(_records(session, organisation_id, zone, since).values())
 
 
 def plan_records(session: Session, plan_id: str) -> list[StopRecord]:

@@ -4,17 +4,47 @@ the ETAs were, and whether the customers of late stops were told before the van 
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from lastmile.demo.promise import SUMMARY_KEYS, aware, first_arrivals, promise_summary
+from store.accuracy import all_records, figures
 from store.schema import EtaRow, EventRow, OrderRow, OutboxRow
 
 #: Messages that tell a customer their delivery is later than they were told.
 DELAY_TRIGGERS = ("eta_changed", "window_broken")
+#: The promise's figures the demo's summary line shows (eta/promise.py's keys, read from the
+#: store as the accuracy report reads it: store/accuracy.py).
+SUMMARY_KEYS = (
+    "material_delays",
+    "material_delays_told_15min_ahead",
+    "material_delay_recall",
+    "first_window_hit",
+    "first_window_width_min",
+    "late_notice_precision",
+    "lead_time_median_min",
+)
+
+
+def aware(at: datetime) -> datetime:
+    # SQLite hands back naive UTC datetimes; the store writes UTC only.
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+def first_arrivals(session: Session, organisation_id: str) -> dict[str, datetime]:
+    """Order row id -> when a vehicle first arrived there (the ingester's "arrived")."""
+    rows = session.execute(
+        select(EventRow.order_id, func.min(EventRow.at))
+        .where(
+            EventRow.organisation_id == organisation_id,
+            EventRow.kind == "arrived",
+            EventRow.order_id.is_not(None),
+        )
+        .group_by(EventRow.order_id)
+    )
+    return {order_id: aware(at) for order_id, at in rows if order_id is not None}
 
 
 def first_told_latest(session: Session, organisation_id: str) -> dict[str, datetime]:
@@ -54,7 +84,7 @@ def summary(session: Session, organisation_id: str) -> dict[str, Any]:
     """The demo's last line: ``orders``, ``delivered``, ``failed``, ``messages_sent``,
     ``eta_mae_s``, ``late_stops`` (arrived after the end of the first window told),
     ``late_stops_notified`` (of those, told of the delay by a message sent before arrival),
-    then the promise's figures (:data:`lastmile.demo.promise.SUMMARY_KEYS`)."""
+    then the promise's figures (:data:`SUMMARY_KEYS`)."""
     statuses: dict[str, int] = defaultdict(int)
     for status, n in session.execute(
         select(OrderRow.status, func.count())
@@ -82,7 +112,7 @@ def summary(session: Session, organisation_id: str) -> dict[str, Any]:
         if sent_at is not None:
             at = aware(sent_at)
             warned[order_id] = min(at, warned.get(order_id, at))
-    promise = promise_summary(session, organisation_id)
+    promise = figures(all_records(session, organisation_id))
     notified = sum(1 for o in late if o in warned and warned[o] <= arrivals[o])
     return {
         "orders": sum(statuses.values()),

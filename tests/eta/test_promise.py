@@ -9,10 +9,12 @@ from hypothesis import strategies as st
 from eta.promise import (
     DelayNotice,
     StopPromise,
+    ToldWindow,
     WindowSample,
     horizon_bucket,
     notice_lead_s,
     promise_figures,
+    told_stop,
 )
 
 T = 1_775_000_000.0
@@ -150,3 +152,21 @@ def test_shares_are_shares_and_counts_add_up(day: list[StopPromise]) -> None:
     assert f["stops_scored"] + f["stops_unscored"] == len(day)  # type: ignore[operator]
     lead = f["lead_time_median_min"]
     assert lead is None or lead >= 0  # type: ignore[operator]
+
+
+def test_told_stop_finds_the_late_notices_among_the_windows_sent() -> None:
+    """Each window sent after the first that ends later than the one held is a notice against
+    that one's end, whatever message carried it; a window moved earlier is held from then on
+    (the next later one is judged against it)."""
+    first = ToldWindow(T, T + 60 * MIN, T + 90 * MIN)
+    later = [
+        ToldWindow(T + 50 * MIN, T + 70 * MIN, T + 100 * MIN),  # later: notice vs 90
+        ToldWindow(T + 20 * MIN, T + 50 * MIN, T + 80 * MIN),  # sent first: earlier, held
+        ToldWindow(T + 60 * MIN, T + 65 * MIN, T + 95 * MIN),  # earlier than 100: held
+    ]
+    record = told_stop("s", first, later, T + 110 * MIN)
+    assert record.late_notices == (DelayNotice(T + 50 * MIN, T + 80 * MIN),)
+    assert record.messages == 3
+    assert (record.first_earliest_s, record.first_latest_s) == (T + 60 * MIN, T + 90 * MIN)
+    assert told_stop("s", None, later, None, messages=5).late_notices == ()
+    assert told_stop("s", None, later, None, messages=5).messages == 5

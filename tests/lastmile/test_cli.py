@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lastmile.cli import app
-from lastmile.demo.promise import SUMMARY_KEYS
+from lastmile.demo.summary import SUMMARY_KEYS
 
 runner = CliRunner()
 

@@ -15,7 +15,6 @@ from sqlalchemy.orm import Session
 
 from eta.promise import DelayNotice, StopPromise, WindowSample
 from store.accuracy import (
-    BrokenWindow,
     ToldMessage,
     accuracy_report,
     last_days,
@@ -58,32 +57,33 @@ def test_first_window_is_the_first_sent_holding_one() -> None:
         ToldMessage(_s("07:01"), "plan_confirmed", 0, _s("08:45"), _s("09:15")),
         ToldMessage(_s("08:30"), "eta_changed", 2, _s("09:10"), _s("09:40")),
     ]
-    assert stop_promise("s", told, [], _s("09:05")) == StopPromise(
-        "s", _s("08:45"), _s("09:15"), _s("09:05"), (), 1
+    assert stop_promise("s", told, _s("09:05")) == StopPromise(
+        "s", _s("08:45"), _s("09:15"), _s("09:05"), (DelayNotice(_s("08:30"), _s("09:15")),), 1
     )
-    assert stop_promise("s", told[:2], [], None).first_latest_s == _s("09:30")
-    assert stop_promise("s", [told[1]], [], _s("09:05")) == StopPromise(
+    assert stop_promise("s", told[:2], None).first_latest_s == _s("09:30")
+    assert stop_promise("s", [told[1]], _s("09:05")) == StopPromise(
         "s", None, None, _s("09:05"), (), 0
     )
 
 
-def test_late_notices_follow_the_event_that_caused_them() -> None:
-    """A window-broken message is a late notice when the ETA core's break at or before its
-    version was late, against the end that break said was broken; an early break is only a
-    message; a message re-issued under a newer version keeps its cause."""
+def test_a_late_notice_is_a_message_whose_window_ends_later_than_the_one_held() -> None:
+    """Whatever its kind, an ETA message whose window ends later than the last one sent is a
+    late notice against that one's end; one that moves the window earlier is only a message,
+    and the customer holds its window from then on."""
     first = ToldMessage(_s("07:00"), "plan_confirmed", 0, _s("09:00"), _s("09:30"))
-    broken = [
-        BrokenWindow(2, _s("09:30"), late=True),
-        BrokenWindow(4, _s("10:30"), late=False),
-    ]
     late = ToldMessage(_s("08:00"), "window_broken", 3, _s("10:00"), _s("10:30"))
     early = ToldMessage(_s("08:40"), "window_broken", 4, _s("09:40"), _s("10:10"))
-    record = stop_promise("s", [early, late, first], broken, _s("10:20"))
-    assert record.late_notices == (DelayNotice(_s("08:00"), _s("09:30")),)
-    assert record.messages == 2
-    # Nothing caused it (no event at or before its version): not a notice.
-    orphan = ToldMessage(_s("08:00"), "window_broken", 1, _s("10:00"), _s("10:30"))
-    assert stop_promise("s", [first, orphan], broken, _s("10:20")).late_notices == ()
+    moved = ToldMessage(_s("09:00"), "eta_changed", 5, _s("09:50"), _s("10:20"))
+    record = stop_promise("s", [moved, early, late, first], _s("10:20"))
+    assert record.late_notices == (
+        DelayNotice(_s("08:00"), _s("09:30")),
+        DelayNotice(_s("09:00"), _s("10:10")),
+    )
+    assert record.messages == 3
+    # A window-broken message that held no window counts as a message, never as a notice.
+    bare = ToldMessage(_s("08:00"), "window_broken", 1)
+    assert stop_promise("s", [first, bare], _s("10:20")).late_notices == ()
+    assert stop_promise("s", [first, bare], _s("10:20")).messages == 1
 
 
 def test_window_samples_hold_each_window_until_the_next_and_stop_at_the_arrival() -> None:
