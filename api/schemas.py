@@ -156,7 +156,15 @@ class DeviceCredentials(BaseModel):
     )
     mqtt_username: str
     mqtt_password: str = Field(description="Shown only now.")
-    publish_topic: str = Field(description="Where the device publishes its positions.")
+    publish_topic: str | None = Field(
+        description="Where the device publishes its positions: "
+        "{organisation}/fleet/{vehicle}/position for a fleet device (its driver events go to "
+        "…/events, a gpsd bridge's reports to …/gpsd), owntracks/{user}/{device} for "
+        "OwnTracks; none for OsmAnd (it reports over HTTP to /osmand)."
+    )
+    route_topic: str = Field(
+        description="Where the vehicle's route is published (retained); the device may read it."
+    )
 
 
 class ContactIn(Strict):
@@ -323,10 +331,12 @@ class DeviceCreate(Strict):
     external_device_id: str | None = Field(
         None,
         max_length=200,
-        description="OwnTracks: user/device (unique within your organisation). OsmAnd: leave "
-        "it out: the server issues the identifier (external_device_id in the answer) to enter "
-        "in Traccar Client. Fleet devices: none.",
-        examples=["anna/phone"],
+        description="OwnTracks: the device name set in the app (its topic is then "
+        "owntracks/{mqtt_username}/{device}, as OwnTracks publishes by default; user/device, "
+        "unique within your organisation only, is deprecated). OsmAnd: leave it out: the "
+        "server issues the identifier (external_device_id in the answer) to enter in Traccar "
+        "Client. Fleet devices: none.",
+        examples=["phone"],
     )
 
 

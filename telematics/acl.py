@@ -29,16 +29,20 @@ from notify.channels.push import TOPIC as PUSH_TOPIC
 from store.schema import DeviceRow, VehicleRow
 from store.secrets import hash_device_password, new_device_password
 from telematics.mqtt import TOPICS, BrokerAddress
+from telematics.topics import (
+    DEVICE_KINDS,
+    ROUTES_WILDCARD,
+    legacy_topic,
+    route_topic,
+    vehicle_topic,
+)
 
-#: The retained route the service publishes per vehicle; the vehicle's devices read it.
-ROUTE_TOPIC = "fleet/{vehicle}/route"
-#: What a ``fleet`` device (our JSON, or a gpsd bridge) publishes.
-FLEET_TOPICS = ("fleet/{vehicle}/position", "fleet/{vehicle}/gpsd", "fleet/{vehicle}/events")
 #: What an OwnTracks device publishes (its ``external_device_id`` is ``user/device``).
 OWNTRACKS_TOPIC = "owntracks/{user}/{device}"
-#: The ingester's subscriptions, and what the service publishes for every vehicle/customer.
+#: The ingester's subscriptions, and what the service publishes for every vehicle/customer
+#: (telematics/topics.py: every organisation's routes).
 SERVICE_READ = TOPICS
-SERVICE_WRITE = (ROUTE_TOPIC.format(vehicle="+"), PUSH_TOPIC.format(token="+"))
+SERVICE_WRITE = (ROUTES_WILDCARD, PUSH_TOPIC.format(token="+"))
 DEFAULT_SERVICE_USER = "lastmile"
 
 PASSWORDS_FILE = "passwords"
@@ -120,14 +124,21 @@ def check_password_hash(password_hash: str) -> None:
         raise AclError("the stored password hash is not in Mosquitto's $7$ format")
 
 
-def device_account(device: DeviceEntry) -> MqttAccount:
-    """The device's own topics: publish its positions (fleet or OwnTracks), read its route.
-    An OsmAnd device reports over HTTP, so over MQTT it may only read its route."""
+def device_account(device: DeviceEntry, *, legacy: bool = False) -> MqttAccount:
+    """The device's own topics: publish its positions (fleet or OwnTracks), read its route,
+    all under its organisation (telematics/topics.py). An OsmAnd device reports over HTTP, so
+    over MQTT it may only read its route. ``legacy``: a fleet device may also publish on the
+    deprecated un-prefixed topics (only for a vehicle id no other organisation uses)."""
     check_username(device.username)
     check_password_hash(device.password_hash)
     _check_segment("vehicle id", device.vehicle)
+    _check_segment("organisation id", device.organisation_id)
     if device.protocol == "fleet":
-        write = tuple(t.format(vehicle=device.vehicle) for t in FLEET_TOPICS)
+        write = tuple(
+            vehicle_topic(device.organisation_id, device.vehicle, k) for k in DEVICE_KINDS
+        )
+        if legacy:
+            write += tuple(legacy_topic(device.vehicle, k) for k in DEVICE_KINDS)
     elif device.protocol == "owntracks":
         user, _, name = (device.external_device_id or "").partition("/")
         _check_segment("OwnTracks user", user)
@@ -140,7 +151,7 @@ def device_account(device: DeviceEntry) -> MqttAccount:
     return MqttAccount(
         device.username,
         device.password_hash,
-        read=(ROUTE_TOPIC.format(vehicle=device.vehicle),),
+        read=(route_topic(device.organisation_id, device.vehicle),),
         write=write,
         comment=f"device {device.device_id}: vehicle {device.vehicle}, {device.protocol}",
     )
@@ -165,22 +176,19 @@ def plan_accounts(
 ) -> tuple[list[MqttAccount], list[Skipped]]:
     """The accounts to write (the service first) and the devices left out, with why.
 
-    A vehicle id that more than one organisation uses is left out: topics are not per
-    organisation, so its devices would read each other's routes (the ingester refuses such a
-    vehicle's positions already). So is an OwnTracks topic claimed by two vehicles, and a
-    username taken twice.
+    Every device gets its organisation's topics. The deprecated un-prefixed topics are granted
+    too, for devices set up before the organisation was in the topic, but only for a vehicle
+    id no other organisation uses (the ingester refuses such a vehicle's un-prefixed fixes as
+    ambiguous). An OwnTracks topic claimed by two vehicles is left out, and so is a username
+    taken twice.
     """
     ambiguous = set(ambiguous_vehicles)
     accounts = [service]
     skipped: list[Skipped] = []
     built: list[tuple[DeviceEntry, MqttAccount]] = []
     for device in devices:
-        if device.vehicle in ambiguous:
-            reason = f"vehicle id {device.vehicle!r} is used by more than one organisation"
-            skipped.append(Skipped(device.device_id, device.username, reason))
-            continue
         try:
-            built.append((device, device_account(device)))
+            built.append((device, device_account(device, legacy=device.vehicle not in ambiguous)))
         except AclError as exc:
             skipped.append(Skipped(device.device_id, device.username, str(exc)))
     owners: dict[str, set[str]] = {}

@@ -4,7 +4,7 @@ Each decoder raises only :class:`DecodeError` (with a short reason code for the 
 counters), whatever bytes it is given. Range checks that need no state live here; checks that
 need the vehicle's history or the clock live in :mod:`telematics.hygiene`.
 
-Our own JSON, on ``fleet/{vehicle_id}/position``::
+Our own JSON, on ``{organisation}/fleet/{vehicle_id}/position`` (telematics/topics.py)::
 
     {"lat": 60.1699, "lon": 24.9384,          # WGS84 degrees, required
      "time": "2026-11-26T10:15:02Z",          # ISO 8601, or epoch seconds / milliseconds
@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from domain.position import Position
+from telematics.topics import VehicleTopic, parse_vehicle_topic
 
 KNOTS_TO_MPS = 0.514444
 KPH_TO_MPS = 1 / 3.6
@@ -167,9 +168,19 @@ def topic_part(topic: str, index: int, *, expect: tuple[str, ...] = ()) -> str:
     return parts[index]
 
 
+def device_topic(topic: str, kind: str) -> VehicleTopic:
+    """A fleet topic carrying ``kind`` (telematics/topics.py, either form), or refused."""
+    parsed = parse_vehicle_topic(topic, (kind,))
+    if parsed is None:
+        raise DecodeError("bad_topic", f"unexpected topic {topic[:100]!r}")
+    return parsed
+
+
 def decode_fleet_json(topic: str, payload: bytes | str) -> Position:
-    """Our JSON on ``fleet/{vehicle_id}/position`` (schema in the module doc)."""
-    vehicle_id = topic_part(topic, 1, expect=("fleet", "", "position"))
+    """Our JSON on ``{organisation}/fleet/{vehicle_id}/position`` (or the deprecated
+    ``fleet/{vehicle_id}/position``; schema in the module doc). The fix names the vehicle's
+    own id; the caller resolves it in the topic's organisation."""
+    vehicle_id = device_topic(topic, "position").vehicle
     data = _object(payload)
     return _position(
         vehicle_id,

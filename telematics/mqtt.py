@@ -29,12 +29,15 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from telematics.ingest import Ingester, IngestResult
+from telematics.topics import SUBSCRIPTIONS, parse_vehicle_topic, topic_kind
 
 log = logging.getLogger(__name__)
 MAX_PAYLOAD_BYTES = 16_384
 #: Messages committed together: one transaction and one fsync for up to this many fixes.
 BATCH_MAX = 200
-TOPICS = ("fleet/+/position", "fleet/+/gpsd", "fleet/+/events", "owntracks/+/+")
+#: The device topics (telematics/topics.py): each organisation's, the deprecated un-prefixed
+#: ones, OwnTracks.
+TOPICS = SUBSCRIPTIONS
 
 
 class PublishError(RuntimeError):
@@ -189,7 +192,7 @@ class MqttIngester:
         try:
             with self.ingester.batch():
                 self.ingester.prefetch(
-                    {parts[1] for m in batch if len(parts := m.topic.split("/")) == 3}
+                    {t.ref for m in batch if (t := parse_vehicle_topic(m.topic)) is not None}
                 )
                 for message in batch:
                     self.handle(message.topic, bytes(message.payload))
@@ -214,11 +217,11 @@ class MqttIngester:
             return self.ingester.reject(
                 "mqtt", topic, payload, "too_large", f"{len(payload)} bytes"
             )
-        parts = topic.split("/")
-        if parts[0] == "owntracks":
+        kind = topic_kind(topic)
+        if kind == "owntracks":
             return self.ingester.owntracks_message(topic, payload)
-        if len(parts) == 3 and parts[2] == "gpsd":
-            return self.ingester.gpsd_message(parts[1], payload)
-        if len(parts) == 3 and parts[2] == "events":
+        if kind == "gpsd":
+            return self.ingester.gpsd_message(topic, payload)
+        if kind == "events":
             return self.ingester.driver_event_message(topic, payload)
         return self.ingester.fleet_message(topic, payload)

@@ -27,6 +27,7 @@ from domain.geo import LatLon
 from store.schema import ProgressRow
 from telematics.ingest import order_on_route, record_driver_event
 from telematics.ingest.silence import no_signal, silent_for_s
+from telematics.topics import vehicle_topic
 from telematics.way_back import way_back
 
 router = APIRouter(tags=["telematics"], responses={401: {"model": ErrorBody}})
@@ -106,7 +107,7 @@ async def post_position(vehicle_id: VehicleId, request: Request, caller: Device)
             vehicle = vehicle_row(session, caller.organisation_id, vehicle_id)
         # By its row: the caller's own vehicle, whoever else uses the same id.
         return request.app.state.ingester.fleet_message_for(
-            vehicle.id, body, topic=f"fleet/{vehicle_id}/position"
+            vehicle.id, body, topic=vehicle_topic(caller.organisation_id, vehicle_id, "position")
         )
 
     return _answer(await run_in_threadpool(ingest))

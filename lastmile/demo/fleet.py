@@ -1,8 +1,8 @@
 """The demo's fleet: vans that drive their dispatched routes along the planned roads and
 report like real devices, with the day's disruptions.
 
-A van takes its route from the retained ``fleet/{vehicle}/route`` message, as a driver's app
-would, and drives it: each leg at the planned pace give or take a little, waiting for a
+A van takes its route from the retained ``{organisation}/fleet/{vehicle}/route`` message, as a
+driver's app would, and drives it: each leg at the planned pace give or take a little, waiting for a
 time window to open, serving each stop for about the planned time. It publishes a GPS fix
 every ``fix_interval_s`` of simulated time (with position noise), in our JSON or, for some
 vans, as OwnTracks, and the driver's "delivered"/"failed" after each stop. A new route for a
@@ -30,6 +30,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from domain.geo import EARTH_RADIUS_M
 from domain.route_track import RouteTrack, route_track
 from telematics.mqtt import BrokerAddress, publish_checked
+from telematics.topics import ROUTES_WILDCARD, legacy_topic, parse_vehicle_topic, vehicle_topic
 
 log = logging.getLogger(__name__)
 
@@ -72,14 +73,17 @@ class VanRoute:
     start: datetime
     track: RouteTrack
     stops: tuple[PlannedStop, ...]
+    #: The organisation the route's topic names (None: the deprecated un-prefixed topics).
+    organisation_id: str | None = None
 
     @property
     def order_ids(self) -> tuple[str, ...]:
         return tuple(s.order_id for s in self.stops)
 
 
-def route_from_message(payload: bytes | str) -> VanRoute:
-    """Parse the retained route message the service publishes at dispatch."""
+def route_from_message(payload: bytes | str, organisation_id: str | None = None) -> VanRoute:
+    """Parse the retained route message the service publishes at dispatch (on
+    ``{organisation_id}/fleet/{vehicle}/route``)."""
     data = json.loads(payload)
     coords = (data.get("geometry") or {}).get("coordinates") or []
     places = [(s["order_id"], float(s["lat"]), float(s["lon"])) for s in data["stops"]]
@@ -102,7 +106,12 @@ def route_from_message(payload: bytes | str) -> VanRoute:
         for s, at_m in zip(data["stops"], track.stop_along_m, strict=True)
     )
     return VanRoute(
-        data["vehicle_id"], data["plan_id"], datetime.fromisoformat(data["start"]), track, stops
+        data["vehicle_id"],
+        data["plan_id"],
+        datetime.fromisoformat(data["start"]),
+        track,
+        stops,
+        organisation_id,
     )
 
 
@@ -140,6 +149,7 @@ class Fix:
     lat: float
     lon: float
     speed_mps: float
+    organisation_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +159,7 @@ class DriverEvent:
     kind: str  # delivered | failed
     at: datetime
     reason: str = ""
+    organisation_id: str | None = None
 
 
 @dataclass
@@ -251,6 +262,7 @@ class Van:
                     "failed" if failed else "delivered",
                     self.busy_until,
                     "nobody at home" if failed else "",
+                    self.route.organisation_id,
                 )
             )
             self.served.append(stop.order_id)
@@ -299,7 +311,7 @@ class Van:
         k = 180.0 / math.pi / EARTH_RADIUS_M
         lat += float(self.rng.normal(0.0, noise_m)) * k
         lon += float(self.rng.normal(0.0, noise_m)) * k / math.cos(math.radians(lat))
-        return Fix(self.route.vehicle_id, now, lat, lon, speed_mps)
+        return Fix(self.route.vehicle_id, now, lat, lon, speed_mps, self.route.organisation_id)
 
 
 def fleet_json(fix: Fix) -> tuple[str, str]:
@@ -311,7 +323,13 @@ def fleet_json(fix: Fix) -> tuple[str, str]:
         "speed_mps": round(fix.speed_mps, 1),
         "accuracy_m": 8.0,
     }
-    return f"fleet/{fix.vehicle_id}/position", json.dumps(payload)
+    return _topic(fix.organisation_id, fix.vehicle_id, "position"), json.dumps(payload)
+
+
+def _topic(organisation_id: str | None, vehicle_id: str, kind: str) -> str:
+    if organisation_id is None:
+        return legacy_topic(vehicle_id, kind)
+    return vehicle_topic(organisation_id, vehicle_id, kind)
 
 
 def owntracks_json(fix: Fix, user: str, device: str) -> tuple[str, str]:
@@ -336,7 +354,7 @@ def event_json(event: DriverEvent) -> tuple[str, str]:
     }
     if event.reason:
         payload["reason"] = event.reason
-    return f"fleet/{event.vehicle_id}/events", json.dumps(payload)
+    return _topic(event.organisation_id, event.vehicle_id, "events"), json.dumps(payload)
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,8 +368,8 @@ class FleetConfig:
 
 
 class FleetSimulator:
-    """Drives every van whose route arrives on ``fleet/+/route``, publishing what its
-    device and its driver would, until stopped."""
+    """Drives every van whose route arrives on ``{organisation}/fleet/+/route``, publishing
+    what its device and its driver would (on its organisation's topics), until stopped."""
 
     def __init__(
         self,
@@ -384,11 +402,13 @@ class FleetSimulator:
         self.client.on_connect = self._on_connect
 
     def _on_connect(self, client: mqtt.Client, *_: Any) -> None:
-        client.subscribe("fleet/+/route", qos=1)
+        client.subscribe(ROUTES_WILDCARD, qos=1)
 
     def _on_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
         try:
-            route = route_from_message(bytes(message.payload))
+            topic = parse_vehicle_topic(message.topic, ("route",))
+            organisation_id = topic.organisation_id if topic is not None else None
+            route = route_from_message(bytes(message.payload), organisation_id)
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("route message on %s unusable: %s", message.topic, exc)
             return

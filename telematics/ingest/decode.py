@@ -21,6 +21,7 @@ from store.schema import DeadLetterRow, DeviceRow, VehicleRow
 from telematics.decoders import DecodeError, decode_osmand, decode_osmand_json, decode_owntracks
 from telematics.ingest.state import BatchState
 from telematics.ingest.text import clean, storable
+from telematics.topics import VehicleRef
 
 Sessions = sessionmaker[Session]
 
@@ -83,40 +84,54 @@ def devices(sessions: Sessions, protocol: str, external_id: str) -> list[str]:
         return list(rows)
 
 
-def resolve_vehicles(batch: BatchState, external_ids: Iterable[str]) -> None:
-    """Look up, in the batch's own transaction, the vehicle rows these external ids name
-    (one statement for the lot). Kept for this batch only: an id another organisation takes
-    later is seen by the next batch, in this process or any other, with nothing to
-    invalidate."""
-    wanted = {e for e in external_ids if e not in batch.vehicle_rows}
-    for external_id in wanted:
-        batch.vehicle_rows[external_id] = ()
-    wanted = {e for e in wanted if storable(e)}
-    if not wanted:
-        return
-    found: dict[str, list[str]] = {}
-    rows = batch.session.execute(
-        select(VehicleRow.external_id, VehicleRow.id).where(VehicleRow.external_id.in_(wanted))
-    )
-    for external_id, row_id in rows:
-        found.setdefault(external_id, []).append(row_id)
-    for external_id, row_ids in found.items():
-        batch.vehicle_rows[external_id] = tuple(row_ids)
+def resolve_vehicles(batch: BatchState, refs: Iterable[VehicleRef]) -> None:
+    """Look up, in the batch's own transaction, the vehicle rows these topics name (two
+    statements for the lot): by organisation and own id, or, for the deprecated topics that
+    name no organisation, by own id across organisations. Kept for this batch only: an id
+    another organisation takes later is seen by the next batch, in this process or any
+    other, with nothing to invalidate."""
+    wanted = {r for r in refs if r not in batch.vehicle_rows}
+    for ref in wanted:
+        batch.vehicle_rows[ref] = ()
+    wanted = {r for r in wanted if storable(r[1]) and (r[0] is None or storable(r[0]))}
+    legacy = {vehicle for organisation, vehicle in wanted if organisation is None}
+    scoped = {r for r in wanted if r[0] is not None}
+    found: dict[VehicleRef, list[str]] = {}
+    if legacy:
+        rows = batch.session.execute(
+            select(VehicleRow.external_id, VehicleRow.id).where(VehicleRow.external_id.in_(legacy))
+        )
+        for external_id, row_id in rows:
+            found.setdefault((None, external_id), []).append(row_id)
+    if scoped:
+        scoped_rows = batch.session.execute(
+            select(VehicleRow.organisation_id, VehicleRow.external_id, VehicleRow.id).where(
+                VehicleRow.organisation_id.in_({r[0] for r in scoped}),
+                VehicleRow.external_id.in_({r[1] for r in scoped}),
+            )
+        )
+        for organisation_id, external_id, row_id in scoped_rows:
+            if (organisation_id, external_id) in scoped:
+                found.setdefault((organisation_id, external_id), []).append(row_id)
+    for ref, row_ids in found.items():
+        batch.vehicle_rows[ref] = tuple(row_ids)
 
 
-def vehicle_row_id(batch: BatchState, external_id: str) -> str:
-    """The row of the one vehicle with this external id across organisations (a topic names
-    no organisation), or refused: unknown, or ambiguous when several organisations use it."""
-    resolve_vehicles(batch, (external_id,))
-    ids = batch.vehicle_rows[external_id]
+def vehicle_row_id(batch: BatchState, ref: VehicleRef) -> str:
+    """The row of the vehicle a topic names: its organisation's vehicle of that id, or, for a
+    deprecated topic naming no organisation, the one vehicle of that id across organisations;
+    else refused: unknown, or ambiguous when several organisations use it."""
+    resolve_vehicles(batch, (ref,))
+    ids = batch.vehicle_rows[ref]
     if len(ids) != 1:
-        raise DecodeError("unknown_vehicle" if not ids else "ambiguous_vehicle", external_id[:100])
+        raise DecodeError("unknown_vehicle" if not ids else "ambiguous_vehicle", ref[1][:100])
     return ids[0]
 
 
-def on_vehicle_row(batch: BatchState, position: Position) -> Position:
-    """The fix of a vehicle named by its external id, on its row id."""
-    return with_vehicle(position, vehicle_row_id(batch, position.vehicle_id))
+def on_vehicle_row(batch: BatchState, position: Position, organisation_id: str | None) -> Position:
+    """The fix of a vehicle named by its own id (in ``organisation_id``, or in none: a
+    deprecated topic), on its row id."""
+    return with_vehicle(position, vehicle_row_id(batch, (organisation_id, position.vehicle_id)))
 
 
 def with_vehicle(position: Position, vehicle_row_id: str) -> Position:

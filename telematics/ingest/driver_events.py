@@ -1,5 +1,5 @@
-"""A driver's delivered / failed / skipped (MQTT ``fleet/{id}/events`` or HTTP): decoded,
-recorded, and overriding what the fixes suggested."""
+"""A driver's delivered / failed / skipped (MQTT ``{organisation}/fleet/{id}/events`` or
+HTTP): decoded, recorded, and overriding what the fixes suggested."""
 
 from __future__ import annotations
 
@@ -12,19 +12,20 @@ from sqlalchemy.orm import Session
 from notify.outbox import Outbox
 from notify.triggers import DeliveryEvent, Trigger
 from store.schema import EventRow, OrderRow, PlanRow, ProgressRow, VehicleRow
-from telematics.decoders import DecodeError, topic_part
+from telematics.decoders import DecodeError, device_topic
 from telematics.ingest.text import clean, storable
 from telematics.stopping_points import stood_at
+from telematics.topics import VehicleRef
 
 DRIVER_EVENTS = ("delivered", "failed", "skipped")
 
 
-def decode_driver_event(topic: str, payload: bytes) -> tuple[str, dict[str, str]]:
-    """The vehicle's external id from the topic and the event's fields."""
-    vehicle_id = topic_part(topic, 1, expect=("fleet", "", "events"))
-    if not storable(vehicle_id):
-        raise DecodeError("unknown_vehicle", vehicle_id[:100])
-    return vehicle_id, event_json(payload)
+def decode_driver_event(topic: str, payload: bytes) -> tuple[VehicleRef, dict[str, str]]:
+    """The vehicle the topic names (organisation, own id) and the event's fields."""
+    ref = device_topic(topic, "events").ref
+    if not storable(ref[1]) or (ref[0] is not None and not storable(ref[0])):
+        raise DecodeError("unknown_vehicle", ref[1][:100])
+    return ref, event_json(payload)
 
 
 def event_rows(session: Session, vehicle_row_id: str, order_id: str) -> tuple[VehicleRow, OrderRow]:

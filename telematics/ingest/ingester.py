@@ -17,7 +17,13 @@ from eta.delay import DelayParams
 from eta.params import EtaParams
 from eta.route import EtaRoute
 from notify.outbox import Outbox
-from telematics.decoders import DecodeError, decode_fleet_json, decode_gpsd_tpv, parse_time
+from telematics.decoders import (
+    DecodeError,
+    decode_fleet_json,
+    decode_gpsd_tpv,
+    device_topic,
+    parse_time,
+)
 from telematics.hygiene import HygieneParams, Verdict
 from telematics.ingest.batch import Batches
 from telematics.ingest.decode import (
@@ -46,6 +52,7 @@ from telematics.ingest.store import (
 )
 from telematics.ingest.tell import tell_arrivals, tell_delays, tell_nearby
 from telematics.progress import ProgressParams
+from telematics.topics import VehicleRef
 
 
 @dataclass
@@ -85,15 +92,16 @@ class Ingester:
         with self._batches.batch():
             yield
 
-    def prefetch(self, external_ids: Iterable[str]) -> None:
-        """Inside a batch: read (and lock) the state of these vehicles in two statements
+    def prefetch(self, vehicles: Iterable[VehicleRef | str]) -> None:
+        """Inside a batch: read (and lock) the state of these vehicles (as topics name them:
+        (organisation, own id); a bare id is a deprecated topic's) in a few statements
         instead of two per vehicle."""
         batch = self._batches.current
         if batch is None:
             return
-        external = set(external_ids)
-        resolve_vehicles(batch, external)
-        ids = {rows[0] for e in external if len(rows := batch.vehicle_rows[e]) == 1}
+        refs = {(None, v) if isinstance(v, str) else v for v in vehicles}
+        resolve_vehicles(batch, refs)
+        ids = {rows[0] for r in refs if len(rows := batch.vehicle_rows[r]) == 1}
         load(batch, self._cache, ids - batch.live.keys())
 
     def eta_params_for(self, session: Session, organisation_id: str) -> EtaParams:
@@ -113,9 +121,13 @@ class Ingester:
 
     # One method per transport/format: decode, then the fix goes through _ingest ----------
     def fleet_message(self, topic: str, payload: bytes) -> IngestResult:
-        return self._guard(
-            "fleet", topic, payload, lambda: self._by_external(decode_fleet_json(topic, payload))
-        )
+        """Our JSON on ``{organisation}/fleet/{vehicle}/position`` (or the deprecated form)."""
+
+        def run() -> IngestResult:
+            position = decode_fleet_json(topic, payload)
+            return self._by_external(position, device_topic(topic, "position").organisation_id)
+
+        return self._guard("fleet", topic, payload, run)
 
     def fleet_message_for(
         self, vehicle_row_id: str, payload: bytes, *, topic: str = ""
@@ -150,23 +162,26 @@ class Ingester:
             "osmand", "", payload, lambda: self._ingest(osmand_json_fix(self.sessions, payload))
         )
 
-    def gpsd_message(self, vehicle_id: str, payload: bytes) -> IngestResult:
-        return self._guard(
-            "gpsd",
-            vehicle_id,
-            payload,
-            lambda: self._by_external(decode_gpsd_tpv(vehicle_id, payload)),
-        )
-
-    def driver_event_message(self, topic: str, payload: bytes) -> IngestResult:
-        """``fleet/{vehicle_id}/events``: ``{"order_id", "kind": delivered|failed|skipped,
-        "reason", "at"}`` (``at`` optional, default now)."""
+    def gpsd_message(self, topic: str, payload: bytes) -> IngestResult:
+        """A gpsd TPV on ``{organisation}/fleet/{vehicle}/gpsd`` (or the deprecated form)."""
 
         def run() -> IngestResult:
-            vehicle_id, data = decode_driver_event(topic, payload)
+            organisation_id, vehicle_id = device_topic(topic, "gpsd").ref
+            return self._by_external(decode_gpsd_tpv(vehicle_id, payload), organisation_id)
+
+        return self._guard("gpsd", topic, payload, run)
+
+    def driver_event_message(self, topic: str, payload: bytes) -> IngestResult:
+        """``{organisation}/fleet/{vehicle_id}/events`` (or the deprecated form):
+        ``{"order_id", "kind": delivered|failed|skipped, "reason", "at"}`` (``at`` optional,
+        default now)."""
+
+        def run() -> IngestResult:
+            ref, data = decode_driver_event(topic, payload)
+            vehicle_id = ref[1]
             with self._batches.scope() as batch:
                 session = batch.session
-                row_id = vehicle_row_id(batch, vehicle_id)
+                row_id = vehicle_row_id(batch, ref)
                 vehicle, order = event_rows(session, row_id, data["order_id"])
                 at = parse_time(data["at"]) if data.get("at") else self.clock()
                 # The vehicle's pending state goes to its row first, so the event applies on
@@ -240,11 +255,12 @@ class Ingester:
             self.counts[result.status] += 1
         return result
 
-    def _by_external(self, position: Position) -> IngestResult:
-        """A fix naming its vehicle by external id: unique across organisations now, in this
-        batch's transaction (never a mapping remembered from an earlier batch)."""
+    def _by_external(self, position: Position, organisation_id: str | None) -> IngestResult:
+        """A fix naming its vehicle by its own id in ``organisation_id`` (None: a deprecated
+        topic, the id unique across organisations now), resolved in this batch's transaction
+        (never a mapping remembered from an earlier batch)."""
         with self._batches.scope() as batch:
-            return self._ingest(on_vehicle_row(batch, position))
+            return self._ingest(on_vehicle_row(batch, position, organisation_id))
 
     def _ingest(self, position: Position) -> IngestResult:
         """Screen, store, place and tell one fix (``position.vehicle_id`` is the vehicle's

@@ -59,9 +59,9 @@ class VehicleState:
 class BatchState:
     session: Session
     live: dict[str, VehicleState] = field(default_factory=dict)
-    #: External vehicle id (a topic's) -> the rows holding it, read in this transaction and
-    #: kept for this batch only (decode.resolve_vehicles).
-    vehicle_rows: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: A topic's (organisation or None, vehicle id) -> the rows holding it, read in this
+    #: transaction and kept for this batch only (decode.resolve_vehicles).
+    vehicle_rows: dict[tuple[str | None, str], tuple[str, ...]] = field(default_factory=dict)
     positions: list[dict[str, Any]] = field(default_factory=list)
     etas: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)

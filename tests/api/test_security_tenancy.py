@@ -1,4 +1,5 @@
-"""Issue 21, items 1 and 2: one tenant's ids never reach another tenant's vehicles or devices.
+"""Issue 21, items 1 and 2 (and issue 17's topics): one tenant's ids never reach another
+tenant's vehicles or devices.
 
 1. A fix lands on the caller's own vehicle: over HTTP by the vehicle's row (never a lookup by
    its id across organisations), over MQTT by an id that must be unique across organisations
@@ -133,7 +134,7 @@ def test_an_mqtt_fix_for_an_id_a_second_tenant_took_is_refused_not_misfiled(
         ingester.prefetch({"van-1"})
         batched = ingester.fleet_message("fleet/van-1/position", _fix(60.1714, 0))
     tpv = {"class": "TPV", "lat": 60.1715, "lon": 24.9384, "time": datetime.now(UTC).isoformat()}
-    gpsd = ingester.gpsd_message("van-1", json.dumps(tpv).encode())
+    gpsd = ingester.gpsd_message("fleet/van-1/gpsd", json.dumps(tpv).encode())
     for result in (alone, batched, gpsd):
         assert (result.status, result.reason) == ("rejected", "ambiguous_vehicle")
     assert _positions(s) == {_organisation_of(s, s.admin): [60.1711, 60.1712]}
@@ -141,6 +142,68 @@ def test_an_mqtt_fix_for_an_id_a_second_tenant_took_is_refused_not_misfiled(
     for key, lat in ((s.admin, 60.1716), (b_key, 60.1717)):
         r = s.client.post("/v1/vehicles/van-1/positions", content=_fix(lat), headers=s.headers(key))
         assert r.json() == {"status": "applied", "reason": ""}
+
+
+def test_topics_that_name_the_organisation_reach_its_own_vehicle(service: Service) -> None:
+    """Issue 17: ``{organisation}/fleet/{vehicle}/...``. Two organisations both have van-1:
+    each one's fixes, gpsd reports and driver events land on its own van-1, in a batch or
+    alone; a topic naming an organisation that has no such vehicle (or no organisation at
+    all, or one that does not exist) is refused, never filed elsewhere."""
+    s, b_key = service, _other_tenant(service)
+    a, b = _organisation_of(s, s.admin), _organisation_of(s, b_key)
+    _vehicle(s, s.admin, "van-1")
+    _vehicle(s, b_key, "van-1")
+    _vehicle(s, b_key, "van-2")
+    ingester = _ingester(s)
+    assert ingester.fleet_message(f"{a}/fleet/van-1/position", _fix(60.1711, 20)).status == (
+        "applied"
+    )
+    with ingester.batch():
+        ingester.prefetch({(a, "van-1"), (b, "van-1")})
+        assert ingester.fleet_message(f"{b}/fleet/van-1/position", _fix(60.1721, 15)).status == (
+            "applied"
+        )
+        assert ingester.fleet_message(f"{a}/fleet/van-1/position", _fix(60.1712, 10)).status == (
+            "applied"
+        )
+    tpv = {"class": "TPV", "lat": 60.1722, "lon": 24.9384, "time": datetime.now(UTC).isoformat()}
+    assert ingester.gpsd_message(f"{b}/fleet/van-1/gpsd", json.dumps(tpv).encode()).status == (
+        "applied"
+    )
+    refused = [
+        ingester.fleet_message(f"{a}/fleet/van-2/position", _fix(60.1799)),
+        ingester.fleet_message("no-such-org/fleet/van-1/position", _fix(60.1799)),
+        ingester.fleet_message("fleet/van-1/position", _fix(60.1799)),
+        ingester.driver_event_message(
+            f"{a}/fleet/van-2/events", b'{"order_id": "o1", "kind": "delivered"}'
+        ),
+    ]
+    assert [r.reason for r in refused] == [
+        "unknown_vehicle",
+        "unknown_vehicle",
+        "ambiguous_vehicle",
+        "unknown_vehicle",
+    ]
+    assert _positions(s) == {a: [60.1711, 60.1712], b: [60.1721, 60.1722]}
+
+
+def test_a_device_learns_its_organisations_topics(service: Service) -> None:
+    """Registering a device answers the topics it publishes and reads on, under its own
+    organisation; an OwnTracks device named by its device alone gets the server-issued MQTT
+    username as its user (OwnTracks' default topic), unique across organisations."""
+    s = service
+    a = _organisation_of(s, s.admin)
+    _vehicle(s, s.admin, "van-1")
+    fleet = _register(s, s.admin, "van-1", {"protocol": "fleet"}).json()
+    assert fleet["publish_topic"] == f"{a}/fleet/van-1/position"
+    assert fleet["route_topic"] == f"{a}/fleet/van-1/route"
+    phone = _register(s, s.admin, "van-1", {"protocol": "owntracks", "external_device_id": "p"})
+    assert phone.status_code == 201, phone.text
+    body = phone.json()
+    assert body["external_device_id"] == f"{body['mqtt_username']}/p"
+    assert body["publish_topic"] == f"owntracks/{body['mqtt_username']}/p"
+    osmand = _register(s, s.admin, "van-1", {"protocol": "osmand"}).json()
+    assert osmand["publish_topic"] is None
 
 
 # --- item 2: device identifiers -------------------------------------------------------------

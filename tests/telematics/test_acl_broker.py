@@ -1,7 +1,8 @@
-"""A real Mosquitto enforcing the ACL export (ADR 0014), started with nothing but the exported
-files: a device publishes only its own topics and reads only its own route, the service account
-reads the device topics and publishes routes and pushes, and wrong, missing or revoked
-credentials are refused at connect."""
+"""A real Mosquitto enforcing the ACL export (ADR 0014, ADR 0025), started with nothing but the
+exported files: a device publishes only its own vehicle's topics under its own organisation and
+reads only its own route, the service account reads the device topics and publishes routes and
+pushes, and wrong, missing or revoked credentials are refused at connect. Two organisations
+both have a ``van-x``: neither's device can write or read the other's."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from notify.channels.push import TOPIC as PUSH_TOPIC
-from store.schema import PositionRow, VehicleRow
+from store.schema import Organisation, PositionRow, VehicleRow
 from telematics.broker import MOSQUITTO_FALLBACK_PATHS
 from telematics.ingest import Ingester
 from telematics.mqtt import TOPICS, BrokerAddress, MqttIngester
@@ -76,6 +77,13 @@ class AclBroker:
 
     def service(self) -> Probe:
         return self.probe(self.service_user, self.service_password)
+
+    def one(self, rest: str) -> str:
+        """A topic of organisation 1 (``rest``: ``fleet/van-a/position``)."""
+        return f"{self.store.org1}/{rest}"
+
+    def two(self, rest: str) -> str:
+        return f"{self.store.org2}/{rest}"
 
 
 @pytest.fixture
@@ -136,14 +144,17 @@ def service_probe(acl_broker: AclBroker) -> Iterator[Probe]:
 def test_a_device_publishes_its_own_topics_to_the_service(
     acl_broker: AclBroker, service_probe: Probe
 ) -> None:
-    """dev-a's position, gpsd and events topics reach the service's subscriptions, and so does
-    the OwnTracks device's own topic."""
-    device = acl_broker.device("dev-a")
-    phone = acl_broker.device("dev-c")
+    """dev-a's position, gpsd and events topics under its organisation reach the service's
+    subscriptions (and the deprecated un-prefixed ones: van-a is unique across
+    organisations), and so does the OwnTracks device's own topic."""
+    b = acl_broker
+    device = b.device("dev-a")
+    phone = b.device("dev-c")
     try:
         for kind in ("position", "gpsd", "events"):
-            assert accepted(device.publish(f"fleet/van-a/{kind}", kind.encode()))
-            service_probe.wait_for_message(f"fleet/van-a/{kind}", kind.encode())
+            for topic in (b.one(f"fleet/van-a/{kind}"), f"fleet/van-a/{kind}"):
+                assert accepted(device.publish(topic, kind.encode()))
+                service_probe.wait_for_message(topic, kind.encode())
         assert accepted(phone.publish("owntracks/anna/phone", b"here"))
         service_probe.wait_for_message("owntracks/anna/phone", b"here")
     finally:
@@ -156,37 +167,45 @@ def test_a_device_publishes_its_own_topics_to_the_service(
 def test_a_device_cannot_publish_as_another_vehicle(
     acl_broker: AclBroker, service_probe: Probe, protocol: int
 ) -> None:
-    """dev-a publishing on van-b's topics, someone else's OwnTracks topic, a route or a
-    customer push: MQTT 5 answers 0x87 (not authorised), MQTT 3.1.1 drops it silently; either
-    way the service never sees it. Each refusal is followed by a legitimate message from the
-    same client: the broker keeps one client's order, so once that arrives the refused one
-    would have arrived before it."""
-    device = acl_broker.device("dev-a", protocol=protocol)
+    """dev-a publishing on van-b's topics, on the same vehicle id in the other organisation,
+    on someone else's OwnTracks topic, a route or a customer push: MQTT 5 answers 0x87 (not
+    authorised), MQTT 3.1.1 drops it silently; either way the service never sees it. Each
+    refusal is followed by a legitimate message from the same client: the broker keeps one
+    client's order, so once that arrives the refused one would have arrived before it."""
+    b = acl_broker
+    device = b.device("dev-a", protocol=protocol)
+    own = b.one("fleet/van-a/position")
     # dev-a's own route is readable by dev-a only: a second connection of it watches there.
-    route_reader = acl_broker.device("dev-a")
+    route_reader = b.device("dev-a")
     forbidden = [
+        b.one("fleet/van-b/position"),
+        b.one("fleet/van-b/events"),
+        b.one("fleet/van-b/gpsd"),
+        b.two("fleet/van-a/position"),
+        b.two("fleet/van-z/position"),
+        b.two("fleet/van-x/events"),
         "fleet/van-b/position",
-        "fleet/van-b/events",
-        "fleet/van-b/gpsd",
         "owntracks/anna/phone",
         "owntracks/dev-a/x",
+        b.one("fleet/van-a/route"),
         "fleet/van-a/route",
         "customers/tok123/updates",
-        "fleet/van-a/position/extra",
-        "fleet/van-a/status",
+        b.one("fleet/van-a/position/extra"),
+        b.one("fleet/van-a/status"),
         "$SYS/broker/uptime",
     ]
     try:
-        route_reader.subscribe("fleet/van-a/route")
+        route_reader.subscribe(b.one("fleet/van-a/route"))
         for k, topic in enumerate(forbidden):
             code = device.publish(topic, b"spoof")
             # MQTT 3.1.1 has no way to say no: the broker acks and drops.
             assert code == (NOT_AUTHORIZED if protocol == 5 else 0), topic
             sentinel = f"ok-{k}".encode()
-            assert accepted(device.publish("fleet/van-a/position", sentinel))
-            service_probe.wait_for_message("fleet/van-a/position", sentinel)
-        assert accepted(service_probe.publish("fleet/van-a/route", b"route-sentinel"))
-        route_reader.wait_for_message("fleet/van-a/route", b"route-sentinel")
+            assert accepted(device.publish(own, sentinel))
+            service_probe.wait_for_message(own, sentinel)
+        route = b.one("fleet/van-a/route")
+        assert accepted(service_probe.publish(route, b"route-sentinel"))
+        route_reader.wait_for_message(route, b"route-sentinel")
         assert [m for m in service_probe.messages if m[1] == b"spoof"] == []
         assert [m for m in route_reader.messages if m[1] == b"spoof"] == []
     finally:
@@ -200,38 +219,75 @@ def test_a_device_reads_its_own_route_and_nothing_else(
 ) -> None:
     """dev-a subscribes to everything it can name. Mosquitto 2.0 grants such a SUBACK and
     filters each message by the ACL at delivery, so the proof is what arrives: van-a's
-    retained route, never van-b's route, another vehicle's positions, an OwnTracks device,
-    a customer's push, or the broker's $SYS topics."""
-    assert accepted(service_probe.publish("fleet/van-b/route", b"route-b", retain=True))
-    assert accepted(service_probe.publish("fleet/van-a/route", b"route-a", retain=True))
-    device = acl_broker.device("dev-a")
-    other = acl_broker.device("dev-b")
-    phone = acl_broker.device("dev-c")
+    retained route, never van-b's route, the other organisation's routes, another vehicle's
+    positions, an OwnTracks device, a customer's push, or the broker's $SYS topics."""
+    b = acl_broker
+    mine = b.one("fleet/van-a/route")
+    assert accepted(service_probe.publish(b.one("fleet/van-b/route"), b"route-b", retain=True))
+    assert accepted(service_probe.publish(b.two("fleet/van-a/route"), b"theirs", retain=True))
+    assert accepted(service_probe.publish(mine, b"route-a", retain=True))
+    device = b.device("dev-a")
+    other = b.device("dev-b")
+    phone = b.device("dev-c")
     try:
         device.subscribe(
             "#",
             "$SYS/#",
-            "fleet/van-b/route",
+            "+/fleet/+/route",
+            b.one("fleet/van-b/route"),
+            b.two("fleet/#"),
+            "+/fleet/+/position",
             "fleet/+/position",
-            "fleet/van-b/#",
             "owntracks/#",
             "customers/+/updates",
         )
-        device.wait_for_message("fleet/van-a/route", b"route-a")
-        assert accepted(other.publish("fleet/van-b/position", b"b-here"))
+        device.wait_for_message(mine, b"route-a")
+        assert accepted(other.publish(b.one("fleet/van-b/position"), b"b-here"))
         assert accepted(phone.publish("owntracks/anna/phone", b"anna-here"))
         assert accepted(service_probe.publish(PUSH_TOPIC.format(token="tok123"), b"push"))
-        assert accepted(service_probe.publish("fleet/van-b/route", b"route-b2"))
+        assert accepted(service_probe.publish(b.one("fleet/van-b/route"), b"route-b2"))
+        assert accepted(service_probe.publish(b.two("fleet/van-a/route"), b"theirs-2"))
         # The service's last message: when it has arrived, everything before it has too.
-        assert accepted(service_probe.publish("fleet/van-a/route", b"route-a2"))
-        device.wait_for_message("fleet/van-a/route", b"route-a2")
-        assert {topic for topic, _ in device.messages} == {"fleet/van-a/route"}
+        assert accepted(service_probe.publish(mine, b"route-a2"))
+        device.wait_for_message(mine, b"route-a2")
+        assert {topic for topic, _ in device.messages} == {mine}
         # And van-b's own device does get its (retained) route.
-        other.subscribe("fleet/van-b/route")
-        other.wait_for_message("fleet/van-b/route", b"route-b")
+        other.subscribe(b.one("fleet/van-b/route"))
+        other.wait_for_message(b.one("fleet/van-b/route"), b"route-b")
     finally:
         for probe in (device, other, phone):
             probe.close()
+
+
+@pytest.mark.integration
+def test_two_organisations_with_the_same_vehicle_id_stay_apart(
+    acl_broker: AclBroker, service_probe: Probe
+) -> None:
+    """Both organisations have a van-x. Each one's device publishes and reads on its own
+    organisation's van-x topics only; the deprecated un-prefixed van-x topics are granted to
+    neither (they would name both)."""
+    b = acl_broker
+    x1, x2 = b.device("dev-x1"), b.device("dev-x2")
+    try:
+        assert (x1.connack, x2.connack) == (0, 0)
+        for device, own, theirs in (
+            (x1, b.one("fleet/van-x/position"), b.two("fleet/van-x/position")),
+            (x2, b.two("fleet/van-x/position"), b.one("fleet/van-x/position")),
+        ):
+            assert device.publish(theirs, b"spoof") == NOT_AUTHORIZED
+            assert device.publish("fleet/van-x/position", b"spoof") == NOT_AUTHORIZED
+            assert accepted(device.publish(own, b"mine"))
+            service_probe.wait_for_message(own, b"mine")
+        x1.subscribe("+/fleet/van-x/route", "fleet/van-x/route")
+        route1, route2 = b.one("fleet/van-x/route"), b.two("fleet/van-x/route")
+        assert accepted(service_probe.publish(route2, b"theirs"))
+        assert accepted(service_probe.publish(route1, b"mine"))
+        x1.wait_for_message(route1, b"mine")
+        assert x1.messages == [(route1, b"mine")]
+        assert [m for m in service_probe.messages if m[1] == b"spoof"] == []
+    finally:
+        x1.close()
+        x2.close()
 
 
 @pytest.mark.integration
@@ -240,7 +296,7 @@ def test_wrong_missing_or_revoked_credentials_are_refused(
     acl_broker: AclBroker, protocol: int
 ) -> None:
     """CONNACK refuses a wrong password, no credentials at all, an unknown user, a revoked
-    device with its once-valid password, and a device whose vehicle id clashes."""
+    device with its once-valid password, and another account's password."""
     passwords = acl_broker.store.passwords
     attempts = [
         ("dev-a", passwords["dev-b"]),
@@ -248,7 +304,7 @@ def test_wrong_missing_or_revoked_credentials_are_refused(
         (None, None),
         ("nobody", "x"),
         ("dev-a-old", passwords["dev-a-old"]),
-        ("dev-x1", passwords["dev-x1"]),
+        ("dev-x1", passwords["dev-x2"]),
         ("lastmile", "guess"),
     ]
     for username, password in attempts:
@@ -265,11 +321,11 @@ def test_wrong_missing_or_revoked_credentials_are_refused(
 @pytest.mark.integration
 def test_the_ingester_works_with_the_service_account(acl_broker: AclBroker) -> None:
     """The real MQTT ingester, connecting with the exported service account and a shared
-    subscription group, stores dev-a's fix and nothing dev-a sent as van-b."""
-    store = acl_broker.store
-    address = BrokerAddress(
-        "127.0.0.1", acl_broker.port, acl_broker.service_user, acl_broker.service_password
-    )
+    subscription group, stores each device's fix on its own organisation's vehicle (two
+    organisations' van-x included) and nothing a device sent as another vehicle."""
+    b = acl_broker
+    store = b.store
+    address = BrokerAddress("127.0.0.1", b.port, b.service_user, b.service_password)
     ingester = MqttIngester(
         Ingester(store.sessions),
         address,
@@ -279,48 +335,59 @@ def test_the_ingester_works_with_the_service_account(acl_broker: AclBroker) -> N
     subscribed = threading.Event()
     ingester.client.on_subscribe = lambda *_args: subscribed.set()
     ingester.start()
-    device = acl_broker.device("dev-a")
+    device, x1, x2 = b.device("dev-a"), b.device("dev-x1"), b.device("dev-x2")
     try:
         assert subscribed.wait(10)
-        fix = {"lat": 60.1701, "lon": 24.9401, "time": (datetime.now(UTC)).isoformat()}
-        assert device.publish("fleet/van-b/position", json.dumps(fix).encode()) == NOT_AUTHORIZED
-        assert accepted(device.publish("fleet/van-a/position", json.dumps(fix).encode()))
+        fix = json.dumps(
+            {"lat": 60.1701, "lon": 24.9401, "time": (datetime.now(UTC)).isoformat()}
+        ).encode()
+        assert device.publish(b.one("fleet/van-b/position"), fix) == NOT_AUTHORIZED
+        assert device.publish(b.two("fleet/van-x/position"), fix) == NOT_AUTHORIZED
+        assert accepted(device.publish(b.one("fleet/van-a/position"), fix))
+        assert accepted(x1.publish(b.one("fleet/van-x/position"), fix))
+        assert accepted(x2.publish(b.two("fleet/van-x/position"), fix))
+        want = {("One", "van-a"): 1, ("One", "van-x"): 1, ("Two", "van-x"): 1}
         deadline = time.monotonic() + 10
-        while _positions(store.sessions) == {} and time.monotonic() < deadline:
+        while _positions(store.sessions) != want and time.monotonic() < deadline:
             time.sleep(0.05)
     finally:
-        device.close()
+        for probe in (device, x1, x2):
+            probe.close()
         ingester.stop()
-    assert _positions(store.sessions) == {"van-a": 1}
+    assert _positions(store.sessions) == want
 
 
-def _positions(sessions: sessionmaker[Session]) -> dict[str, int]:
+def _positions(sessions: sessionmaker[Session]) -> dict[tuple[str, str], int]:
     with sessions() as session:
         rows = session.execute(
-            select(VehicleRow.external_id, func.count())
+            select(Organisation.name, VehicleRow.external_id, func.count())
             .join(PositionRow, PositionRow.vehicle_id == VehicleRow.id)
-            .group_by(VehicleRow.external_id)
+            .join(Organisation, Organisation.id == VehicleRow.organisation_id)
+            .group_by(Organisation.name, VehicleRow.external_id)
         )
-        return {name: int(count) for name, count in rows}
+        return {(org, name): int(count) for org, name, count in rows}
 
 
 @pytest.mark.integration
 def test_the_service_account_publishes_routes_and_pushes(acl_broker: AclBroker) -> None:
-    """The service may publish a vehicle's route and a customer's push, and read nothing it
-    does not ingest (a customer's push topic, routes)."""
-    service = acl_broker.service()
-    spy = acl_broker.service()
+    """The service may publish any organisation's vehicle routes and a customer's push, and
+    read nothing it does not ingest (a customer's push topic, routes)."""
+    b = acl_broker
+    service = b.service()
+    spy = b.service()
+    route = b.two("fleet/van-z/route")
     try:
-        spy.subscribe("customers/+/updates", "fleet/+/route")
-        assert accepted(service.publish("fleet/van-z/route", b"r"))
+        spy.subscribe("customers/+/updates", "+/fleet/+/route", "fleet/+/route")
+        assert accepted(service.publish(route, b"r"))
         assert accepted(service.publish(PUSH_TOPIC.format(token="tok456"), b"p"))
+        assert service.publish(b.two("fleet/van-z/position"), b"spoof") == NOT_AUTHORIZED
         assert service.publish("fleet/van-z/position", b"spoof") == NOT_AUTHORIZED
         assert service.publish("owntracks/x/y", b"spoof") == NOT_AUTHORIZED
-        reader = acl_broker.device("dev-z")
+        reader = b.device("dev-z")
         try:
-            reader.subscribe("fleet/van-z/route")
-            assert accepted(service.publish("fleet/van-z/route", b"r2"))
-            reader.wait_for_message("fleet/van-z/route", b"r2")
+            reader.subscribe(route)
+            assert accepted(service.publish(route, b"r2"))
+            reader.wait_for_message(route, b"r2")
         finally:
             reader.close()
         assert spy.messages == []

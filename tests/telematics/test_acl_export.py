@@ -27,20 +27,25 @@ def store(tmp_path: Path) -> Iterator[Store]:
 def test_export_writes_every_usable_device_and_says_what_it_left_out(
     store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """All organisations: the revoked device is absent, the clashing van-x devices are left out
-    with a reason, the rest get their stored hashes; without LASTMILE_MQTT_URL the service's
+    """All organisations: the revoked device is absent, the rest get their stored hashes (the
+    two organisations' van-x devices too: their topics name their organisation, and neither
+    gets the deprecated un-prefixed van-x topics); without LASTMILE_MQTT_URL the service's
     new password is in credentials.csv (0600) only, and it matches the password file."""
     out = tmp_path / "export"
     summary = export(store, out, monkeypatch)
-    assert summary["devices"] == 4
+    assert summary["devices"] == 6
     assert summary["service_user"] == "lastmile"
-    assert {s["username"] for s in summary["skipped"]} == {"dev-x1", "dev-x2"}
-    assert all("more than one organisation" in s["reason"] for s in summary["skipped"])
+    assert summary["skipped"] == []
     lines = password_lines(out)
-    assert set(lines) == {"lastmile", "dev-a", "dev-b", "dev-c", "dev-z"}
-    for name in ("dev-a", "dev-b", "dev-c", "dev-z"):
+    assert set(lines) == {"lastmile", "dev-a", "dev-b", "dev-c", "dev-x1", "dev-x2", "dev-z"}
+    for name in ("dev-a", "dev-b", "dev-c", "dev-x1", "dev-x2", "dev-z"):
         assert check_device_password(store.passwords[name], lines[name])
-    assert "dev-a-old" not in (out / "acl").read_text()
+    acl = (out / "acl").read_text()
+    assert "dev-a-old" not in acl
+    assert f"topic write {store.org1}/fleet/van-x/position" in acl
+    assert f"topic write {store.org2}/fleet/van-x/position" in acl
+    assert "topic write fleet/van-x/" not in acl
+    assert "topic write fleet/van-a/position" in acl
     assert (out / "passwords").stat().st_mode & 0o777 == 0o600
     assert (out / "acl").stat().st_mode & 0o777 == 0o644
     credentials = out / "credentials.csv"
@@ -70,12 +75,17 @@ def test_export_uses_the_services_own_mqtt_credentials(
 def test_export_of_one_organisation(
     store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """--organisation: only its devices; its van-x still clashes with the other tenant's."""
+    """--organisation: only its devices; its van-x, which the other tenant uses too, gets its
+    organisation's topics and not the deprecated un-prefixed ones."""
     out = tmp_path / "export"
     summary = export(store, out, monkeypatch, "--organisation", store.org2, mqtt_url="mqtt://s:p@h")
-    assert summary["devices"] == 1
-    assert set(password_lines(out)) == {"s", "dev-z"}
-    assert [s["username"] for s in summary["skipped"]] == ["dev-x2"]
+    assert summary["devices"] == 2
+    assert set(password_lines(out)) == {"s", "dev-x2", "dev-z"}
+    assert summary["skipped"] == []
+    acl = (out / "acl").read_text()
+    assert f"topic write {store.org2}/fleet/van-x/position" in acl
+    assert "topic write fleet/van-x/position" not in acl
+    assert "topic write fleet/van-z/position" in acl
 
 
 def test_export_help() -> None:

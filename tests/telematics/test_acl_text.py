@@ -66,28 +66,34 @@ def test_acl_text_grants_each_account_only_its_own_topics() -> None:
         "\n"
         "# the service: ingests device topics, publishes routes and customer pushes\n"
         "user lastmile\n"
+        "topic read +/fleet/+/position\n"
+        "topic read +/fleet/+/gpsd\n"
+        "topic read +/fleet/+/events\n"
         "topic read fleet/+/position\n"
         "topic read fleet/+/gpsd\n"
         "topic read fleet/+/events\n"
         "topic read owntracks/+/+\n"
-        "topic write fleet/+/route\n"
+        "topic write +/fleet/+/route\n"
         "topic write customers/+/updates\n"
         "\n"
         "# device d-a: vehicle van-a, fleet\n"
         "user dev-a\n"
-        "topic read fleet/van-a/route\n"
+        "topic read org1/fleet/van-a/route\n"
+        "topic write org1/fleet/van-a/position\n"
+        "topic write org1/fleet/van-a/gpsd\n"
+        "topic write org1/fleet/van-a/events\n"
         "topic write fleet/van-a/position\n"
         "topic write fleet/van-a/gpsd\n"
         "topic write fleet/van-a/events\n"
         "\n"
         "# device d-b: vehicle van-b, owntracks\n"
         "user dev-b\n"
-        "topic read fleet/van-b/route\n"
+        "topic read org1/fleet/van-b/route\n"
         "topic write owntracks/anna/phone\n"
         "\n"
         "# device d-c: vehicle van-c, osmand\n"
         "user dev-c\n"
-        "topic read fleet/van-c/route\n"
+        "topic read org1/fleet/van-c/route\n"
     )
     assert password_file_text(accounts) == "".join(
         f"{name}:{HASH}\n" for name in ("lastmile", "dev-a", "dev-b", "dev-c")
@@ -126,27 +132,34 @@ def test_owntracks_ids_that_are_not_user_and_device_are_left_out(external: str) 
 
 @given(st.text(max_size=12))
 def test_no_vehicle_id_yields_a_wildcard_or_extra_level(vehicle: str) -> None:
-    """Whatever the vehicle is called, a device's grants are literal three-level topics."""
+    """Whatever the vehicle is called, a device's grants are literal topics: four levels
+    under its organisation, three for the deprecated ones."""
     try:
-        account = device_account(_device(vehicle))
+        account = device_account(_device(vehicle), legacy=True)
     except acl.AclError:
         return
     for topic in (*account.read, *account.write):
-        assert len(topic.split("/")) == 3
+        parts = topic.split("/")
+        assert len(parts) == 4 and parts[:2] == ["org1", "fleet"] or len(parts) == 3
         assert not set(topic) & set("+#\n\r\x00")
 
 
-def test_vehicle_ids_shared_by_organisations_are_left_out() -> None:
-    """Topics are not per organisation: two tenants' "van-1" devices would read each other's
-    routes, so neither is exported (the ingester refuses such a vehicle's fixes too)."""
+def test_vehicle_ids_shared_by_organisations_get_only_their_organisations_topics() -> None:
+    """Two tenants' "van-1" devices each get their own organisation's van-1 topics; the
+    deprecated un-prefixed ones would name both, so neither gets them (the ingester refuses
+    such a vehicle's un-prefixed fixes as ambiguous too)."""
     devices = [
         _device("van-1", organisation="org1", username="dev-1", device_id="d-1"),
         _device("van-1", organisation="org2", username="dev-2", device_id="d-2"),
         _device("van-2", organisation="org1", username="dev-3", device_id="d-3"),
     ]
     accounts, skipped = plan_accounts(_service(), devices, ambiguous_vehicles={"van-1"})
-    assert [a.username for a in accounts] == ["lastmile", "dev-3"]
-    assert {s.device_id for s in skipped} == {"d-1", "d-2"}
+    assert skipped == []
+    by_user = {a.username: a for a in accounts}
+    assert by_user["dev-1"].read == ("org1/fleet/van-1/route",)
+    assert by_user["dev-2"].read == ("org2/fleet/van-1/route",)
+    assert not any(t.startswith("fleet/") for t in by_user["dev-1"].write + by_user["dev-2"].write)
+    assert "fleet/van-2/position" in by_user["dev-3"].write
 
 
 def test_two_devices_of_one_vehicle_share_its_topics() -> None:

@@ -172,7 +172,9 @@ def test_good_messages_on_every_entry_point_are_applied(tmp_path: Path) -> None:
             b'{"device_id": "dev-1", "location": {"timestamp": "%s", "coords": '
             b'{"latitude": 60.17, "longitude": 24.94}}}' % at(3).encode()
         ),
-        ingester.gpsd_message("van-1", f'{{"class": "TPV", {fix}, "time": "{at(4)}"}}'.encode()),
+        ingester.gpsd_message(
+            "fleet/van-1/gpsd", f'{{"class": "TPV", {fix}, "time": "{at(4)}"}}'.encode()
+        ),
         ingester.driver_event_message(
             "fleet/van-1/events", b'{"order_id": "o1", "kind": "delivered"}'
         ),
@@ -229,7 +231,9 @@ def test_ingest_osmand_json(fuzzed: Fuzzed, payload: bytes) -> None:
 @INGEST
 @given(gpsd_payloads())
 def test_ingest_gpsd_message(fuzzed: Fuzzed, case: tuple[str, bytes]) -> None:
-    _kept_or_dead_lettered(fuzzed, lambda: fuzzed.ingester.gpsd_message(*case))
+    vehicle, payload = case
+    topic = f"fleet/{vehicle}/gpsd"
+    _kept_or_dead_lettered(fuzzed, lambda: fuzzed.ingester.gpsd_message(topic, payload))
 
 
 @INGEST

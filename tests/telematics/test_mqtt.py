@@ -140,7 +140,7 @@ def test_service_with_a_private_broker_ingests_mqtt(tmp_path: Path) -> None:
         # Dispatching publishes each vehicle's route, retained, for its device.
         from store.repo import create_organisation
 
-        _, key = create_organisation(sessions, "Shop", "UTC")
+        organisation_id, key = create_organisation(sessions, "Shop", "UTC")
         h = {"Authorization": f"Bearer {key}"}
         shift = {"start": "2026-11-26T08:00:00+02:00", "end": "2026-11-26T18:00:00+02:00"}
         client.post(
@@ -165,7 +165,7 @@ def test_service_with_a_private_broker_ingests_mqtt(tmp_path: Path) -> None:
         reader = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
         reader.on_message = lambda _c, _u, m: received.append(m.payload)
         reader.connect(broker.host, broker.port)
-        reader.subscribe("fleet/rv/route", qos=1)
+        reader.subscribe(f"{organisation_id}/fleet/rv/route", qos=1)
         reader.loop_start()
         _wait(lambda: bool(received))
         reader.loop_stop()
@@ -189,7 +189,7 @@ def test_service_with_a_private_broker_ingests_mqtt(tmp_path: Path) -> None:
         reader = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
         reader.on_message = lambda _c, _u, m: latest.append(m.payload)
         reader.connect(broker.host, broker.port)
-        reader.subscribe("fleet/rv/route", qos=1)
+        reader.subscribe(f"{organisation_id}/fleet/rv/route", qos=1)
         reader.loop_start()
         # The republish may land just after this reader subscribed: the old retained route
         # first, then the new one live. Wait for the new one (a timeout fails the test).
