@@ -57,6 +57,15 @@ def demo(
     timezone: Annotated[
         str, typer.Option(help="The fleet's and customers' time zone.")
     ] = "Europe/Helsinki",
+    tenants: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=2,
+            help="Shops on one broker and database, each with the same van and order ids; "
+            "the summary's `tenants` holds each shop's figures.",
+        ),
+    ] = 1,
 ) -> None:
     """A live delivery day, end to end: plan, drive, ETAs, customers told, pages live.
 
@@ -84,6 +93,7 @@ def demo(
         port=port,
         data_dir=data_dir,
         timezone=timezone,
+        tenants=tenants,
     )
     try:
         result = run_demo(options, err)

@@ -74,6 +74,7 @@ def set_up(
     timezone: str,
     webhook_url: str,
     seed: int,
+    shop_name: str = "Kauppa Demo",
 ) -> str:
     """Branding, policy (e-mail and the shop's webhook), the shop's webhook signing secret,
     depot, vans and orders. Returns the secret (the API shows it only this once)."""
@@ -83,7 +84,7 @@ def set_up(
             "/v1/organisation",
             json={
                 "branding": {
-                    "name": "Kauppa Demo",
+                    "name": shop_name,
                     "sender_email": "deliveries@kauppa.demo",
                     "primary_colour": "#0b57d0",
                 },
@@ -162,14 +163,18 @@ def dispatch(client: httpx.Client, body: dict[str, Any]) -> DispatchedDay:
     )
 
 
-def register_owntracks(client: httpx.Client, vehicle_id: str, user: str, device: str) -> None:
-    _check(
+def register_owntracks(client: httpx.Client, vehicle_id: str, device: str) -> tuple[str, str]:
+    """An OwnTracks phone for the van, registered by its device name: the server makes its
+    topic ``owntracks/{MQTT user}/{device}`` (ADR 0025). Returns (user, device)."""
+    body = _check(
         client.post(
             f"/v1/vehicles/{vehicle_id}/devices",
-            json={"protocol": "owntracks", "external_device_id": f"{user}/{device}"},
+            json={"protocol": "owntracks", "external_device_id": device},
         ),
         f"device of {vehicle_id}",
     )
+    user, _, name = str(body["external_device_id"]).partition("/")
+    return user, name
 
 
 def insert_urgent(

@@ -30,7 +30,13 @@ from paho.mqtt.enums import CallbackAPIVersion
 from domain.geo import EARTH_RADIUS_M
 from domain.route_track import RouteTrack, route_track
 from telematics.mqtt import BrokerAddress, publish_checked
-from telematics.topics import ROUTES_WILDCARD, legacy_topic, parse_vehicle_topic, vehicle_topic
+from telematics.topics import (
+    ROUTES_WILDCARD,
+    legacy_topic,
+    parse_vehicle_topic,
+    route_topic,
+    vehicle_topic,
+)
 
 log = logging.getLogger(__name__)
 
@@ -379,8 +385,12 @@ class FleetSimulator:
         config: FleetConfig | None = None,
         seed: int = 1,
         on_event: Callable[[DriverEvent], None] | None = None,
+        organisation_id: str | None = None,
     ) -> None:
+        """``organisation_id``: drive only that organisation's vans (one simulator per shop:
+        each has its own vehicle ids and disruptions)."""
         self.broker = broker
+        self.organisation_id = organisation_id
         self.clock = clock
         self.disruptions = disruptions
         self.config = config or FleetConfig()
@@ -394,7 +404,7 @@ class FleetSimulator:
         self._thread: threading.Thread | None = None
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
-            client_id=f"demo-fleet-{seed}",
+            client_id=f"demo-fleet-{seed}-{(organisation_id or 'all')[:12]}",
             protocol=mqtt.MQTTv5 if broker.protocol == 5 else mqtt.MQTTv311,
         )
         self.client.max_queued_messages_set(0)
@@ -402,7 +412,10 @@ class FleetSimulator:
         self.client.on_connect = self._on_connect
 
     def _on_connect(self, client: mqtt.Client, *_: Any) -> None:
-        client.subscribe(ROUTES_WILDCARD, qos=1)
+        topic = ROUTES_WILDCARD
+        if self.organisation_id is not None:
+            topic = route_topic(self.organisation_id, "+")
+        client.subscribe(topic, qos=1)
 
     def _on_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
         try:

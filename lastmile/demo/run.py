@@ -41,7 +41,7 @@ from api.settings import Settings
 from domain.problem import PlanningProblem
 from lastmile.demo import day as demo_day
 from lastmile.demo.clock import SimClock
-from lastmile.demo.fleet import DriverEvent, FleetConfig, FleetSimulator
+from lastmile.demo.fleet import Disruptions, DriverEvent, FleetConfig, FleetSimulator
 from lastmile.demo.mailbox import Mailbox, free_port
 from lastmile.demo.screen import render
 from lastmile.demo.summary import summary
@@ -80,6 +80,28 @@ class DemoOptions:
     data_dir: Path = Path("var/demo")
     timezone: str = "Europe/Helsinki"
     owntracks_vans: int = 2
+    #: Shops on the one broker and database: the second has the same van and order ids as
+    #: the first (its own day, seed + 1), and neither may see the other's (issue 17).
+    tenants: int = 1
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.tenants <= len(SHOPS):
+            raise ValueError(f"tenants must be 1-{len(SHOPS)}, not {self.tenants}")
+
+
+#: The shops' names, in order.
+SHOPS = ("Kauppa Demo", "Toinen Kauppa")
+
+
+@dataclass
+class _Shop:
+    name: str
+    org_id: str
+    client: httpx.Client
+    problem: PlanningProblem
+    dispatched: demo_day.DispatchedDay
+    webhooks: WebhookLog
+    fleet: FleetSimulator | None = None
 
 
 @dataclass
@@ -145,7 +167,14 @@ class Demo:
         o = self.options
         started = time.monotonic()
         folder = o.data_dir
-        for stale in ("lastmile.db", "lastmile.db-wal", "lastmile.db-shm", "webhooks.jsonl"):
+        stale_logs = [f"webhooks-{k}.jsonl" for k in range(2, len(SHOPS) + 1)]
+        for stale in (
+            "lastmile.db",
+            "lastmile.db-wal",
+            "lastmile.db-shm",
+            "webhooks.jsonl",
+            *stale_logs,
+        ):
             (folder / stale).unlink(missing_ok=True)
         shutil.rmtree(folder / "mailbox", ignore_errors=True)
         folder.mkdir(parents=True, exist_ok=True)
@@ -195,7 +224,8 @@ class Demo:
         )
         thread = threading.Thread(target=server.run, name="demo-service", daemon=True)
         thread.start()
-        fleet: FleetSimulator | None = None
+        shops: list[_Shop] = []
+        logs = [webhooks]
         clients: list[httpx.Client] = []
         try:
             _wait(lambda: server.started, 120, "the service did not start")
@@ -205,75 +235,131 @@ class Demo:
                     + str(getattr(app.state, "mqtt_unavailable", "unknown reason"))
                 )
             _wait(app.state.mqtt.connected.is_set, 30, "the ingester did not reach the broker")
-            org_id, admin = create_organisation(app.state.sessions, "Kauppa Demo", o.timezone)
-            client = httpx.Client(
-                base_url=base, headers={"Authorization": f"Bearer {admin}"}, timeout=60
-            )
-            clients.append(client)
             self.console.print(
                 f"[bold]lastmile demo[/]: {len(problem.orders)} orders, "
                 f"{len(problem.vehicles)} vans, {today} in {o.timezone}, x{o.speed:g} speed"
+                + (f", {o.tenants} shops with the same van ids" if o.tenants > 1 else "")
             )
-            # The shop's signing secret comes from the API, as a real shop's would.
-            webhooks.secret = demo_day.set_up(
-                client, problem, timezone=o.timezone, webhook_url=webhooks.url, seed=o.seed
-            )
-            with self.console.status(f"planning (solver limit {o.time_limit_s:g} s) ..."):
-                dispatched = demo_day.plan_and_dispatch(client, o.time_limit_s)
-            dispatcher = client.post("/v1/keys", json={"role": "dispatcher"}).json()["key"]
-            routes = dispatched.routes
-            self._say(
-                f"plan {dispatched.plan_id[:8]}: {len(dispatched.order_ids)} orders on "
-                f"{len(routes)} vans, {len(dispatched.unassigned)} left out"
-            )
-            for order_id, reason in dispatched.unassigned[:3]:
-                self._say(f"left out {order_id}: {reason}")
+            for k in range(o.tenants):
+                if k == 0:
+                    log, day = webhooks, problem
+                else:
+                    log = WebhookLog(folder / f"webhooks-{k + 1}.jsonl")
+                    log.start()
+                    logs.append(log)
+                    day = random_day(
+                        graph,
+                        orders=o.orders,
+                        vehicles=o.vehicles,
+                        seed=o.seed + k,
+                        day=today,
+                        tz=o.timezone,
+                        shift_h=SHIFT_H,
+                        window_h=WINDOW_H,
+                    )
+                shops.append(self._open_shop(app, base, SHOPS[k], day, log, clients))
+            first = shops[0]
+            routes = first.dispatched.routes
             disruptions, said = choose_disruptions(routes)
             for line in said.values():
                 self._say(f"today: {line}")
-            owntracks = {
-                r["vehicle_id"]: ("driver", r["vehicle_id"]) for r in routes[: o.owntracks_vans]
-            }
-            for vehicle_id, (user, device) in owntracks.items():
-                demo_day.register_owntracks(client, vehicle_id, user, device)
-            fleet = FleetSimulator(
-                app.state.mqtt.broker,
-                self.clock,
-                disruptions,
-                FleetConfig(owntracks=owntracks),
-                seed=o.seed,
-                on_event=self._on_driver_event,
+            for shop in shops:
+                self._start_fleet(app, shop, disruptions if shop is first else Disruptions())
+            dispatcher = first.client.post("/v1/keys", json={"role": "dispatcher"}).json()["key"]
+            tokens = self._tokens(
+                app, first.org_id, [r["stops"][0]["order_id"] for r in routes[:3]]
             )
-            fleet.start()
-            _wait(lambda: len(fleet.vans) == len(routes), 30, "the vans got no routes")
-            tokens = self._tokens(app, [r["stops"][0]["order_id"] for r in routes[:3]])
             self._print_links(base, dispatcher, tokens, folder)
             self.clock.run()
-            result = self._watch(app, client, org_id, dispatched, problem, fleet, mailbox, webhooks)
-            result_line = summary_line(app, org_id)
-            result.update(result_line)
+            result = self._watch(app, shops, mailbox)
+            result.update(summary_line(app, first.org_id))
+            if o.tenants > 1:
+                result["tenants"] = [
+                    {"shop": shop.name, **summary_line(app, shop.org_id)} for shop in shops
+                ]
             result["wall_s"] = round(time.monotonic() - started, 1)
             return result
         finally:
             for client in clients:
                 client.close()
-            if fleet is not None:
-                fleet.stop()
+            for shop in shops:
+                if shop.fleet is not None:
+                    shop.fleet.stop()
             server.should_exit = True
             thread.join(timeout=30)
             mailbox.stop()
-            webhooks.stop()
+            for log in logs:
+                log.stop()
+
+    def _open_shop(
+        self,
+        app: Any,
+        base: str,
+        name: str,
+        problem: PlanningProblem,
+        webhooks: WebhookLog,
+        clients: list[httpx.Client],
+    ) -> _Shop:
+        """A shop's organisation, its day set up through the API, planned and dispatched."""
+        o = self.options
+        org_id, admin = create_organisation(app.state.sessions, name, o.timezone)
+        client = httpx.Client(
+            base_url=base, headers={"Authorization": f"Bearer {admin}"}, timeout=60
+        )
+        clients.append(client)
+        # The shop's signing secret comes from the API, as a real shop's would.
+        webhooks.secret = demo_day.set_up(
+            client,
+            problem,
+            timezone=o.timezone,
+            webhook_url=webhooks.url,
+            seed=o.seed,
+            shop_name=name,
+        )
+        with self.console.status(f"planning {name} (solver limit {o.time_limit_s:g} s) ..."):
+            dispatched = demo_day.plan_and_dispatch(client, o.time_limit_s)
+        prefix = f"{name}: " if o.tenants > 1 else ""
+        self._say(
+            f"{prefix}plan {dispatched.plan_id[:8]}: {len(dispatched.order_ids)} orders on "
+            f"{len(dispatched.routes)} vans, {len(dispatched.unassigned)} left out"
+        )
+        for order_id, reason in dispatched.unassigned[:3]:
+            self._say(f"{prefix}left out {order_id}: {reason}")
+        return _Shop(name, org_id, client, problem, dispatched, webhooks)
+
+    def _start_fleet(self, app: Any, shop: _Shop, disruptions: Disruptions) -> None:
+        """The shop's vans (some as OwnTracks phones) on the road, on its own topics."""
+        o = self.options
+        routes = shop.dispatched.routes
+        owntracks = {
+            r["vehicle_id"]: demo_day.register_owntracks(shop.client, r["vehicle_id"], "phone")
+            for r in routes[: o.owntracks_vans]
+        }
+        fleet = FleetSimulator(
+            app.state.mqtt.broker,
+            self.clock,
+            disruptions,
+            FleetConfig(owntracks=owntracks),
+            seed=o.seed,
+            on_event=self._on_driver_event,
+            organisation_id=shop.org_id,
+        )
+        shop.fleet = fleet
+        fleet.start()
+        _wait(lambda: len(fleet.vans) == len(routes), 30, f"{shop.name}'s vans got no routes")
 
     def _on_driver_event(self, event: DriverEvent) -> None:
         what = "delivered" if event.kind == "delivered" else f"FAILED ({event.reason})"
         if event.kind != "delivered":
             self._say(f"{event.vehicle_id}: {event.order_id} {what}")
 
-    def _tokens(self, app: Any, order_ids: list[str]) -> list[str]:
+    def _tokens(self, app: Any, org_id: str, order_ids: list[str]) -> list[str]:
         with app.state.sessions() as session:
             return list(
                 session.scalars(
-                    select(OrderRow.tracking_token).where(OrderRow.external_id.in_(order_ids))
+                    select(OrderRow.tracking_token).where(
+                        OrderRow.organisation_id == org_id, OrderRow.external_id.in_(order_ids)
+                    )
                 )
             )
 
@@ -308,18 +394,15 @@ class Demo:
         finally:
             self.urgent_done.set()
 
-    def _watch(
-        self,
-        app: Any,
-        client: httpx.Client,
-        org_id: str,
-        dispatched: demo_day.DispatchedDay,
-        problem: PlanningProblem,
-        fleet: FleetSimulator,
-        mailbox: Mailbox,
-        webhooks: WebhookLog,
-    ) -> dict[str, Any]:
+    def _watch(self, app: Any, shops: list[_Shop], mailbox: Mailbox) -> dict[str, Any]:
+        """Until every shop's vans are done (and the urgent order is in), the first shop's
+        day on the screen; its urgent order mid-morning."""
         o = self.options
+        first = shops[0]
+        client, org_id, dispatched = first.client, first.org_id, first.dispatched
+        problem, webhooks = first.problem, first.webhooks
+        fleets = [shop.fleet for shop in shops if shop.fleet is not None]
+        fleet = fleets[0]
         urgent_at = _at(self.clock().date(), DAY_START, self.zone) + URGENT_AFTER
         urgent_thread: threading.Thread | None = None
         deadline = time.monotonic() + o.duration_s if o.duration_s else None
@@ -362,9 +445,11 @@ class Demo:
                             webhooks.count,
                         )
                     )
-                if fleet.done() and (urgent_thread is not None and self.urgent_done.is_set()):
+                done = all(f.done() for f in fleets)
+                if done and (urgent_thread is not None and self.urgent_done.is_set()):
                     finished_at = finished_at or time.monotonic()
-                    if _settled(app, org_id) or time.monotonic() - finished_at > SETTLE_S:
+                    settled = all(_settled(app, shop.org_id) for shop in shops)
+                    if settled or time.monotonic() - finished_at > SETTLE_S:
                         break
                 if deadline is not None and time.monotonic() >= deadline:
                     self._say("stopped: --duration reached")

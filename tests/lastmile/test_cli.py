@@ -144,6 +144,58 @@ def test_demo_runs_a_live_day_headless(tmp_path: Path) -> None:
     assert all(h["signature_ok"] for h in hooks)
 
 
+@pytest.mark.slow
+@pytest.mark.integration
+@pytest.mark.security
+def test_demo_runs_two_shops_with_the_same_van_ids(tmp_path: Path) -> None:
+    """Issue 17: two shops on one broker and one database, each with its own van-1 and van-2
+    and the same order ids; both days complete, each shop's figures are its own, and each
+    shop's webhooks are signed with its own secret."""
+    result = runner.invoke(
+        app,
+        [
+            "demo",
+            "--headless",
+            "--tenants", "2",
+            "--orders", "10",
+            "--vehicles", "2",
+            "--speed", "120",
+            "--time-limit", "1",
+            "--duration", "300",
+            "--port", "0",
+            "--data-dir", str(tmp_path),
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["day_finished"] is True
+    first, second = summary["tenants"]
+    assert (first["shop"], second["shop"]) == ("Kauppa Demo", "Toinen Kauppa")
+    # The first shop's day holds the urgent order; the second's is the plain day.
+    assert (first["orders"], second["orders"]) == (11, 10)
+    for shop in (first, second):
+        assert list(shop)[1:8] == [
+            "orders",
+            "delivered",
+            "failed",
+            "messages_sent",
+            "eta_mae_s",
+            "late_stops_notified",
+            "late_stops",
+        ]
+        assert shop["delivered"] + shop["failed"] == shop["orders"]
+        assert shop["messages_sent"] > 0
+    assert second["failed"] == 0  # the disruptions are the first shop's alone
+    assert {k: summary[k] for k in ("orders", "delivered", "failed")} == {
+        k: first[k] for k in ("orders", "delivered", "failed")
+    }
+    # Each shop's receiver checks its own secret: a message of the other shop's would fail.
+    for log in ("webhooks.jsonl", "webhooks-2.jsonl"):
+        hooks = [json.loads(line) for line in (tmp_path / log).read_text().splitlines()]
+        assert hooks, log
+        assert all(h["signature_ok"] for h in hooks), log
+
+
 GOLDEN = Path(__file__).resolve().parents[1] / "routing" / "golden"
 
 
