@@ -26,7 +26,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api import errors, limits
 from api.log_privacy import install_access_log_privacy
+from api.rate_limits import RateLimit
 from api.routes import (
+    audit,
     dashboard,
     fleet,
     health,
@@ -40,6 +42,7 @@ from api.routes import (
     webhook_secrets,
 )
 from api.settings import Settings
+from api.stream_caps import StreamCaps
 from domain.geo import LatLon
 from jobs.plan_runner import PlanRunner
 from notify.channels import GenericSms, SmtpChannel, TwilioSms, WebhookChannel
@@ -285,6 +288,8 @@ def create_app(
             if task_queue is not None:
                 task_queue.close()
             engine.dispose()
+            app.state.tracking_limiter.close()
+            app.state.stream_caps.close()
 
     app = FastAPI(
         title="lastmile",
@@ -309,6 +314,28 @@ def create_app(
         "Where-is-my-order contacts recorded by support",
         ["channel"],
         registry=registry,
+    )
+    # The tracking page's rate limit and the open-stream caps: in Redis when configured,
+    # shared by every process; failing open (in memory) while it does not answer.
+    redis_errors = Counter(
+        "lastmile_redis_errors",
+        "Redis failures of the rate limits and stream caps (each failed open, in memory)",
+        ["use"],
+        registry=registry,
+    )
+    app.state.tracking_limiter = RateLimit(
+        "tracking",
+        tracking.RATE_PER_MINUTE,
+        settings.redis_url,
+        key_prefix=settings.redis_key_prefix,
+        errors=redis_errors.labels("rate_limit"),
+    )
+    app.state.stream_caps = StreamCaps(
+        settings.stream_cap_per_ip,
+        settings.stream_cap_per_organisation,
+        settings.redis_url,
+        key_prefix=settings.redis_key_prefix,
+        errors=redis_errors.labels("stream_cap"),
     )
     solve_time = Histogram(
         "lastmile_plan_job_seconds",
@@ -341,6 +368,7 @@ def create_app(
         telematics,
         notifications,
         webhook_secrets,
+        audit,
         support,
         reports,
         tracking,

@@ -145,28 +145,6 @@ class VehiclePublic(BaseModel):
     active_plan_id: str | None
 
 
-class DeviceCredentials(BaseModel):
-    device_id: str
-    vehicle_id: str
-    external_device_id: str | None = Field(
-        None,
-        description="OsmAnd: the device identifier to enter in Traccar Client, issued now by "
-        "the server (128 random bits: it is what /osmand knows the device by, keep it "
-        "private). OwnTracks: the user/device registered. Fleet devices: none.",
-    )
-    mqtt_username: str
-    mqtt_password: str = Field(description="Shown only now.")
-    publish_topic: str | None = Field(
-        description="Where the device publishes its positions: "
-        "{organisation}/fleet/{vehicle}/position for a fleet device (its driver events go to "
-        "…/events, a gpsd bridge's reports to …/gpsd), owntracks/{user}/{device} for "
-        "OwnTracks; none for OsmAnd (it reports over HTTP to /osmand)."
-    )
-    route_topic: str = Field(
-        description="Where the vehicle's route is published (retained); the device may read it."
-    )
-
-
 class ContactIn(Strict):
     name: str = Field("", max_length=200)
     phone: str = Field("", max_length=50, examples=["+358401234567"])
@@ -319,24 +297,6 @@ class OrganisationUpdate(Strict):
         "widest first window a customer is told, docs/accuracy.md). Missing keys keep their "
         "defaults.",
         examples=[{"quiet_start": "21:00", "quiet_end": "08:00", "budget_per_order": 6}],
-    )
-
-
-class DeviceCreate(Strict):
-    protocol: Literal["fleet", "owntracks", "osmand"] = Field(
-        "fleet",
-        description="fleet: our JSON over MQTT on fleet/{vehicle_id}/position; owntracks: the "
-        "OwnTracks app; osmand: Traccar Client over HTTP.",
-    )
-    external_device_id: str | None = Field(
-        None,
-        max_length=200,
-        description="OwnTracks: the device name set in the app (its topic is then "
-        "owntracks/{mqtt_username}/{device}, as OwnTracks publishes by default; user/device, "
-        "unique within your organisation only, is deprecated). OsmAnd: leave it out: the "
-        "server issues the identifier (external_device_id in the answer) to enter in Traccar "
-        "Client. Fleet devices: none.",
-        examples=["phone"],
     )
 
 

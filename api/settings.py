@@ -35,6 +35,29 @@ class Settings(BaseSettings):
     task_queue_name: str = Field(
         "lastmile-plans", description="The task queue's name (and Redis key namespace)."
     )
+    # Rate limits and stream caps shared by the service processes (docs/deployment.md).
+    redis_url: str | None = Field(
+        None,
+        description="redis://host:port/db where every service process counts the tracking "
+        "page's rate limit and the open live streams; unset: each process counts in its own "
+        "memory. Unreachable at request time: fail open (the process counts in memory, logs a "
+        "warning and counts lastmile_redis_errors).",
+    )
+    redis_key_prefix: str = Field(
+        "lastmile", description="Namespace of the rate limits' and stream caps' Redis keys."
+    )
+    stream_cap_per_ip: int = Field(
+        10,
+        ge=1,
+        description="Most live streams (server-sent events) of one kind, tracking page or "
+        "dashboard, open at once from one client address; more get 429.",
+    )
+    stream_cap_per_organisation: int = Field(
+        1000,
+        ge=1,
+        description="Most live streams open at once for one organisation: its dashboards and "
+        "its customers' tracking pages together; more get 429.",
+    )
 
     # Live ETAs: silent vehicles and the fleet's prior (docs/adr/0018).
     silent_after_s: float = Field(
@@ -89,6 +112,15 @@ class Settings(BaseSettings):
         False,
         description="Let tenants' webhook URLs reach loopback, private, link-local and other "
         "non-public addresses (tests and the demo's local receiver only; never in production).",
+    )
+
+    # The dispatcher dashboard's sign-in (docs/deployment.md, docs/adr/0023).
+    dashboard_session_hours: float = Field(
+        12.0,
+        ge=0.25,
+        le=72.0,
+        description="A dashboard session's absolute lifetime from sign-in (a working day by "
+        "default), in wall-clock hours; then the dispatcher signs in again.",
     )
 
     @property

@@ -77,7 +77,8 @@ def demo(
     """
     import logging
 
-    from lastmile.demo.run import DemoOptions, run_demo, summary_json
+    from lastmile.demo.run import DemoOptions, run_demo
+    from lastmile.demo.summary import summary_json
 
     # The live screen is the demo's log; warnings still show.
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

@@ -15,6 +15,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -348,3 +349,41 @@ class DeadLetterRow(Base):
     reason: Mapped[str] = mapped_column(String(40), index=True)
     detail: Mapped[str] = mapped_column(Text, default="")
     payload: Mapped[str] = mapped_column(Text, default="")
+
+
+class DashboardSessionRow(Base):
+    """A dispatcher dashboard's sign-in (docs/adr/0023). The browser's cookie holds a random
+    id; only its SHA-256 hash is stored. Live while not revoked (sign-out), not past
+    ``expires_at`` and its API key not revoked (checked at every request)."""
+
+    __tablename__ = "dashboard_sessions"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    organisation_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"), index=True)
+    api_key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class AuditRow(Base):
+    """Who did what: an organisation's actions (dispatch, re-plan, cancel, settings, keys),
+    each written in the action's own transaction. ``detail`` holds no secrets and no
+    customers' contact data (store/audit.py refuses such fields)."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_organisation_id_at", "organisation_id", "at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    organisation_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"))
+    #: The acting API key (None: the service itself, or a command-line tool).
+    api_key_id: Mapped[str | None] = mapped_column(
+        ForeignKey("api_keys.id"), index=True, default=None
+    )
+    #: The key's name and role when it acted.
+    actor_name: Mapped[str] = mapped_column(String(200), default="")
+    actor_role: Mapped[str] = mapped_column(String(20), default="")
+    action: Mapped[str] = mapped_column(String(40))
+    object_type: Mapped[str] = mapped_column(String(40), default="")
+    object_id: Mapped[str] = mapped_column(String(100), default="")
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)

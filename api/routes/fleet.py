@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -10,13 +11,12 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from api.deps import Admin, Dispatcher, Reader, SessionDep, VehicleId, owned
+from api.device_schemas import DeviceCreate, DeviceCredentials
 from api.errors import conflict
 from api.schemas import (
     Branding,
     DepotCreate,
     DepotPublic,
-    DeviceCreate,
-    DeviceCredentials,
     ErrorBody,
     KeyCreate,
     KeyCreated,
@@ -31,6 +31,7 @@ from api.schemas import (
 from domain.errors import Problem, ValidationError
 from notify.channels.ssrf import check_saved_url
 from notify.codec import branding_from_json, settings_from_json, settings_to_json
+from store import audit
 from store.schema import ApiKey, DepotRow, DeviceRow, Organisation, VehicleRow
 from store.secrets import (
     hash_device_password,
@@ -38,6 +39,7 @@ from store.secrets import (
     new_device_identifier,
     new_device_password,
 )
+from telematics.topics import route_topic, vehicle_topic
 
 router = APIRouter(prefix="/v1", responses={401: {"model": ErrorBody}, 403: {"model": ErrorBody}})
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -68,6 +70,16 @@ def create_key(body: KeyCreate, caller: Admin, session: SessionDep) -> KeyCreate
     session.add(row)
     session.flush()
     vehicle_id = vehicle.external_id if vehicle is not None else None
+    audit.record(
+        session,
+        organisation_id=caller.organisation_id,
+        api_key_id=caller.key_id,
+        action="api_key_created",
+        object_type="api_key",
+        object_id=row.id,
+        at=datetime.now(UTC),
+        detail={"name": row.name, "role": body.role, "vehicle_id": vehicle_id},
+    )
     return KeyCreated(id=row.id, name=row.name, role=body.role, vehicle_id=vehicle_id, key=key)
 
 
@@ -141,6 +153,7 @@ def update_organisation(
 ) -> OrganisationPublic:
     row = session.get(Organisation, caller.organisation_id)
     assert row is not None
+    before = _settings_of(row)
     if body.timezone is not None:
         try:
             ZoneInfo(body.timezone)
@@ -167,10 +180,36 @@ def update_organisation(
             if why is not None:
                 raise ValidationError([Problem("notification_policy.webhook_url", why)])
         row.notification_policy = settings_to_json(policy)
+    after = _settings_of(row)
+    # Which settings were sent and which changed, never their values (a webhook URL or a
+    # sender address is not for the log).
+    audit.record(
+        session,
+        organisation_id=caller.organisation_id,
+        api_key_id=caller.key_id,
+        action="settings_changed",
+        object_type="organisation",
+        object_id=row.id,
+        at=datetime.now(UTC),
+        detail={
+            "fields": sorted(f for f in before if getattr(body, f) is not None),
+            "changed": sorted(f for f in before if before[f] != after[f]),
+        },
+    )
     outbox = getattr(request.app.state, "outbox", None)
     if outbox is not None:
         outbox.forget(row.id)
     return _organisation_public(row)
+
+
+def _settings_of(row: Organisation) -> dict[str, Any]:
+    """The organisation's settings PATCH /v1/organisation may change, by field."""
+    return {
+        "name": row.name,
+        "timezone": row.timezone,
+        "branding": dict(row.branding or {}),
+        "notification_policy": dict(row.notification_policy or {}),
+    }
 
 
 def _depot_public(row: DepotRow) -> DepotPublic:
@@ -326,8 +365,13 @@ def register_device(
         raise ValidationError(
             [Problem("external_device_id", f"a {body.protocol} device needs its own id")]
         )
+    if body.protocol == "owntracks" and external_id and "/" not in external_id:
+        # OwnTracks publishes on owntracks/{MQTT username}/{device}: with the username the
+        # server issued, no other device of any organisation can hold the same topic.
+        external_id = f"{username}/{external_id}"
     if body.protocol == "owntracks" and len((external_id or "").split("/")) != 2:
-        raise ValidationError([Problem("external_device_id", "OwnTracks ids are user/device")])
+        why = "OwnTracks ids are a device name (or user/device, deprecated)"
+        raise ValidationError([Problem("external_device_id", why)])
     # Unique per organisation: whether another tenant holds an id is never told (the
     # ingester refuses an OwnTracks id more than one vehicle holds).
     taken = session.scalar(
@@ -350,11 +394,16 @@ def register_device(
     )
     session.add(row)
     session.flush()
+    publish_topic = {
+        "fleet": vehicle_topic(caller.organisation_id, vehicle.external_id, "position"),
+        "owntracks": f"owntracks/{external_id}",
+    }.get(body.protocol)
     return DeviceCredentials(
         device_id=row.id,
         vehicle_id=vehicle.external_id,
         external_device_id=external_id,
         mqtt_username=username,
         mqtt_password=password,
-        publish_topic=f"fleet/{vehicle.external_id}/position",
+        publish_topic=publish_topic,
+        route_topic=route_topic(caller.organisation_id, vehicle.external_id),
     )

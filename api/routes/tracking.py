@@ -3,7 +3,9 @@ current arrival window in the customer's language and time zone, why it is late,
 instructions, and live updates over server-sent events.
 
 Unauthenticated: the token is the secret. An unknown and a malformed token get the same 404
-page; every ``/t/*`` request spends from a per-IP token bucket (429 with Retry-After when empty).
+page; every ``/t/*`` request counts against a per-IP rate limit shared by the service's
+processes (:mod:`api.rate_limits`; 429 with Retry-After when spent), and the live stream
+takes a slot under the open-stream caps (:mod:`api.stream_caps`; 429 when full).
 The order's live state is read as the support lookup reads it (:mod:`api.routes.support`).
 """
 
@@ -12,8 +14,6 @@ from __future__ import annotations
 import logging
 import math
 import re
-import threading
-import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -28,9 +28,11 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import service_now
+from api.rate_limits import RateLimit
 from api.routes.plans import route_messages
 from api.routes.support import _at, _late_minutes, _latest_route
 from api.sse import POLL_S, STREAM_MAX_S, change_stream
+from api.stream_caps import RETRY_AFTER_S, StreamCaps
 from api.tracking_map import MapView, Tracks, map_view, roads_around
 from notify.answer import LATE_FROM_MINUTES
 from notify.render import (
@@ -44,6 +46,7 @@ from notify.render import (
 from notify.triggers import Window
 from store.schema import EventRow, OrderRow, PlanRow, ProgressRow, VehicleRow
 from telematics.mqtt import PublishError, publish_checked
+from telematics.topics import route_topic
 
 log = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False)
@@ -54,7 +57,7 @@ _TOKEN = re.compile(r"[A-Za-z0-9_-]{16,64}")
 LIMITS = {"safe_place": 200, "notes": 500, "access_code": 32}
 #: A form body larger than this is refused before it is parsed.
 MAX_BODY_BYTES = 4096
-#: Rate limit per client IP on /t/*: a bucket of this many requests, refilled over a minute.
+#: Rate limit per client IP on /t/*: this many requests within any minute (all processes).
 RATE_PER_MINUTE = 60
 
 _pages = Environment(
@@ -66,32 +69,6 @@ _pages = Environment(
 )
 
 STEPS = ("planned", "out", "stops", "arrived", "done")
-
-
-class RateLimiter:
-    """An in-memory token bucket per key (client IP), thread-safe."""
-
-    def __init__(self, per_minute: int = RATE_PER_MINUTE) -> None:
-        self.capacity = float(per_minute)
-        self.refill_per_s = per_minute / 60.0
-        self._buckets: dict[str, tuple[float, float]] = {}
-        self._lock = threading.Lock()
-
-    def take(self, key: str, now: float | None = None) -> float:
-        """0 when allowed (one token spent), else seconds until a token is back."""
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            tokens, since = self._buckets.get(key, (self.capacity, now))
-            tokens = min(self.capacity, tokens + (now - since) * self.refill_per_s)
-            if tokens >= 1.0:
-                self._buckets[key] = (tokens - 1.0, now)
-                if len(self._buckets) > 10_000:  # forget full buckets, bounding memory
-                    self._buckets = {
-                        k: v for k, v in self._buckets.items() if v[0] < self.capacity - 1
-                    }
-                return 0.0
-            self._buckets[key] = (tokens, now)
-            return (1.0 - tokens) / self.refill_per_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,11 +221,9 @@ def _client_ip(request: Request) -> str:
     return request.client.host if request.client is not None else "unknown"
 
 
-def _limiter(request: Request) -> RateLimiter:
-    state = request.app.state
-    limiter: RateLimiter | None = getattr(state, "tracking_limiter", None)
-    if limiter is None:
-        limiter = state.tracking_limiter = RateLimiter()
+def _limiter(request: Request) -> RateLimit:
+    """The service's limit on /t/* (built by :func:`api.app.create_app`)."""
+    limiter: RateLimit = request.app.state.tracking_limiter
     return limiter
 
 
@@ -287,9 +262,15 @@ def _message(request: Request, title_key: str | None, text_key: str, title: str 
 
 
 def _too_many(request: Request) -> Response | None:
+    """None when the client's IP may make this request, else the 429 page (may wait briefly
+    for Redis: async routes call it in a worker thread)."""
     wait = _limiter(request).take(_client_ip(request))
     if wait <= 0:
         return None
+    return _429(request, wait)
+
+
+def _429(request: Request, wait: float) -> HTMLResponse:
     html = _message(request, None, "too_many", title="429")
     return HTMLResponse(html, status_code=429, headers={"Retry-After": str(math.ceil(wait))})
 
@@ -354,7 +335,7 @@ def tracking_page(token: str, request: Request) -> Response:
 @router.post("/t/{token}/instructions", response_class=HTMLResponse)
 async def save_instructions(token: str, request: Request) -> Response:
     """Store the customer's delivery instructions; oversized input is refused, not cut."""
-    refused = _too_many(request)
+    refused = await run_in_threadpool(_too_many, request)
     if refused is not None:
         return refused
     raw = b""
@@ -415,7 +396,7 @@ def _tell_driver(request: Request, session: Session, order: OrderRow) -> None:
     if mqtt is None or plan is None or vehicle is None or plan.geojson is None:
         return
     session.flush()
-    topic = f"fleet/{vehicle.external_id}/route"
+    topic = route_topic(vehicle.organisation_id, vehicle.external_id)
     for name, message in route_messages(
         plan.id, plan.result or {"routes": []}, plan.geojson, session, order.organisation_id
     ):
@@ -435,16 +416,32 @@ def _snapshot(request: Request, token: str) -> dict[str, Any] | None:
         return tracking_view(session, order, service_now(request), _tracks(request)).live()
 
 
+def _opening(request: Request, token: str) -> tuple[str, dict[str, Any]] | None:
+    """The order's organisation (its streams count under its cap) and first snapshot."""
+    with request.app.state.sessions() as session:
+        order = _order(session, token)
+        if order is None:
+            return None
+        view = tracking_view(session, order, service_now(request), _tracks(request))
+        return order.organisation_id, view.live()
+
+
 @router.get("/t/{token}/events")
 async def tracking_events(token: str, request: Request) -> Response:
-    """Server-sent events: the window and status, sent when they change (polled every 2 s)."""
-    refused = _too_many(request)
+    """Server-sent events: the window and status, sent when they change (polled every 2 s).
+    A stream over the open-stream caps gets the 429 page instead (:mod:`api.stream_caps`)."""
+    refused = await run_in_threadpool(_too_many, request)
     if refused is not None:
         return refused
-    first = await run_in_threadpool(_snapshot, request, token)
-    if first is None:
+    opening = await run_in_threadpool(_opening, request, token)
+    if opening is None:
         return _not_found(request)
+    organisation, first = opening
     state = request.app.state
+    caps: StreamCaps = state.stream_caps
+    slot = await run_in_threadpool(caps.acquire, "tracking", _client_ip(request), organisation)
+    if slot is None:
+        return _429(request, RETRY_AFTER_S)
     return change_stream(
         request,
         first,
@@ -452,4 +449,5 @@ async def tracking_events(token: str, request: Request) -> Response:
         poll_s=getattr(state, "tracking_poll_s", POLL_S),
         max_s=getattr(state, "tracking_stream_max_s", STREAM_MAX_S),
         final=lambda view: bool(view.get("final")),
+        hold=slot,
     )

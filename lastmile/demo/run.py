@@ -13,7 +13,6 @@ summary says how many customers were told of a delay before they wondered.
 
 from __future__ import annotations
 
-import json
 import logging
 import secrets
 import shutil
@@ -33,7 +32,7 @@ import httpx
 import uvicorn
 from rich.console import Console
 from rich.live import Live
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from api.app import create_app
 from api.dashboard_state import dashboard_state
@@ -44,13 +43,13 @@ from lastmile.demo.clock import SimClock
 from lastmile.demo.fleet import Disruptions, DriverEvent, FleetConfig, FleetSimulator
 from lastmile.demo.mailbox import Mailbox, free_port
 from lastmile.demo.screen import render
-from lastmile.demo.summary import summary
+from lastmile.demo.summary import settled, summary_line
 from lastmile.demo.trouble import choose_disruptions
 from lastmile.demo.webhooks import WebhookLog
 from routing.network import load_road_graph
 from routing.scenario import random_day
 from store.repo import create_organisation
-from store.schema import OrderRow, OutboxRow
+from store.schema import OrderRow
 
 log = logging.getLogger(__name__)
 
@@ -448,7 +447,7 @@ class Demo:
                 done = all(f.done() for f in fleets)
                 if done and (urgent_thread is not None and self.urgent_done.is_set()):
                     finished_at = finished_at or time.monotonic()
-                    settled = all(_settled(app, shop.org_id) for shop in shops)
+                    settled = all(settled(app, shop.org_id) for shop in shops)
                     if settled or time.monotonic() - finished_at > SETTLE_S:
                         break
                 if deadline is not None and time.monotonic() >= deadline:
@@ -459,22 +458,6 @@ class Demo:
             if live is not None:
                 live.stop()
         return {"day_finished": finished_at is not None}
-
-
-def summary_line(app: Any, org_id: str) -> dict[str, Any]:
-    with app.state.sessions() as session:
-        return summary(session, org_id)
-
-
-def _settled(app: Any, org_id: str) -> bool:
-    """No message due and not yet sent (deferred ones wait for the morning, not for us)."""
-    with app.state.sessions() as session:
-        waiting = session.scalar(
-            select(func.count()).where(
-                OutboxRow.organisation_id == org_id, OutboxRow.status.in_(("pending", "sending"))
-            )
-        )
-    return not waiting
 
 
 def _at(day: date, at: clock_time, zone: ZoneInfo) -> datetime:
@@ -492,17 +475,3 @@ def _wait(done: Callable[[], bool], timeout_s: float, failure: str) -> None:
 def run_demo(options: DemoOptions, console: Console | None = None) -> dict[str, Any]:
     """Run the demo; the summary (the issue's figures, plus ``wall_s``)."""
     return Demo(options, console).run()
-
-
-def summary_json(result: dict[str, Any]) -> str:
-    keys = (
-        "orders",
-        "delivered",
-        "failed",
-        "messages_sent",
-        "eta_mae_s",
-        "late_stops_notified",
-        "late_stops",
-    )
-    ordered = {k: result[k] for k in keys} | {k: v for k, v in result.items() if k not in keys}
-    return json.dumps(ordered)

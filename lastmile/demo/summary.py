@@ -3,6 +3,7 @@ the ETAs were, and whether the customers of late stops were told before the van 
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
@@ -123,3 +124,35 @@ def summary(session: Session, organisation_id: str) -> dict[str, Any]:
         "late_stops_notified": notified,
         "late_stops": len(late),
     } | {k: promise[k] for k in SUMMARY_KEYS}
+
+
+def summary_line(app: Any, org_id: str) -> dict[str, Any]:
+    """The organisation's summary, read from the running service's store."""
+    with app.state.sessions() as session:
+        return summary(session, org_id)
+
+
+def settled(app: Any, org_id: str) -> bool:
+    """No message due and not yet sent (deferred ones wait for the morning, not for us)."""
+    with app.state.sessions() as session:
+        waiting = session.scalar(
+            select(func.count()).where(
+                OutboxRow.organisation_id == org_id, OutboxRow.status.in_(("pending", "sending"))
+            )
+        )
+    return not waiting
+
+
+def summary_json(result: dict[str, Any]) -> str:
+    """The demo's last line: the summary keys first, in their order."""
+    keys = (
+        "orders",
+        "delivered",
+        "failed",
+        "messages_sent",
+        "eta_mae_s",
+        "late_stops_notified",
+        "late_stops",
+    )
+    ordered = {k: result[k] for k in keys} | {k: v for k, v in result.items() if k not in keys}
+    return json.dumps(ordered)

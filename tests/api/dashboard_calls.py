@@ -1,8 +1,10 @@
 """What the dashboard tests do through the service: post an order the live route keeps, log in
-with a key, find one stop in the dashboard's state."""
+with a key (through the login form and its CSRF token), find one stop in the dashboard's
+state."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,10 +30,32 @@ def post_order(
     assert r.status_code == 201, r.text
 
 
+def csrf_in(html: str) -> str:
+    """The CSRF token of the page's form (its hidden field)."""
+    found = re.search(r'<input type="hidden" name="csrf" value="([^"]+)">', html)
+    assert found is not None, html[:500]
+    return found.group(1)
+
+
+def login_csrf(s: Service) -> str:
+    """The login form's CSRF token; the form's answer sets its pre-session cookie."""
+    page = s.client.get("/dashboard")
+    assert 'action="/dashboard/login"' in page.text, page.text[:500]
+    return csrf_in(page.text)
+
+
 def log_in(s: Service, key: str) -> None:
-    r = s.client.post("/dashboard/login", data={"key": key}, follow_redirects=False)
+    data = {"key": key, "csrf": login_csrf(s)}
+    r = s.client.post("/dashboard/login", data=data, follow_redirects=False)
     assert r.status_code == 303, r.text
     assert r.headers["location"] == "/dashboard"
+
+
+def log_out(s: Service) -> None:
+    """Sign out with the open dashboard's form."""
+    data = {"csrf": csrf_in(s.client.get("/dashboard").text)}
+    r = s.client.post("/dashboard/logout", data=data, follow_redirects=False)
+    assert r.status_code == 303, r.text
 
 
 def stop_in(state: dict[str, Any], order_id: str) -> dict[str, Any]:

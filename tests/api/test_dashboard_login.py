@@ -1,6 +1,7 @@
-"""The dispatcher dashboard's sign-in through the running service: the login form, keys
-refused (wrong, revoked, without the dispatcher role, or from another site), the cookie that
-keeps the key, the page it opens and logging out; on SQLite and PostgreSQL."""
+"""The dispatcher dashboard's sign-in through the running service: the login form and its
+CSRF token, keys refused (wrong, revoked, without the dispatcher role, or from another site),
+the session cookie, the page it opens and logging out; on SQLite and PostgreSQL. The session
+itself (expiry, sign-out on the server, CSRF refusals) is in test_dashboard_sessions."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import select
 
-from api.routes.dashboard import COOKIE
+from api.routes.dashboard import COOKIE, LOGIN_COOKIE
 from store.db import make_engine, session_factory, transaction
 from store.schema import ApiKey
-from tests.api.dashboard_calls import log_in, post_order, stop_in
+from tests.api.dashboard_calls import csrf_in, log_in, login_csrf, post_order, stop_in
 from tests.api.live_state import put_on_route
 from tests.api.service import Service
 from tests.api.test_service import SHIFT
@@ -28,18 +29,27 @@ def test_login_form_without_cookie(service: Service) -> None:
     assert 'action="/dashboard/login"' in r.text
     assert "dashboard-map" not in r.text
     assert "script-src 'self'" in r.headers["content-security-policy"]
+    # The form's CSRF token, bound to a short-lived pre-session cookie.
+    assert '<input type="hidden" name="csrf" value="' in r.text
+    cookie = r.headers["set-cookie"].lower()
+    assert cookie.startswith(f"{LOGIN_COOKIE}=")
+    for attribute in ("httponly", "samesite=strict", "path=/dashboard", "max-age=1800"):
+        assert attribute in cookie
 
 
 @pytest.mark.integration
 def test_wrong_key_is_401_with_the_form(service: Service) -> None:
     s = service
+    csrf = login_csrf(s)
     for wrong in ("lm_000000000000_not-a-key", "hello", ""):
-        r = s.client.post("/dashboard/login", data={"key": wrong}, follow_redirects=False)
+        data = {"key": wrong, "csrf": csrf}
+        r = s.client.post("/dashboard/login", data=data, follow_redirects=False)
         assert r.status_code == 401, wrong
         assert 'role="alert"' in r.text
         assert '<label for="key">' in r.text
         assert "set-cookie" not in r.headers
-    assert "not accepted" in s.client.post("/dashboard/login", data={"key": "hello"}).text
+    data = {"key": "hello", "csrf": csrf}
+    assert "not accepted" in s.client.post("/dashboard/login", data=data).text
 
 
 @pytest.mark.integration
@@ -47,8 +57,10 @@ def test_support_and_device_keys_are_403(service: Service) -> None:
     s = service
     vehicle = {"id": "v1", "start": {"lat": 60.17, "lon": 24.94}, "shift": SHIFT}
     assert s.client.post("/v1/vehicles", json=vehicle, headers=s.headers()).status_code == 201
+    csrf = login_csrf(s)
     for role, on in (("support", None), ("device", "v1")):
-        r = s.client.post("/dashboard/login", data={"key": s.key(role, on)}, follow_redirects=False)
+        data = {"key": s.key(role, on), "csrf": csrf}
+        r = s.client.post("/dashboard/login", data=data, follow_redirects=False)
         assert r.status_code == 403
         assert "needs the dispatcher role" in r.text
         assert "set-cookie" not in r.headers
@@ -60,6 +72,7 @@ def test_support_and_device_keys_are_403(service: Service) -> None:
 def test_login_from_another_site_is_refused(service: Service) -> None:
     s = service
     key = s.key("dispatcher")
+    csrf = login_csrf(s)
     for origin, proxied_host, status in (
         ("https://evil.example", None, 403),
         ("null", None, 403),
@@ -71,10 +84,18 @@ def test_login_from_another_site_is_refused(service: Service) -> None:
         if proxied_host is not None:
             headers["X-Forwarded-Host"] = proxied_host
         r = s.client.post(
-            "/dashboard/login", data={"key": key}, headers=headers, follow_redirects=False
+            "/dashboard/login",
+            data={"key": key, "csrf": csrf},
+            headers=headers,
+            follow_redirects=False,
         )
         assert r.status_code == status, origin
         assert ("set-cookie" in r.headers) == (status == 303)
+        if status == 403:
+            assert r.json()["error"]["code"] == "forbidden"
+        else:
+            s.client.cookies.delete(COOKIE)
+            csrf = login_csrf(s)
 
 
 @pytest.mark.integration
@@ -84,14 +105,19 @@ def test_dispatcher_key_sets_the_cookie_and_opens_the_page(service: Service) -> 
     post_order(s, "O-7", now, customer_ref="</script><script>alert(1)</script>")
     put_on_route(s.url, "O-7", now, driver_first_name="Lucia")
     key = s.key("dispatcher")
-    r = s.client.post("/dashboard/login", data={"key": key}, follow_redirects=False)
+    data = {"key": key, "csrf": login_csrf(s)}
+    r = s.client.post("/dashboard/login", data=data, follow_redirects=False)
     assert r.status_code == 303
     assert r.headers["location"] == "/dashboard"
-    cookie = r.headers["set-cookie"].lower()
-    assert cookie.startswith(f"{COOKIE}=")
+    set_cookies = r.headers.get_list("set-cookie")
+    (cookie,) = [c.lower() for c in set_cookies if c.startswith(f"{COOKIE}=")]
     for attribute in ("httponly", "samesite=strict", "path=/dashboard"):
         assert attribute in cookie
     assert "secure" not in cookie  # plain http (tests); https below
+    # The session's id, never the key; the login form's cookie is dropped.
+    assert not any(key in c or key.split("_")[2] in c for c in set_cookies)
+    (dropped,) = [c.lower() for c in set_cookies if c.startswith(f"{LOGIN_COOKIE}=")]
+    assert "max-age=0" in dropped
 
     page = s.client.get("/dashboard")
     assert page.status_code == 200, page.text
@@ -123,11 +149,15 @@ def test_cookie_is_secure_over_https(service: Service) -> None:
     s = service
     r = s.client.post(
         "https://testserver/dashboard/login",
-        data={"key": s.key("dispatcher")},
+        data={"key": s.key("dispatcher"), "csrf": login_csrf(s)},
         follow_redirects=False,
     )
     assert r.status_code == 303
-    assert "secure" in r.headers["set-cookie"].lower()
+    (cookie,) = [c for c in r.headers.get_list("set-cookie") if c.startswith(f"{COOKIE}=")]
+    assert "secure" in cookie.lower()
+    # The login form's own cookie too.
+    s.client.cookies.clear()
+    assert "secure" in s.client.get("https://testserver/dashboard").headers["set-cookie"].lower()
 
 
 @pytest.mark.integration
@@ -135,7 +165,8 @@ def test_logout_clears_the_cookie(service: Service) -> None:
     s = service
     log_in(s, s.key("dispatcher"))
     assert s.client.get("/dashboard/state").status_code == 200
-    r = s.client.post("/dashboard/logout", follow_redirects=False)
+    csrf = csrf_in(s.client.get("/dashboard").text)
+    r = s.client.post("/dashboard/logout", data={"csrf": csrf}, follow_redirects=False)
     assert r.status_code == 303
     cookie = r.headers["set-cookie"].lower()
     assert cookie.startswith(f'{COOKIE}=""') or cookie.startswith(f"{COOKIE}=;")
@@ -160,5 +191,9 @@ def test_a_revoked_key_logs_the_browser_out(service: Service) -> None:
         engine.dispose()
     r = s.client.get("/dashboard")
     assert r.status_code == 401
-    assert "not accepted" in r.text
-    assert "max-age=0" in r.headers["set-cookie"].lower()
+    assert "session has ended" in r.text
+    (forgotten,) = [c for c in r.headers.get_list("set-cookie") if c.startswith(f"{COOKIE}=")]
+    assert "max-age=0" in forgotten.lower()
+    # The login form comes back, ready for another key.
+    assert '<label for="key">' in r.text
+    assert s.client.get("/dashboard/state").status_code == 401

@@ -59,9 +59,10 @@ OWN_AUTH: dict[tuple[str, str], tuple[str, ...] | None] = {
     ("GET", "/t/{token}"): None,  # the tracking token (test_security_tracking_tokens)
     ("POST", "/t/{token}/instructions"): None,
     ("GET", "/t/{token}/events"): None,
-    ("GET", "/dashboard"): None,  # the login form; the data needs the cookie (test_dashboard)
+    # The login form; the data needs a live session (test_dashboard_sessions).
+    ("GET", "/dashboard"): None,
     ("POST", "/dashboard/login"): None,  # checks the key it is given, as the API does
-    ("POST", "/dashboard/logout"): None,  # only clears the cookie
+    ("POST", "/dashboard/logout"): None,  # signs out the cookie's own session (CSRF-checked)
     # These take the bearer header as well as the cookie: tried like the API below.
     ("GET", "/dashboard/state"): dashboard.ROLES,
     ("GET", "/dashboard/events"): dashboard.ROLES,
