@@ -21,8 +21,10 @@ class DelayParams:
     #: window to count as broken: noise at the edge breaks nothing.
     break_margin_s: float = 0.0
     #: An ETA move this large is told even inside the window (a 4-hour window told at 8:00
-    #: should still narrow when the van is an hour late).
-    change_s: float = 1200.0
+    #: should still narrow when the van is an hour late). One that moves the window later is
+    #: a late notice to the customer (docs/accuracy.md), so it must be as sure as a break:
+    #: 2400 s was chosen on the training days with the break settings below.
+    change_s: float = 2400.0
     #: Least time between two events of one stop. The first delay event after the first
     #: window is not held back by it: a broken promise is told at once.
     min_interval_s: float = 900.0
@@ -33,10 +35,11 @@ class DelayParams:
     #: alarms, later notices.
     break_confidence: float = 0.5
     #: A break must hold this long before it is told: a spike (a long red light, a noisy
-    #: fix) that heals by itself tells nobody anything. 120 s and the other break settings:
-    #: chosen on the training days by ``python -m bench.eta_accuracy`` (the best recall of
-    #: material delays among settings whose late notices were at least 90 % true).
-    break_persist_s: float = 120.0
+    #: fix) that heals by itself tells nobody anything. 0 s, ``change_s`` and the other
+    #: break settings: chosen on the training days by ``python -m bench.eta_accuracy`` (the
+    #: best recall of material delays among settings whose late notices were at least 90 %
+    #: true there; 2026-12-05, late notices as docs/accuracy.md defines them).
+    break_persist_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
