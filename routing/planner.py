@@ -94,7 +94,9 @@ def build_model(
     def sec(t: datetime) -> int:
         return int((t - origin).total_seconds())
 
-    horizon = max(sec(v.shift.end) for v in problem.vehicles)
+    # Never before the origin: a re-plan after every shift has ended has nothing to plan, and
+    # a negative horizon would abort OR-Tools (and the process with it).
+    horizon = max(0, max(sec(v.shift.end) for v in problem.vehicles))
     order_node: dict[str, int] = {}
     nodes: list[OrderNode] = []
     for position, k in enumerate(kept):
@@ -144,11 +146,13 @@ def _vehicle_spec(
     breaks = tuple(
         (b.duration_s, max(0, sec(b.window.start)), max(0, sec(b.window.end))) for b in v.breaks
     )
+    shift_start_s = max(0, sec(v.shift.start))
     return VehicleSpec(
         start_node=place_node[v.start],
         end_node=place_node[v.end] if v.end is not None else open_end,
-        shift_start_s=max(0, sec(v.shift.start)),
-        shift_end_s=min(horizon, sec(v.shift.end)),
+        shift_start_s=shift_start_s,
+        # A shift already over is an empty one at the origin: the vehicle serves nothing.
+        shift_end_s=max(shift_start_s, min(horizon, sec(v.shift.end))),
         capacity=v.capacity,
         skills=v.skills,
         max_duration_s=v.max_duration_s,

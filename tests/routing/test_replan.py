@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pickle
+import subprocess
+import sys
 from dataclasses import replace
 from datetime import timedelta
 
@@ -145,3 +148,37 @@ def test_told_windows_cost_per_second_outside() -> None:
     assert _told_cost(model, inside) == 0
     assert _told_cost(model, late) == 30 * 7
     assert isinstance(model.orders[0], OrderNode)
+
+
+def test_replan_after_every_shift_has_ended_leaves_all_out_without_crashing(
+    day: tuple[PlanningProblem, Plan],
+) -> None:
+    """A dispatcher re-plans late in the evening, after every van's shift: nothing can be
+    served, and the answer says so. (Before the fix the model's time horizon went negative
+    and OR-Tools aborted the whole process: run in a child process so that cannot take the
+    test run with it.)"""
+    problem, _ = day
+    code = (
+        "import pickle, sys\n"
+        "from routing.replan import VehicleState, replan_rest\n"
+        "from routing.network import load_road_graph\n"
+        "from routing.snapping import Snapper\n"
+        "from routing.costs import SolverParams\n"
+        "problem, now = pickle.loads(sys.stdin.buffer.read())\n"
+        "graph, _ = load_road_graph(None)\n"
+        "states = [VehicleState(v.id, position=v.start) for v in problem.vehicles]\n"
+        "plan = replan_rest(problem, states, now, graph, Snapper(graph),\n"
+        "                   SolverParams(time_limit_s=1.0, safety_margin_s=0.2))\n"
+        "print(len(plan.unassigned), sum(len(r.stops) for r in plan.routes))\n"
+    )
+    now = max(v.shift.end for v in problem.vehicles) + timedelta(hours=1)
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        input=pickle.dumps((problem, now)),
+        capture_output=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    unassigned, planned = map(int, done.stdout.split())
+    assert (unassigned, planned) == (len(problem.orders), 0)
