@@ -30,6 +30,7 @@ from api.rate_limits import RateLimit
 from api.routes import (
     audit,
     dashboard,
+    devices,
     fleet,
     health,
     notifications,
@@ -54,6 +55,7 @@ from notify.settings import Channel
 from routing.network import load_road_graph
 from routing.snapping import Snapper
 from store.db import make_engine, session_factory, upgrade
+from telematics.acl_sync import AclSync
 from telematics.broker import BrokerUnavailableError, start_private_broker
 from telematics.fleet_prior import FittedPrior, fit_fleet_prior
 from telematics.ingest import Ingester
@@ -309,6 +311,17 @@ def create_app(
         "lastmile_http_request_seconds", "HTTP request time", ["route"], registry=registry
     )
     app.state.plan_jobs = Counter("lastmile_plan_jobs", "Planning jobs started", registry=registry)
+    # The broker's files after a device change (telematics/acl_sync.py): a setting that
+    # cannot work is refused at start, naming it.
+    app.state.acl_sync = AclSync.configure(
+        settings.mosquitto_acl_dir, settings.mqtt_url, settings.mosquitto_reload_command
+    )
+    app.state.acl_reloads = Counter(
+        "lastmile_acl_reloads",
+        "Broker password/ACL exports and reloads after device changes, by result",
+        ["result"],
+        registry=registry,
+    )
     app.state.wismo_contacts = Counter(
         "lastmile_wismo_contacts",
         "Where-is-my-order contacts recorded by support",
@@ -363,6 +376,7 @@ def create_app(
     for module in (
         health,
         fleet,
+        devices,
         orders,
         plans,
         telematics,

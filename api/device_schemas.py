@@ -3,11 +3,17 @@ which protocol, and the credentials and topics the device is given (telematics/t
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
 from api.schemas import Strict
+
+#: Whether the broker's files follow the change: "reloading" (the service exports them and
+#: reloads the broker right after this answer), "not_managed" (run `lastmile devices
+#: export-mosquitto` and reload the broker yourself).
+BrokerAcl = Literal["reloading", "not_managed"]
 
 
 class DeviceCreate(Strict):
@@ -46,6 +52,25 @@ class DeviceCredentials(BaseModel):
         "…/events, a gpsd bridge's reports to …/gpsd), owntracks/{user}/{device} for "
         "OwnTracks; none for OsmAnd (it reports over HTTP to /osmand)."
     )
+    broker_acl: BrokerAcl = Field(
+        "not_managed",
+        description="reloading: the service updates the broker's password and ACL files and "
+        "reloads it right after this answer; not_managed: run `lastmile devices "
+        "export-mosquitto` and reload the broker before the device connects.",
+    )
     route_topic: str = Field(
         description="Where the vehicle's route is published (retained); the device may read it."
+    )
+
+
+class DevicePublic(BaseModel):
+    device_id: str
+    vehicle_id: str
+    protocol: str
+    external_device_id: str | None
+    mqtt_username: str
+    created_at: datetime
+    revoked_at: datetime | None
+    broker_acl: BrokerAcl | None = Field(
+        None, description="After a change: whether the broker's files follow it by themselves."
     )

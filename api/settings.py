@@ -26,6 +26,18 @@ class Settings(BaseSettings):
         None, description="mqtt://host:port of the broker; unset: a private Mosquitto."
     )
     mqtt: bool = Field(True, description="Ingest positions over MQTT at all.")
+    mosquitto_acl_dir: Path | None = Field(
+        None,
+        description="Where the service keeps the broker's password and ACL files up to date "
+        "(as `lastmile devices export-mosquitto` writes them) after every device change; needs "
+        "mqtt_url with the service's user and password, and mosquitto_reload_command. Unset: "
+        "the files are exported by hand.",
+    )
+    mosquitto_reload_command: str | None = Field(
+        None,
+        description="Run after the files are written, so the broker rereads them without a "
+        "restart: e.g. `systemctl reload mosquitto` or `pkill -HUP -x mosquitto`.",
+    )
     mqtt_client_id: str = Field("lastmile-ingester", description="Fixed: keeps the session.")
     mqtt_shared_group: str | None = Field(None, description="Split load: $share/{group}/...")
     public_base_url: str = Field("http://127.0.0.1:8000", description="For tracking links.")

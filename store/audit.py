@@ -25,6 +25,9 @@ AuditAction = Literal[
     "settings_changed",
     "api_key_created",
     "api_key_revoked",
+    "device_registered",
+    "device_rotated",
+    "device_revoked",
 ]
 ACTIONS: tuple[str, ...] = get_args(AuditAction)
 #: Most entries one read returns.

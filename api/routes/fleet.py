@@ -10,9 +10,8 @@ from fastapi import APIRouter, Request
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from api.deps import Admin, Dispatcher, Reader, SessionDep, VehicleId, owned
-from api.device_schemas import DeviceCreate, DeviceCredentials
-from api.errors import conflict
+from api.deps import Admin, Dispatcher, Now, Reader, SessionDep, VehicleId, owned
+from api.errors import conflict, not_found
 from api.schemas import (
     Branding,
     DepotCreate,
@@ -32,14 +31,10 @@ from domain.errors import Problem, ValidationError
 from notify.channels.ssrf import check_saved_url
 from notify.codec import branding_from_json, settings_from_json, settings_to_json
 from store import audit
-from store.schema import ApiKey, DepotRow, DeviceRow, Organisation, VehicleRow
+from store.schema import ApiKey, DepotRow, Organisation, VehicleRow
 from store.secrets import (
-    hash_device_password,
     new_api_key,
-    new_device_identifier,
-    new_device_password,
 )
-from telematics.topics import route_topic, vehicle_topic
 
 router = APIRouter(prefix="/v1", responses={401: {"model": ErrorBody}, 403: {"model": ErrorBody}})
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -81,6 +76,42 @@ def create_key(body: KeyCreate, caller: Admin, session: SessionDep) -> KeyCreate
         detail={"name": row.name, "role": body.role, "vehicle_id": vehicle_id},
     )
     return KeyCreated(id=row.id, name=row.name, role=body.role, vehicle_id=vehicle_id, key=key)
+
+
+@router.delete(
+    "/keys/{key_id}",
+    tags=["keys"],
+    responses=ERRORS,
+    summary="Revoke an API key (admin): refused from the next request on, its dashboard "
+    "sessions end. To rotate a key, create the new one, switch, then revoke the old.",
+)
+def revoke_key(key_id: str, caller: Admin, session: SessionDep, now: Now) -> KeyPublic:
+    row = session.get(ApiKey, key_id)
+    if row is None or row.organisation_id != caller.organisation_id:
+        raise not_found("API key", key_id)
+    if row.revoked_at is None:
+        row.revoked_at = now
+        session.flush()
+        audit.record(
+            session,
+            organisation_id=caller.organisation_id,
+            api_key_id=caller.key_id,
+            action="api_key_revoked",
+            object_type="api_key",
+            object_id=row.id,
+            at=now,
+            detail={"name": row.name, "role": row.role},
+        )
+    vehicle = session.get(VehicleRow, row.vehicle_id) if row.vehicle_id else None
+    return KeyPublic(
+        id=row.id,
+        name=row.name,
+        role=row.role,
+        vehicle_id=vehicle.external_id if vehicle is not None else None,
+        prefix=row.prefix,
+        created_at=row.created_at,
+        revoked=True,
+    )
 
 
 def _key_vehicle(session: SessionDep, organisation_id: str, body: KeyCreate) -> VehicleRow | None:
@@ -334,76 +365,3 @@ def list_vehicles(caller: Reader, session: SessionDep) -> list[VehiclePublic]:
 @router.get("/vehicles/{vehicle_id}", tags=["vehicles"], responses=ERRORS, summary="One vehicle.")
 def get_vehicle(vehicle_id: VehicleId, caller: Reader, session: SessionDep) -> VehiclePublic:
     return _vehicle_public(vehicle_row(session, caller.organisation_id, vehicle_id))
-
-
-@router.post(
-    "/vehicles/{vehicle_id}/devices",
-    status_code=201,
-    tags=["vehicles"],
-    responses=ERRORS,
-    summary="Register a GPS device for a vehicle; returns its MQTT credentials once, and an "
-    "OsmAnd device's identifier (issued by the server).",
-)
-def register_device(
-    vehicle_id: VehicleId,
-    caller: Dispatcher,
-    session: SessionDep,
-    body: DeviceCreate | None = None,
-) -> DeviceCredentials:
-    vehicle = vehicle_row(session, caller.organisation_id, vehicle_id)
-    password = new_device_password()
-    username = f"dev-{vehicle.id[:8]}-{new_device_password()[:6].lower()}"
-    body = body or DeviceCreate()
-    external_id = body.external_device_id
-    if body.protocol == "osmand":
-        # Traccar Client sends nothing but this id: the server picks it, unguessable.
-        if external_id is not None:
-            why = "OsmAnd ids are issued by the server: leave it out, enter the one returned"
-            raise ValidationError([Problem("external_device_id", why)])
-        external_id = new_device_identifier()
-    if body.protocol != "fleet" and not external_id:
-        raise ValidationError(
-            [Problem("external_device_id", f"a {body.protocol} device needs its own id")]
-        )
-    if body.protocol == "owntracks" and external_id and "/" not in external_id:
-        # OwnTracks publishes on owntracks/{MQTT username}/{device}: with the username the
-        # server issued, no other device of any organisation can hold the same topic.
-        external_id = f"{username}/{external_id}"
-    if body.protocol == "owntracks" and len((external_id or "").split("/")) != 2:
-        why = "OwnTracks ids are a device name (or user/device, deprecated)"
-        raise ValidationError([Problem("external_device_id", why)])
-    # Unique per organisation: whether another tenant holds an id is never told (the
-    # ingester refuses an OwnTracks id more than one vehicle holds).
-    taken = session.scalar(
-        select(DeviceRow).where(
-            DeviceRow.organisation_id == caller.organisation_id,
-            DeviceRow.protocol == body.protocol,
-            DeviceRow.external_device_id == external_id,
-            DeviceRow.revoked_at.is_(None),
-        )
-    )
-    if external_id and taken is not None:
-        raise conflict(f"device {external_id!r} is already registered in your organisation")
-    row = DeviceRow(
-        organisation_id=caller.organisation_id,
-        vehicle_id=vehicle.id,
-        mqtt_username=username,
-        password_hash=hash_device_password(password),
-        protocol=body.protocol,
-        external_device_id=external_id,
-    )
-    session.add(row)
-    session.flush()
-    publish_topic = {
-        "fleet": vehicle_topic(caller.organisation_id, vehicle.external_id, "position"),
-        "owntracks": f"owntracks/{external_id}",
-    }.get(body.protocol)
-    return DeviceCredentials(
-        device_id=row.id,
-        vehicle_id=vehicle.external_id,
-        external_device_id=external_id,
-        mqtt_username=username,
-        mqtt_password=password,
-        publish_topic=publish_topic,
-        route_topic=route_topic(caller.organisation_id, vehicle.external_id),
-    )
