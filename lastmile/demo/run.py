@@ -447,8 +447,8 @@ class Demo:
                 done = all(f.done() for f in fleets)
                 if done and (urgent_thread is not None and self.urgent_done.is_set()):
                     finished_at = finished_at or time.monotonic()
-                    settled = all(settled(app, shop.org_id) for shop in shops)
-                    if settled or time.monotonic() - finished_at > SETTLE_S:
+                    all_sent = all(settled(app, shop.org_id) for shop in shops)
+                    if all_sent or time.monotonic() - finished_at > SETTLE_S:
                         break
                 if deadline is not None and time.monotonic() >= deadline:
                     self._say("stopped: --duration reached")
