@@ -25,6 +25,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from sqlalchemy.orm import Session, sessionmaker
 
 from api import errors, limits
+from api.ingest_metrics import IngestCollector
 from api.log_privacy import install_access_log_privacy
 from api.rate_limits import RateLimit
 from api.routes import (
@@ -304,6 +305,7 @@ def create_app(
     limits.install(app)  # oversized requests get a 413 before any route reads them
     registry = CollectorRegistry()
     app.state.registry = registry
+    registry.register(IngestCollector(app.state))
     requests = Counter(
         "lastmile_http_requests", "HTTP requests", ["method", "route", "status"], registry=registry
     )

@@ -180,6 +180,14 @@ def start_private_broker(
     raise BrokerUnavailableError("; ".join(reasons))
 
 
+#: Per client: what a slow or absent ingester may have waiting in the broker (about 1.5 M
+#: fixes of our JSON) before the broker drops.
+MAX_QUEUED_BYTES = 256 * 1024 * 1024
+#: Per client: QoS 1 messages sent and not yet acknowledged. The ingester acks after commit,
+#: so this is the backlog it can see and shed from (more than its SHED_BACKLOG).
+MAX_INFLIGHT_MESSAGES = 2000
+
+
 def start_mosquitto(data_dir: Path) -> PrivateBroker:
     """Mosquitto on a free loopback port, persisting to ``data_dir`` (so queued QoS 1
     messages survive its restart). Raises BrokerUnavailableError if it cannot start."""
@@ -199,7 +207,13 @@ def start_mosquitto(data_dir: Path) -> PrivateBroker:
         "allow_anonymous true\n"
         "persistence true\n"
         f"persistence_location {data_dir.resolve()}/\n"
-        "max_queued_messages 100000\n"
+        # Queues sized by memory, not by a count (Mosquitto's default drops silently past
+        # 1,000 messages): ADR 0026. The ingester may hold many messages unacked at once, so
+        # under overload it sheds by its own rule (telematics/shedding.py) before the broker
+        # has to drop anything.
+        "max_queued_messages 0\n"
+        f"max_queued_bytes {MAX_QUEUED_BYTES}\n"
+        f"max_inflight_messages {MAX_INFLIGHT_MESSAGES}\n"
         f"{run_as}"
     )
     log_file = data_dir / "mosquitto.log"

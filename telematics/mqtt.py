@@ -9,6 +9,9 @@
   then spreads a vehicle's fixes over them, which the screening's out-of-order rule absorbs.
 - Automatic reconnect with backoff (1 s doubling to 5 s: a broker back from a restart gets
   its fixes flowing again within seconds, and 5 s between tries is no load on it).
+- Overload: with more than ``SHED_BACKLOG`` messages waiting, the worker takes everything it
+  holds and coalesces the older fixes of each device topic (telematics/shedding.py: every
+  driver event and each topic's newest fix are stored), counting them (``coalesced``).
 - ``BrokerAddress.protocol == 4`` (the embedded amqtt broker speaks only MQTT 3.1.1): the same
   fixed client id with ``clean_session=False`` keeps the session instead, its expiry is the
   broker's to set, and there are no shared subscriptions (``shared_group`` is refused).
@@ -17,8 +20,10 @@
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlparse
@@ -29,12 +34,20 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from telematics.ingest import Ingester, IngestResult
+from telematics.shedding import coalesce
 from telematics.topics import SUBSCRIPTIONS, parse_vehicle_topic, topic_kind
 
 log = logging.getLogger(__name__)
 MAX_PAYLOAD_BYTES = 16_384
 #: Messages committed together: one transaction and one fsync for up to this many fixes.
 BATCH_MAX = 200
+#: Overloaded: more than this many messages received and not yet stored. The worker then takes
+#: all it holds (up to SHED_DRAIN_MAX) and coalesces the older fixes of each device topic
+#: (telematics/shedding.py, ADR 0026); None: never shed.
+SHED_BACKLOG = 400
+SHED_DRAIN_MAX = 5000
+SHED_LOG_EVERY_S = 10.0
+RECEIVE_MAXIMUM = 2000
 #: The device topics (telematics/topics.py): each organisation's, the deprecated un-prefixed
 #: ones, OwnTracks.
 TOPICS = SUBSCRIPTIONS
@@ -86,6 +99,7 @@ class MqttIngester:
         client_id: str = "lastmile-ingester",
         shared_group: str | None = None,
         session_expiry_s: int = 86_400,
+        shed_backlog: int | None = SHED_BACKLOG,
     ) -> None:
         if shared_group and broker.protocol != 5:
             raise ValueError(
@@ -98,7 +112,15 @@ class MqttIngester:
         self.session_expiry_s = session_expiry_s
         self.connected = threading.Event()
         self.processed = 0
-        self._queue: queue.Queue[mqtt.MQTTMessage | None] = queue.Queue()
+        self.shed_backlog = shed_backlog
+        #: Fixes acknowledged without being stored, by the shedding rule (older fixes of a
+        #: topic whose newer fix was stored in the same overloaded turn).
+        self.coalesced = 0
+        #: Seconds the oldest message waited between arrival and its turn, last turn.
+        self.lag_s = 0.0
+        self._shed_logged_at = -math.inf
+        #: (monotonic arrival time, message), or None to stop.
+        self._queue: queue.Queue[tuple[float, mqtt.MQTTMessage] | None] = queue.Queue()
         self._worker: threading.Thread | None = None
         if broker.protocol == 5:
             client = mqtt.Client(
@@ -126,6 +148,9 @@ class MqttIngester:
         if self.broker.protocol == 5:
             properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             properties.SessionExpiryInterval = self.session_expiry_s
+            # Unacked messages the broker may send at once: the backlog the worker can see
+            # (and, overloaded, shed from); the broker's own limit may be lower.
+            properties.ReceiveMaximum = RECEIVE_MAXIMUM
             self.client.connect_async(
                 self.broker.host,
                 self.broker.port,
@@ -168,15 +193,22 @@ class MqttIngester:
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
         # paho's network thread only queues; the worker stores and then acks.
-        self._queue.put(message)
+        self._queue.put((time.monotonic(), message))
+
+    @property
+    def backlog(self) -> int:
+        """Messages received and not yet taken by the worker."""
+        return self._queue.qsize()
 
     def _work(self) -> None:
         while True:
             first = self._queue.get()
             if first is None:
                 return
-            batch = [first]
-            while len(batch) < BATCH_MAX:
+            self.lag_s = time.monotonic() - first[0]
+            overloaded = self.shed_backlog is not None and self.backlog > self.shed_backlog
+            batch = [first[1]]
+            while len(batch) < (SHED_DRAIN_MAX if overloaded else BATCH_MAX):
                 try:
                     item = self._queue.get_nowait()
                 except queue.Empty:
@@ -184,8 +216,36 @@ class MqttIngester:
                 if item is None:
                     self._queue.put(None)
                     break
-                batch.append(item)
-            self._process(batch)
+                batch.append(item[1])
+            if overloaded:
+                self._shed(batch)
+            else:
+                self._process(batch)
+
+    def _shed(self, taken: list[mqtt.MQTTMessage]) -> None:
+        """Overloaded: store the kept messages (every driver event, the newest fix of each
+        topic) in batches, then acknowledge the coalesced ones, which their topic's newer
+        stored fix supersedes. A crash before that leaves them unacked: redelivered, never
+        silently gone."""
+        keep = coalesce([m.topic for m in taken])
+        kept = [m for m, k in zip(taken, keep, strict=True) if k]
+        for start in range(0, len(kept), BATCH_MAX):
+            self._process(kept[start : start + BATCH_MAX])
+        dropped = [m for m, k in zip(taken, keep, strict=True) if not k]
+        for message in dropped:
+            self.client.ack(message.mid, message.qos)
+        self.coalesced += len(dropped)
+        now = time.monotonic()
+        if dropped and now - self._shed_logged_at > SHED_LOG_EVERY_S:
+            self._shed_logged_at = now
+            log.warning(
+                "overloaded (%d waiting): coalesced %d older fixes, stored %d messages "
+                "(logged at most every %.0f s; the count is lastmile_mqtt_coalesced_total)",
+                self.backlog,
+                len(dropped),
+                len(kept),
+                SHED_LOG_EVERY_S,
+            )
 
     def _process(self, batch: list[mqtt.MQTTMessage]) -> None:
         """One transaction for the batch, then the acks; on any failure, one at a time."""
