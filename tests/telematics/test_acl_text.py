@@ -140,7 +140,7 @@ def test_no_vehicle_id_yields_a_wildcard_or_extra_level(vehicle: str) -> None:
         return
     for topic in (*account.read, *account.write):
         parts = topic.split("/")
-        assert len(parts) == 4 and parts[:2] == ["org1", "fleet"] or len(parts) == 3
+        assert (len(parts) == 4 and parts[:2] == ["org1", "fleet"]) or len(parts) == 3
         assert not set(topic) & set("+#\n\r\x00")
 
 
