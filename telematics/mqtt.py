@@ -9,9 +9,10 @@
   then spreads a vehicle's fixes over them, which the screening's out-of-order rule absorbs.
 - Automatic reconnect with backoff (1 s doubling to 5 s: a broker back from a restart gets
   its fixes flowing again within seconds, and 5 s between tries is no load on it).
-- Overload: with more than ``SHED_BACKLOG`` messages waiting, the worker takes everything it
-  holds and coalesces the older fixes of each device topic (telematics/shedding.py: every
-  driver event and each topic's newest fix are stored), counting them (``coalesced``).
+- Overload: with more than ``SHED_BACKLOG`` messages waiting for ``SHED_AFTER_S`` on end, the
+  worker takes everything it holds and coalesces the older fixes of each device topic
+  (telematics/shedding.py: every driver event and each topic's newest fix are stored),
+  counting them (``coalesced``).
 - ``BrokerAddress.protocol == 4`` (the embedded amqtt broker speaks only MQTT 3.1.1): the same
   fixed client id with ``clean_session=False`` keeps the session instead, its expiry is the
   broker's to set, and there are no shared subscriptions (``shared_group`` is refused).
@@ -41,10 +42,12 @@ log = logging.getLogger(__name__)
 MAX_PAYLOAD_BYTES = 16_384
 #: Messages committed together: one transaction and one fsync for up to this many fixes.
 BATCH_MAX = 200
-#: Overloaded: more than this many messages received and not yet stored. The worker then takes
-#: all it holds (up to SHED_DRAIN_MAX) and coalesces the older fixes of each device topic
-#: (telematics/shedding.py, ADR 0026); None: never shed.
+#: Overloaded: more than this many messages received and not yet stored, for SHED_AFTER_S
+#: without a break (a burst, e.g. the queue a broker restart releases, is worked off whole).
+#: The worker then takes all it holds (up to SHED_DRAIN_MAX) and coalesces the older fixes of
+#: each device topic (telematics/shedding.py, ADR 0026); None: never shed.
 SHED_BACKLOG = 400
+SHED_AFTER_S = 5.0
 SHED_DRAIN_MAX = 5000
 SHED_LOG_EVERY_S = 10.0
 RECEIVE_MAXIMUM = 2000
@@ -100,6 +103,7 @@ class MqttIngester:
         shared_group: str | None = None,
         session_expiry_s: int = 86_400,
         shed_backlog: int | None = SHED_BACKLOG,
+        shed_after_s: float = SHED_AFTER_S,
     ) -> None:
         if shared_group and broker.protocol != 5:
             raise ValueError(
@@ -113,6 +117,9 @@ class MqttIngester:
         self.connected = threading.Event()
         self.processed = 0
         self.shed_backlog = shed_backlog
+        self.shed_after_s = shed_after_s
+        #: Since when (monotonic) more than ``shed_backlog`` have been waiting, or None.
+        self._over_since: float | None = None
         #: Fixes acknowledged without being stored, by the shedding rule (older fixes of a
         #: topic whose newer fix was stored in the same overloaded turn).
         self.coalesced = 0
@@ -205,8 +212,9 @@ class MqttIngester:
             first = self._queue.get()
             if first is None:
                 return
-            self.lag_s = time.monotonic() - first[0]
-            overloaded = self.shed_backlog is not None and self.backlog > self.shed_backlog
+            now = time.monotonic()
+            self.lag_s = now - first[0]
+            overloaded = self._overloaded(now)
             batch = [first[1]]
             while len(batch) < (SHED_DRAIN_MAX if overloaded else BATCH_MAX):
                 try:
@@ -221,6 +229,15 @@ class MqttIngester:
                 self._shed(batch)
             else:
                 self._process(batch)
+
+    def _overloaded(self, now: float) -> bool:
+        """More than ``shed_backlog`` waiting, and so for ``shed_after_s`` already."""
+        if self.shed_backlog is None or self.backlog <= self.shed_backlog:
+            self._over_since = None
+            return False
+        if self._over_since is None:
+            self._over_since = now
+        return now - self._over_since >= self.shed_after_s
 
     def _shed(self, taken: list[mqtt.MQTTMessage]) -> None:
         """Overloaded: store the kept messages (every driver event, the newest fix of each

@@ -57,6 +57,7 @@ def test_a_flood_is_shed_by_the_rule_and_nothing_else_is_lost(tmp_path: Path) ->
         broker.address,
         client_id=f"slow-{uuid.uuid4().hex[:6]}",
         shed_backlog=200,
+        shed_after_s=1.0,
     )
     publisher = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
     try:
