@@ -236,6 +236,8 @@ def create_app(
                     address,
                     client_id=settings.mqtt_client_id,
                     shared_group=settings.mqtt_shared_group,
+                    shed_backlog=settings.mqtt_shed_backlog or None,
+                    shed_after_s=settings.mqtt_shed_after_s,
                 )
                 app.state.mqtt.start()
         app.state.sender = None

@@ -40,6 +40,16 @@ class Settings(BaseSettings):
     )
     mqtt_client_id: str = Field("lastmile-ingester", description="Fixed: keeps the session.")
     mqtt_shared_group: str | None = Field(None, description="Split load: $share/{group}/...")
+    mqtt_shed_backlog: int = Field(
+        400,
+        ge=0,
+        description="Overload (ADR 0026): with more than this many messages waiting for "
+        "mqtt_shed_after_s on end, the ingester coalesces older fixes of each device (every "
+        "driver event and each device's newest fix stored, the rest counted); 0: never.",
+    )
+    mqtt_shed_after_s: float = Field(
+        1.0, ge=0, description="How long the backlog must stay over mqtt_shed_backlog first."
+    )
     public_base_url: str = Field("http://127.0.0.1:8000", description="For tracking links.")
     task_queue_url: str | None = Field(
         None, description="redis://... or amqp://...: planning jobs go to `lastmile worker`."

@@ -47,7 +47,7 @@ BATCH_MAX = 200
 #: The worker then takes all it holds (up to SHED_DRAIN_MAX) and coalesces the older fixes of
 #: each device topic (telematics/shedding.py, ADR 0026); None: never shed.
 SHED_BACKLOG = 400
-SHED_AFTER_S = 5.0
+SHED_AFTER_S = 1.0
 SHED_DRAIN_MAX = 5000
 SHED_LOG_EVERY_S = 10.0
 RECEIVE_MAXIMUM = 2000
