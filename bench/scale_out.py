@@ -24,9 +24,10 @@ one order, which with V a multiple of N gives each vehicle one worker, as EMQX's
 Then, from the database: ``stored`` = distinct (vehicle, fix time) rows in ``positions``;
 ``coalesced`` = older fixes the overloaded workers acknowledged unstored by their rule
 (telematics/shedding.py); ``lost`` = published - stored - coalesced; ``out_of_order`` = rows
-applied (``applied`` true: they moved the vehicle's state) although an earlier-applied row of the same vehicle had a later fix
-time; ``kept_as_history`` = rows that arrived out of order and were kept as history only
-(``applied`` false), which is how the screening absorbs a round-robin broker.
+applied (``applied`` true: they moved the vehicle's state) although an earlier-applied row of
+the same vehicle had a later fix time; ``kept_as_history`` = rows that arrived out of order
+and were kept as history only (``applied`` false), which is how the screening absorbs a
+round-robin broker.
 ``fixes_per_s`` = measured-phase fixes stored / (last stored - phase start); latency is from
 publish to committed. One JSON line per worker count, the last lines printed.
 """
