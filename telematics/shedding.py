@@ -25,8 +25,6 @@ def coalesce(topics: Sequence[str]) -> list[bool]:
     """For messages in the order received: True to process, False to coalesce. Keeps every
     message that is not a fix (driver events, anything unknown: the dead letters must see it)
     and, per topic, the last fix; the kept ones keep their order."""
-    last: dict[str, int] = {}
-    for i, topic in enumerate(topics):
-        if topic_kind(topic) in FIX_KINDS:
-            last[topic] = i
-    return [topic_kind(t) not in FIX_KINDS or last[t] == i for i, t in enumerate(topics)]
+    fixes = [topic_kind(topic) in FIX_KINDS for topic in topics]
+    last = {topic: i for i, (topic, fix) in enumerate(zip(topics, fixes, strict=True)) if fix}
+    return [not fix or last[t] == i for i, (t, fix) in enumerate(zip(topics, fixes, strict=True))]

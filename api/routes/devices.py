@@ -35,7 +35,7 @@ router = APIRouter(prefix="/v1", responses={401: {"model": ErrorBody}, 403: {"mo
 
 
 def _credentials(
-    organisation_id: str, vehicle: VehicleRow, row: DeviceRow, password: str
+    organisation_id: str, vehicle: VehicleRow, row: DeviceRow, password: str, broker_acl: BrokerAcl
 ) -> DeviceCredentials:
     publish_topic = {
         "fleet": vehicle_topic(organisation_id, vehicle.external_id, "position"),
@@ -49,21 +49,18 @@ def _credentials(
         mqtt_password=password,
         publish_topic=publish_topic,
         route_topic=route_topic(organisation_id, vehicle.external_id),
-        broker_acl=_acl_state(None),
+        broker_acl=broker_acl,
     )
-
-
-def _acl_state(sync: AclSync | None) -> BrokerAcl:
-    return "reloading" if sync is not None else "not_managed"
 
 
 def _sync_later(request: Request, background: BackgroundTasks) -> BrokerAcl:
     """After the response (the change committed by then): export the broker's files and
     reload it, when the service manages them."""
     sync: AclSync | None = getattr(request.app.state, "acl_sync", None)
-    if sync is not None:
-        background.add_task(_sync, request.app.state)
-    return _acl_state(sync)
+    if sync is None:
+        return "not_managed"
+    background.add_task(_sync, request.app.state)
+    return "reloading"
 
 
 def _sync(state: Any) -> None:
@@ -88,7 +85,9 @@ def _device(session: SessionDep, vehicle: VehicleRow, device_id: str) -> DeviceR
     return row
 
 
-def _public(vehicle: VehicleRow, row: DeviceRow) -> DevicePublic:
+def _public(
+    vehicle: VehicleRow, row: DeviceRow, broker_acl: BrokerAcl | None = None
+) -> DevicePublic:
     return DevicePublic(
         device_id=row.id,
         vehicle_id=vehicle.external_id,
@@ -97,6 +96,7 @@ def _public(vehicle: VehicleRow, row: DeviceRow) -> DevicePublic:
         mqtt_username=row.mqtt_username,
         created_at=row.created_at,
         revoked_at=row.revoked_at,
+        broker_acl=broker_acl,
     )
 
 
@@ -162,9 +162,8 @@ def register_device(
     session.add(row)
     session.flush()
     _audit(session, caller.organisation_id, caller.key_id, "device_registered", row, now)
-    answer = _credentials(caller.organisation_id, vehicle, row, password)
-    answer.broker_acl = _sync_later(request, background)
-    return answer
+    acl = _sync_later(request, background)
+    return _credentials(caller.organisation_id, vehicle, row, password, acl)
 
 
 @router.get(
@@ -211,9 +210,8 @@ def rotate_device(
         row.external_device_id = new_device_identifier()
     session.flush()
     _audit(session, caller.organisation_id, caller.key_id, "device_rotated", row, now)
-    answer = _credentials(caller.organisation_id, vehicle, row, password)
-    answer.broker_acl = _sync_later(request, background)
-    return answer
+    acl = _sync_later(request, background)
+    return _credentials(caller.organisation_id, vehicle, row, password, acl)
 
 
 @router.delete(
@@ -238,9 +236,7 @@ def revoke_device(
         row.revoked_at = now
         session.flush()
         _audit(session, caller.organisation_id, caller.key_id, "device_revoked", row, now)
-    answer = _public(vehicle, row)
-    answer.broker_acl = _sync_later(request, background)
-    return answer
+    return _public(vehicle, row, _sync_later(request, background))
 
 
 def _audit(

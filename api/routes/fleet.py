@@ -103,14 +103,19 @@ def revoke_key(key_id: str, caller: Admin, session: SessionDep, now: Now) -> Key
             detail={"name": row.name, "role": row.role},
         )
     vehicle = session.get(VehicleRow, row.vehicle_id) if row.vehicle_id else None
+    return _key_public(row, vehicle.external_id if vehicle is not None else None)
+
+
+def _key_public(row: ApiKey, vehicle_id: str | None) -> KeyPublic:
+    """A key as listed (never the key itself); ``vehicle_id``: its vehicle's own id."""
     return KeyPublic(
         id=row.id,
         name=row.name,
         role=row.role,
-        vehicle_id=vehicle.external_id if vehicle is not None else None,
+        vehicle_id=vehicle_id,
         prefix=row.prefix,
         created_at=row.created_at,
-        revoked=True,
+        revoked=row.revoked_at is not None,
     )
 
 
@@ -142,18 +147,7 @@ def list_keys(caller: Admin, session: SessionDep) -> list[KeyPublic]:
         .outerjoin(VehicleRow, VehicleRow.id == ApiKey.vehicle_id)
         .where(ApiKey.organisation_id == caller.organisation_id)
     )
-    return [
-        KeyPublic(
-            id=r.id,
-            name=r.name,
-            role=r.role,
-            vehicle_id=vehicle,
-            prefix=r.prefix,
-            created_at=r.created_at,
-            revoked=r.revoked_at is not None,
-        )
-        for r, vehicle in rows
-    ]
+    return [_key_public(r, vehicle) for r, vehicle in rows]
 
 
 def _organisation_public(row: Organisation) -> OrganisationPublic:

@@ -180,16 +180,20 @@ class Demo:
 
         graph, _ = load_road_graph(o.osm)
         today = datetime.now(self.zone).date()
-        problem = random_day(
-            graph,
-            orders=o.orders,
-            vehicles=o.vehicles,
-            seed=o.seed,
-            day=today,
-            tz=o.timezone,
-            shift_h=SHIFT_H,
-            window_h=WINDOW_H,
-        )
+
+        def generated_day(seed: int) -> PlanningProblem:
+            return random_day(
+                graph,
+                orders=o.orders,
+                vehicles=o.vehicles,
+                seed=seed,
+                day=today,
+                tz=o.timezone,
+                shift_h=SHIFT_H,
+                window_h=WINDOW_H,
+            )
+
+        problem = generated_day(o.seed)
         self.clock = SimClock(_at(today, DAY_START, self.zone) - LEAD, o.speed)
         mailbox = Mailbox(folder / "mailbox")
         webhooks = WebhookLog(folder / "webhooks.jsonl")
@@ -246,16 +250,7 @@ class Demo:
                     log = WebhookLog(folder / f"webhooks-{k + 1}.jsonl")
                     log.start()
                     logs.append(log)
-                    day = random_day(
-                        graph,
-                        orders=o.orders,
-                        vehicles=o.vehicles,
-                        seed=o.seed + k,
-                        day=today,
-                        tz=o.timezone,
-                        shift_h=SHIFT_H,
-                        window_h=WINDOW_H,
-                    )
+                    day = generated_day(o.seed + k)
                 shops.append(self._open_shop(app, base, SHOPS[k], day, log, clients))
             first = shops[0]
             routes = first.dispatched.routes

@@ -36,11 +36,12 @@ class Service:
         key: str = response.json()["key"]
         return key
 
-    def wait(self, plan_id: str, timeout_s: float = 60.0) -> dict[str, Any]:
+    def wait(self, plan_id: str, timeout_s: float = 60.0, key: str | None = None) -> dict[str, Any]:
+        """The plan once finished, read with ``key`` (default: the admin's)."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             body: dict[str, Any] = self.client.get(
-                f"/v1/plans/{plan_id}", headers=self.headers()
+                f"/v1/plans/{plan_id}", headers=self.headers(key)
             ).json()
             if body["status"] in ("succeeded", "failed", "cancelled"):
                 return body

@@ -11,35 +11,16 @@ from typing import Any
 
 import pytest
 
-from store.db import make_engine, session_factory
-from store.repo import create_organisation
 from tests.api.service import Service, running
-from tests.api.test_service import SHIFT
+from tests.api.test_security_tenancy import _other_tenant, _vehicle
 
 pytestmark = pytest.mark.security
-
-HOME = {"lat": 60.1699, "lon": 24.9384}
 
 
 @pytest.fixture
 def service(database_url: str, tmp_path: Path) -> Iterator[Service]:
     with running(database_url, tmp_path) as s:
         yield s
-
-
-def _other_tenant(s: Service) -> str:
-    engine = make_engine(s.url)
-    try:
-        _, key = create_organisation(session_factory(engine), "Other carrier", "UTC")
-    finally:
-        engine.dispose()
-    return key
-
-
-def _vehicle(s: Service, key: str, vehicle_id: str) -> None:
-    body = {"id": vehicle_id, "start": HOME, "shift": SHIFT}
-    r = s.client.post("/v1/vehicles", json=body, headers=s.headers(key))
-    assert r.status_code == 201, r.text
 
 
 def _register(s: Service, key: str, vehicle_id: str, protocol: str = "osmand") -> Any:

@@ -8,7 +8,6 @@ The broker's side is tests/telematics/test_acl_broker.py; logs: test_security_no
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -81,12 +80,7 @@ def _open(s: Service, name: str, key: str) -> Shop:
         assert r.status_code == 201, r.text
         tokens[f"o-{k}"] = r.json()["tracking_token"]
     plan_id = s.client.post("/v1/plans", json={"time_limit_s": 0.5}, headers=h).json()["plan_id"]
-    deadline = time.monotonic() + 60
-    body = s.client.get(f"/v1/plans/{plan_id}", headers=h).json()
-    while body["status"] not in ("succeeded", "failed", "cancelled"):
-        assert time.monotonic() < deadline, body
-        time.sleep(0.1)
-        body = s.client.get(f"/v1/plans/{plan_id}", headers=h).json()
+    body = s.wait(plan_id, key=key)
     assert body["status"] == "succeeded", body
     assert s.client.post(f"/v1/plans/{plan_id}/dispatch", headers=h).status_code == 200
     organisation_id = s.client.get("/v1/organisation", headers=h).json()["id"]
