@@ -20,6 +20,8 @@ def shift_tomorrow() -> dict[str, str]:
     day = (datetime.now(UTC) + timedelta(days=1)).date()
     start = datetime(day.year, day.month, day.day, 8, tzinfo=UTC)
     return {"start": start.isoformat(), "end": (start + timedelta(hours=10)).isoformat()}
+
+
 PLACES = [(60.1665, 24.9433), (60.1700, 24.9500), (60.1620, 24.9400), (60.1680, 24.9440)]
 
 
