@@ -47,15 +47,25 @@ from paho.mqtt.enums import CallbackAPIVersion
 from bench.ingest import _setup, _Shared, _start_publisher, _wait_for, timed_ingester
 from store.db import make_engine
 from telematics.broker import start_mosquitto
-from telematics.mqtt import BrokerAddress
+from telematics.mqtt import BrokerAddress, MqttIngester
 
 
-def rss_mb() -> float:
-    """This process's resident memory (Linux /proc), MB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
+def rss_mb(pid: int | str = "self") -> float:
+    """A process's resident memory (Linux /proc), MB; 0 for one that has gone."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return 0.0
+    for line in lines:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def ingester_rss_mb(ingester: MqttIngester) -> float:
+    """The ingester's resident memory: this process and its MQTT reader process, if any."""
+    reader = ingester.link.pid
+    return rss_mb() + (rss_mb(reader) if reader is not None else 0.0)
 
 
 def _refused(outcomes: Counter[str]) -> int:
@@ -117,7 +127,7 @@ def run(
             counted = Counter(outcomes)
         sample = {
             "t_s": round(elapsed, 1),
-            "rss_mb": round(rss_mb(), 1),
+            "rss_mb": round(ingester_rss_mb(ingester), 1),
             "processed": processed,
             "coalesced": ingester.coalesced,
             "mqtt_backlog": ingester.backlog,

@@ -56,8 +56,11 @@ class RouteTrack:
         return float(self.cum_m[-1])
 
     def to_xy(self, lat: float, lon: float) -> XY:
-        point: XY = project(np.array([[lon, lat]]), self.origin_lat, self.origin_lon)[0]
-        return point
+        # One point, every fix: plain floats (as :func:`project` computes), not array ops.
+        k = math.pi / 180 * EARTH_RADIUS_M
+        dlon = (lon - self.origin_lon + 180.0) % 360.0 - 180.0
+        x = dlon * k * math.cos(math.radians(self.origin_lat))
+        return np.array((x, (lat - self.origin_lat) * k))
 
     def to_latlon(self, point: XY) -> tuple[float, float]:
         """(lat, lon) of a point in the track's metres (the inverse of :meth:`to_xy`)."""
@@ -102,17 +105,19 @@ def nearest_on(
 ) -> tuple[float, float]:
     """(distance along the line, distance from it) of the nearest point, among segments that
     overlap [lo_m, hi_m] of the line."""
-    a, b = xy[:-1], xy[1:]
+    # The segments overlapping the window are contiguous (``cum`` never decreases): only
+    # they are measured, so a fix costs the few hundred metres searched, not the whole route.
+    first_seg = int(np.searchsorted(cum[1:], lo_m, side="left"))
+    end_seg = int(np.searchsorted(cum[:-1], hi_m, side="right"))
+    if first_seg >= end_seg:
+        first_seg, end_seg = 0, len(xy) - 1
+    a, b = xy[first_seg:end_seg], xy[first_seg + 1 : end_seg + 1]
     seg = b - a
     length2 = (seg**2).sum(axis=1)
     t = np.clip(((point - a) * seg).sum(axis=1) / np.where(length2 > 0, length2, 1), 0, 1)
     nearest = a + seg * t[:, None]
     dist = np.hypot(*(nearest - point).T)
-    along = cum[:-1] + t * np.sqrt(length2)
-    window = (cum[1:] >= lo_m) & (cum[:-1] <= hi_m)
-    if not window.any():
-        window[:] = True
-    dist = np.where(window, dist, np.inf)
+    along = cum[first_seg:end_seg] + t * np.sqrt(length2)
     best = int(np.argmin(dist))
     # Where the line passes the same place twice (a route back to its depot, a street driven
     # both ways), the earliest pass within GPS noise of the best match is the one the vehicle

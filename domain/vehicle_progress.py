@@ -3,6 +3,7 @@ core reads (served stops, place along the line, on or off the route), and its JS
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -59,42 +60,50 @@ class Progress:
         return len(self.stops)
 
 
-def progress_to_dict(progress: Progress) -> dict[str, object]:
-    """JSON-ready progress (ISO times)."""
-
-    def iso(t: datetime | None) -> str | None:
-        return t.isoformat() if t is not None else None
-
+def progress_to_dict(
+    progress: Progress, stops: list[dict[str, object]] | None = None
+) -> dict[str, object]:
+    """JSON-ready progress (ISO times); ``stops``: :func:`stops_to_list` of its stops, when
+    the caller kept it from an earlier call (they change only at a stop's event)."""
     return {
         "vehicle_id": progress.vehicle_id,
         "plan_id": progress.plan_id,
-        "fix_time": iso(progress.fix_time),
+        "fix_time": _iso(progress.fix_time),
         "lat": progress.lat,
         "lon": progress.lon,
         "along_m": round(progress.along_m, 1),
         "off_route_m": round(progress.off_route_m, 1),
         "on_route": progress.on_route,
-        "off_route_since": iso(progress.off_route_since),
-        "inside_since": iso(progress.inside_since),
+        "off_route_since": _iso(progress.off_route_since),
+        "inside_since": _iso(progress.inside_since),
         "still_lat": progress.still_lat,
         "still_lon": progress.still_lon,
         "still_fixes": progress.still_fixes,
         "still_moved_m": round(progress.still_moved_m, 1),
-        "started_at": iso(progress.started_at),
-        "moved_at": iso(progress.moved_at),
+        "started_at": _iso(progress.started_at),
+        "moved_at": _iso(progress.moved_at),
         "moved_along_m": round(progress.moved_along_m, 1),
         "next_stop": progress.next_stop,
-        "stops": [
-            {
-                "order_id": s.order_id,
-                "arrived_at": iso(s.arrived_at),
-                "departed_at": iso(s.departed_at),
-                "inferred": s.inferred,
-                "passed": s.passed,
-            }
-            for s in progress.stops
-        ],
+        "stops": stops if stops is not None else stops_to_list(progress.stops),
     }
+
+
+def stops_to_list(stops: Sequence[StopStatus]) -> list[dict[str, object]]:
+    """JSON-ready stop statuses (ISO times)."""
+    return [
+        {
+            "order_id": s.order_id,
+            "arrived_at": _iso(s.arrived_at),
+            "departed_at": _iso(s.departed_at),
+            "inferred": s.inferred,
+            "passed": s.passed,
+        }
+        for s in stops
+    ]
+
+
+def _iso(t: datetime | None) -> str | None:
+    return t.isoformat() if t is not None else None
 
 
 def progress_from_dict(data: dict[str, Any]) -> Progress:

@@ -26,15 +26,23 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 from urllib.parse import urlparse
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
+from paho.mqtt.enums import MQTTErrorCode
 
 from telematics.ingest import Ingester, IngestResult
+from telematics.mqtt_link import (
+    Link,
+    LinkConfig,
+    ProcessLink,
+    Reader,
+    Received,
+    ThreadLink,
+    connect,
+    make_client,
+)
 from telematics.shedding import coalesce
 from telematics.topics import SUBSCRIPTIONS, parse_vehicle_topic, topic_kind
 
@@ -50,7 +58,6 @@ SHED_BACKLOG = 400
 SHED_AFTER_S = 1.0
 SHED_DRAIN_MAX = 5000
 SHED_LOG_EVERY_S = 10.0
-RECEIVE_MAXIMUM = 2000
 #: The device topics (telematics/topics.py): each organisation's, the deprecated un-prefixed
 #: ones, OwnTracks.
 TOPICS = SUBSCRIPTIONS
@@ -104,6 +111,7 @@ class MqttIngester:
         session_expiry_s: int = 86_400,
         shed_backlog: int | None = SHED_BACKLOG,
         shed_after_s: float = SHED_AFTER_S,
+        reader: Reader = "process",
     ) -> None:
         if shared_group and broker.protocol != 5:
             raise ValueError(
@@ -126,56 +134,47 @@ class MqttIngester:
         #: Seconds the oldest message waited between arrival and its turn, last turn.
         self.lag_s = 0.0
         self._shed_logged_at = -math.inf
-        #: (monotonic arrival time, message), or None to stop.
-        self._queue: queue.Queue[tuple[float, mqtt.MQTTMessage] | None] = queue.Queue()
+        #: Messages received and not yet taken, or None to stop.
+        self._queue: queue.Queue[Received | None] = queue.Queue()
         self._worker: threading.Thread | None = None
-        if broker.protocol == 5:
-            client = mqtt.Client(
-                CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
-            )
+        config = LinkConfig(
+            broker.host,
+            broker.port,
+            broker.username,
+            broker.password,
+            broker.protocol,
+            client_id,
+            tuple(self._topic(t) for t in TOPICS),
+            session_expiry_s,
+        )
+        self.link: Link
+        if reader == "thread":
+            thread_link = ThreadLink(config, self._queue.put, self._set_connected)
+            self.link = thread_link
+            #: What the service publishes with (routes, customer pushes).
+            self.client = thread_link.client
+            self._publisher = False
         else:
-            # MQTT 3.1.1 has no clean_start or session expiry: clean_session=False is the
-            # persistent session.
-            client = mqtt.Client(
-                CallbackAPIVersion.VERSION2,
-                client_id=client_id,
-                protocol=mqtt.MQTTv311,
-                clean_session=False,
-            )
-        client.manual_ack_set(True)
-        client.reconnect_delay_set(min_delay=1, max_delay=5)
-        if broker.username:
-            client.username_pw_set(broker.username, broker.password)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
-        self.client = client
+            self.link = ProcessLink(config, self._queue.put, self._set_connected)
+            # The reader is in another process: publishing (a few messages a minute) gets a
+            # client of its own, on a clean session.
+            self.client = make_client(config, client_id=f"{client_id}-pub", persistent=False)
+            self._publisher = True
 
     def start(self) -> None:
-        if self.broker.protocol == 5:
-            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-            properties.SessionExpiryInterval = self.session_expiry_s
-            # Unacked messages the broker may send at once: the backlog the worker can see
-            # (and, overloaded, shed from); the broker's own limit may be lower.
-            properties.ReceiveMaximum = RECEIVE_MAXIMUM
-            self.client.connect_async(
-                self.broker.host,
-                self.broker.port,
-                keepalive=30,
-                clean_start=False,
-                properties=properties,
-            )
-        else:
-            self.client.connect_async(self.broker.host, self.broker.port, keepalive=30)
-        self.client.loop_start()
+        self.link.start()
+        if self._publisher:
+            connect(self.client, self.link.config, persistent=False)
         self._worker = threading.Thread(target=self._work, name="mqtt-ingest", daemon=True)
         self._worker.start()
 
     def stop(self) -> None:
         """Disconnect; messages received but not yet committed stay unacked, so the broker
         delivers them again next time (the session persists)."""
-        self.client.disconnect()
-        self.client.loop_stop()
+        self.link.stop()
+        if self._publisher:
+            self.client.disconnect()
+            self.client.loop_stop()
         self.connected.clear()
         self._queue.put(None)
         if self._worker is not None:
@@ -184,23 +183,11 @@ class MqttIngester:
     def _topic(self, topic: str) -> str:
         return f"$share/{self.shared_group}/{topic}" if self.shared_group else topic
 
-    def _on_connect(
-        self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any
-    ) -> None:
-        if reason.is_failure:
-            log.error("MQTT connection refused: %s", reason)
-            return
-        client.subscribe([(self._topic(t), 1) for t in TOPICS])
-        self.connected.set()
-
-    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
-        self.connected.clear()
-        if reason.is_failure:
-            log.warning("MQTT disconnected (%s); reconnecting", reason)
-
-    def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
-        # paho's network thread only queues; the worker stores and then acks.
-        self._queue.put((time.monotonic(), message))
+    def _set_connected(self, up: bool) -> None:
+        if up:
+            self.connected.set()
+        else:
+            self.connected.clear()
 
     @property
     def backlog(self) -> int:
@@ -213,9 +200,9 @@ class MqttIngester:
             if first is None:
                 return
             now = time.monotonic()
-            self.lag_s = now - first[0]
+            self.lag_s = now - first.arrived
             overloaded = self._overloaded(now)
-            batch = [first[1]]
+            batch = [first]
             while len(batch) < (SHED_DRAIN_MAX if overloaded else BATCH_MAX):
                 try:
                     item = self._queue.get_nowait()
@@ -224,7 +211,7 @@ class MqttIngester:
                 if item is None:
                     self._queue.put(None)
                     break
-                batch.append(item[1])
+                batch.append(item)
             if overloaded:
                 self._shed(batch)
             else:
@@ -239,7 +226,7 @@ class MqttIngester:
             self._over_since = now
         return now - self._over_since >= self.shed_after_s
 
-    def _shed(self, taken: list[mqtt.MQTTMessage]) -> None:
+    def _shed(self, taken: list[Received]) -> None:
         """Overloaded: store the kept messages (every driver event, the newest fix of each
         topic) in batches, then acknowledge the coalesced ones, which their topic's newer
         stored fix supersedes. A crash before that leaves them unacked: redelivered, never
@@ -249,8 +236,7 @@ class MqttIngester:
         for start in range(0, len(kept), BATCH_MAX):
             self._process(kept[start : start + BATCH_MAX])
         dropped = [m for m, k in zip(taken, keep, strict=True) if not k]
-        for message in dropped:
-            self.client.ack(message.mid, message.qos)
+        self.link.ack([(m.mid, m.qos) for m in dropped])
         self.coalesced += len(dropped)
         now = time.monotonic()
         if dropped and now - self._shed_logged_at > SHED_LOG_EVERY_S:
@@ -264,7 +250,7 @@ class MqttIngester:
                 SHED_LOG_EVERY_S,
             )
 
-    def _process(self, batch: list[mqtt.MQTTMessage]) -> None:
+    def _process(self, batch: list[Received]) -> None:
         """One transaction for the batch, then the acks; on any failure, one at a time."""
         try:
             with self.ingester.batch():
@@ -272,20 +258,19 @@ class MqttIngester:
                     {t.ref for m in batch if (t := parse_vehicle_topic(m.topic)) is not None}
                 )
                 for message in batch:
-                    self.handle(message.topic, bytes(message.payload))
+                    self.handle(message.topic, message.payload)
             done = batch
         except Exception:
             log.exception("batch of %d failed; processing one by one", len(batch))
             done = []
             for message in batch:
                 try:
-                    self.handle(message.topic, bytes(message.payload))
+                    self.handle(message.topic, message.payload)
                     done.append(message)
                 except Exception:
                     # Not acked: the broker redelivers it after reconnect (or to a peer).
                     log.exception("could not process a message on %s", message.topic)
-        for message in done:
-            self.client.ack(message.mid, message.qos)
+        self.link.ack([(m.mid, m.qos) for m in done])
         self.processed += len(done)
 
     def handle(self, topic: str, payload: bytes) -> IngestResult:

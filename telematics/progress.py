@@ -394,7 +394,12 @@ def _centres(track: RouteTrack, k: int) -> list[tuple[XY, float]]:
 
 def _distance(track: RouteTrack, k: int, point: XY) -> float:
     """From ``point`` to stop ``k``'s fence centres (the nearest of them)."""
-    return min(float(np.hypot(*(xy - point))) for xy, _ in _centres(track, k))
+    x, y = float(point[0]), float(point[1])
+    # Plain floats: called for every candidate stop on every fix.
+    return min(
+        math.hypot(float(c[0]) - x, float(c[1]) - y)
+        for c in (track.stand_xy[k], track.road_xy[k], track.stop_xy[k])
+    )
 
 
 def _moved_to_next(

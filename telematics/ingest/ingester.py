@@ -54,6 +54,9 @@ from telematics.ingest.tell import tell_arrivals, tell_delays, tell_nearby
 from telematics.progress import ProgressParams
 from telematics.topics import VehicleRef
 
+#: See ``Ingester.eta_every_s``.
+ETA_EVERY_S = 2.0
+
 
 @dataclass
 class Ingester:
@@ -73,6 +76,13 @@ class Ingester:
     #: No fix for longer than this (s): the vehicle is silent, taken to stand where it was
     #: last seen (its ETAs start now); :meth:`tick_silent` recomputes it. None: never.
     silent_after_s: float | None = SILENT_AFTER_S
+    #: A vehicle's ETAs are recomputed at most once in this many seconds of the clock, unless
+    #: a fix caused a progress event (arrived, departed, passed, left or rejoined the route):
+    #: a tracker sending every second moves the ETAs by seconds between fixes, and the
+    #: recompute with its delay checks was most of the cost of a fix (ADR 0027). The fixes in
+    #: between are stored and placed; the next recompute starts from the newest. 0: every
+    #: batch.
+    eta_every_s: float = ETA_EVERY_S
     counts: Counter[str] = field(default_factory=Counter)
     _routes: dict[str, RoutePlan | None] = field(default_factory=dict)
     #: vehicle row id -> its live state as last written (reused while the stored ``rev`` is
@@ -277,7 +287,7 @@ class Ingester:
             batch.positions.append(position_row(live, position, applied, now))
             if not applied:
                 return IngestResult("history", verdict.reason, live.external_id)
-            route = route_for(batch.session, self._routes, live)
+            route = route_for(batch, self._routes, live)
             events = place_fix(batch, live, route, position, self.progress)
             if route is not None and self.outbox is not None:
                 tell_arrivals(batch, live, route, events)
@@ -303,17 +313,23 @@ class Ingester:
         self, batch: BatchState, live: VehicleState, now: datetime
     ) -> dict[str, Any] | None:
         """ETAs from the vehicle's newest state, then its row (None if nothing changed)."""
-        if live.stale_etas and live.plan_id is not None:
+        if live.stale_etas and live.plan_id is not None and self._etas_due(live, now):
             route = self._routes.get(route_key(live))
             if route is not None and route.eta is not None:
                 self._recompute(batch, live, route, route.eta, now)
             live.stale_etas = False
         return changed_row(live, now)
 
+    def _etas_due(self, live: VehicleState, now: datetime) -> bool:
+        if live.eta_due or live.etas_at is None:
+            return True
+        return (now - live.etas_at).total_seconds() >= self.eta_every_s
+
     def _recompute(
         self, batch: BatchState, live: VehicleState, route: RoutePlan, eta: EtaRoute, now: datetime
     ) -> None:
         previous = live.etas
+        live.etas_at, live.eta_due = now, False
         delays = recompute_etas(
             batch,
             live,

@@ -51,32 +51,51 @@ def route_key(live: VehicleState) -> str:
     return f"{live.plan_id}/{live.vehicle_id}"
 
 
+@dataclass(frozen=True, slots=True)
+class PlanRoutes:
+    """A plan's routes by vehicle (external id): its GeoJSON feature and its result's route."""
+
+    plan_id: str
+    features: Mapping[str, dict[str, Any]]
+    planned: Mapping[str, dict[str, Any]]
+
+
+def plan_routes(session: Session, plan_id: str) -> PlanRoutes | None:
+    """The plan's routes indexed by vehicle, read once (a plan's JSON holds every vehicle's
+    route: read per vehicle, warming up a fleet of N vans cost N reads of N routes)."""
+    row = session.execute(
+        select(PlanRow.geojson, PlanRow.result).where(PlanRow.id == plan_id)
+    ).one_or_none()
+    if row is None:
+        return None
+    geojson, result = row
+    features = {
+        str(f["properties"].get("vehicle_id")): f for f in (geojson or {}).get("features", [])
+    }
+    routes = result.get("routes", []) if isinstance(result, dict) else []
+    planned = {str(r.get("vehicle_id")): r for r in routes}
+    return PlanRoutes(plan_id, features, planned)
+
+
 def route_for(
-    session: Session, routes: dict[str, RoutePlan | None], live: VehicleState
+    batch: BatchState, routes: dict[str, RoutePlan | None], live: VehicleState
 ) -> RoutePlan | None:
-    """The vehicle's active route (cached per plan and vehicle)."""
+    """The vehicle's active route (cached per plan and vehicle; the plan read once a batch)."""
     if live.plan_id is None:
         return None
     key = route_key(live)
     if key in routes:
         return routes[key]
-    plan = session.get(PlanRow, live.plan_id)
-    route = route_plan(session, plan, live) if plan is not None else None
+    if live.plan_id not in batch.plans:
+        batch.plans[live.plan_id] = plan_routes(batch.session, live.plan_id)
+    plan = batch.plans[live.plan_id]
+    route = route_plan(batch.session, plan, live) if plan is not None else None
     routes[key] = route
     return route
 
 
-def route_plan(session: Session, plan: PlanRow, live: VehicleState) -> RoutePlan | None:
-    if plan.geojson is None:
-        return None
-    feature = next(
-        (
-            f
-            for f in plan.geojson["features"]
-            if f["properties"].get("vehicle_id") == live.external_id
-        ),
-        None,
-    )
+def route_plan(session: Session, plan: PlanRoutes, live: VehicleState) -> RoutePlan | None:
+    feature = plan.features.get(live.external_id)
     if feature is None:
         return None
     order_ids = list(feature["properties"]["order_ids"])
@@ -92,14 +111,14 @@ def route_plan(session: Session, plan: PlanRow, live: VehicleState) -> RoutePlan
     stops = [(oid, rows[oid].lat, rows[oid].lon) for oid in order_ids if oid in rows]
     track = route_track(
         live.external_id,
-        plan.id,
+        plan.plan_id,
         feature["geometry"]["coordinates"],
         stops,
         stands=learned_stands_for(session, live.organisation_id, rows),
     )
     return RoutePlan(
         track,
-        eta_route(plan, track, live.external_id, rows),
+        eta_route(plan.planned.get(live.external_id), track, rows),
         {k: r.id for k, r in rows.items()},
         tuple((lat, lon) for _, lat, lon in stops),
     )
@@ -154,13 +173,10 @@ def learned_stands_for(
 
 
 def eta_route(
-    plan: PlanRow, track: RouteTrack, vehicle: str, orders: Mapping[str, OrderRow]
+    planned: dict[str, Any] | None, track: RouteTrack, orders: Mapping[str, OrderRow]
 ) -> EtaRoute | None:
-    """The route's schedule from the plan's result (leg drive times, service, breaks); None if
-    the result has no route for the vehicle or its stops differ from the track's."""
-    planned = next(
-        (r for r in (plan.result or {}).get("routes", []) if r.get("vehicle_id") == vehicle), None
-    )
+    """The route's schedule from the plan's result for the vehicle (leg drive times, service,
+    breaks); None if the result has no route for it or its stops differ from the track's."""
     if planned is None or [s["order_id"] for s in planned["stops"]] != list(track.stop_ids):
         return None
 
@@ -214,6 +230,7 @@ def place_fix(
     # ETAs are recomputed from the vehicle's newest state when the batch ends: the
     # ones of earlier fixes in the same batch would be overwritten unread.
     live.stale_etas = route.eta is not None
+    live.eta_due = live.eta_due or bool(events)
     return events
 
 

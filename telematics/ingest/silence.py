@@ -80,7 +80,7 @@ def silent_on_route(
             continue
         if not is_silent(progress.fix_time, now, after_s):
             continue  # a fix came since the query (another worker)
-        route = route_for(batch.session, routes, live)
+        route = route_for(batch, routes, live)
         if (
             route is None
             or route.eta is None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
@@ -15,6 +15,9 @@ from eta.pace import Pace
 from eta.predict import StopEta
 from notify.triggers import DeliveryEvent
 from telematics.progress import Event
+
+if TYPE_CHECKING:
+    from telematics.ingest.place import PlanRoutes
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +55,18 @@ class VehicleState:
     #: (another worker, a driver event over HTTP) changed the state since.
     written_at: datetime | None = None
     dirty: bool = False
+    #: A fix moved the vehicle since its ETAs were last computed.
     stale_etas: bool = False
+    #: A fix caused a progress event (arrived, departed, ...): its ETAs are recomputed when
+    #: the batch ends, however recently they were last (see ``Ingester.eta_every_s``).
+    eta_due: bool = False
+    #: When its ETAs were last computed (in memory only: after a restart, at the first fix).
+    etas_at: datetime | None = None
+    #: (told, etas, their stored form): reused while both are the same objects, so a batch
+    #: that did not recompute the vehicle's ETAs does not convert them again.
+    stored_lists: tuple[object, object, dict[str, Any], list[Any]] | None = None
+    #: (progress stops, their stored form): the same, for the stops' statuses.
+    stored_stops: tuple[object, list[dict[str, object]]] | None = None
 
 
 @dataclass
@@ -62,6 +76,8 @@ class BatchState:
     #: A topic's (organisation or None, vehicle id) -> the rows holding it, read in this
     #: transaction and kept for this batch only (decode.resolve_vehicles).
     vehicle_rows: dict[tuple[str | None, str], tuple[str, ...]] = field(default_factory=dict)
+    #: Plan id -> its routes by vehicle (None: no such plan), read once in this batch.
+    plans: dict[str, PlanRoutes | None] = field(default_factory=dict)
     positions: list[dict[str, Any]] = field(default_factory=list)
     etas: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)

@@ -5,13 +5,13 @@ events), the customers' messages through the outbox in the same transaction."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert, update
+from sqlalchemy import Table, bindparam, insert, update
 from sqlalchemy.orm import Session
 
 from domain.position import Position
-from domain.vehicle_progress import progress_to_dict
+from domain.vehicle_progress import progress_to_dict, stops_to_list
 from eta.live import eta_to_list, told_to_list
 from notify.outbox import Outbox
 from store.schema import EtaRow, EventRow, PositionRow, ProgressRow
@@ -19,6 +19,18 @@ from telematics.ingest.state import BatchState, VehicleState
 
 #: (whether the vehicle's progress row exists already, the row as it will be written)
 ProgressRows = list[tuple[bool, dict[str, Any]]]
+
+
+#: The columns of a progress row as :func:`progress_row` makes it (all but the key).
+PROGRESS_COLUMNS = (
+    "organisation_id",
+    "plan_id",
+    "last_fix_time",
+    "last_lat",
+    "last_lon",
+    "state",
+    "updated_at",
+)
 
 
 def position_row(
@@ -50,10 +62,25 @@ def changed_row(live: VehicleState, now: datetime) -> dict[str, Any] | None:
 
 def progress_row(live: VehicleState, now: datetime) -> dict[str, Any]:
     """The vehicle's progress row as it will be written."""
-    state: dict[str, Any] = progress_to_dict(live.progress) if live.progress is not None else {}
-    # Compact lists of epoch seconds: this is written for every vehicle on every batch.
-    state["told"] = {k: told_to_list(v) for k, v in live.told.items()}
-    state["etas"] = [eta_to_list(e) for e in live.etas]
+    state: dict[str, Any] = {}
+    if live.progress is not None:
+        stops = live.stored_stops
+        if stops is None or stops[0] is not live.progress.stops:
+            stops = (live.progress.stops, stops_to_list(live.progress.stops))
+            live.stored_stops = stops
+        state = progress_to_dict(live.progress, stops[1])
+    # Compact lists of epoch seconds: this is written for every vehicle on every batch, and
+    # converted again only when the ETAs were recomputed.
+    lists = live.stored_lists
+    if lists is None or lists[0] is not live.told or lists[1] is not live.etas:
+        lists = (
+            live.told,
+            live.etas,
+            {k: told_to_list(v) for k, v in live.told.items()},
+            [eta_to_list(e) for e in live.etas],
+        )
+        live.stored_lists = lists
+    state["told"], state["etas"] = lists[2], lists[3]
     if live.pace is not None:
         state["pace"] = {
             "travel": round(live.pace.travel, 3),
@@ -72,14 +99,24 @@ def progress_row(live: VehicleState, now: datetime) -> dict[str, Any]:
     }
 
 
+_PROGRESS = cast(Table, ProgressRow.__table__)
+_POSITIONS = cast(Table, PositionRow.__table__)
+#: By primary key, one executemany, through SQLAlchemy Core: the ORM's bulk update prepared
+#: each row's parameters again, a seventh of a batch's time (ADR 0027).
+_UPDATE_PROGRESS = (
+    update(_PROGRESS)
+    .where(_PROGRESS.c.vehicle_id == bindparam("key_vehicle_id"))
+    .values({c: bindparam(c) for c in PROGRESS_COLUMNS})
+)
+
+
 def write_progress_rows(session: Session, rows: ProgressRows) -> None:
     new = [row for stored, row in rows if not stored]
-    old = [row for stored, row in rows if stored]
+    old = [{**row, "key_vehicle_id": row["vehicle_id"]} for stored, row in rows if stored]
     if new:
-        session.execute(insert(ProgressRow), new)
+        session.execute(insert(_PROGRESS), new)
     if old:
-        # By primary key, one executemany: no ORM objects for a row per vehicle per batch.
-        session.execute(update(ProgressRow), old)
+        session.execute(_UPDATE_PROGRESS, old)
 
 
 def write_batch(
@@ -90,7 +127,7 @@ def write_batch(
     session.flush()
     write_progress_rows(session, rows)
     if batch.positions:
-        session.execute(insert(PositionRow), batch.positions)
+        session.execute(insert(_POSITIONS), batch.positions)
     if batch.etas:
         session.execute(insert(EtaRow), batch.etas)
     if batch.events:

@@ -11,7 +11,6 @@ import json
 import shutil
 import socket
 import subprocess
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -332,12 +331,11 @@ def test_the_ingester_works_with_the_service_account(acl_broker: AclBroker) -> N
         client_id=f"ingester-{uuid.uuid4().hex[:8]}",
         shared_group="lastmile",
     )
-    subscribed = threading.Event()
-    ingester.client.on_subscribe = lambda *_args: subscribed.set()
     ingester.start()
     device, x1, x2 = b.device("dev-a"), b.device("dev-x1"), b.device("dev-x2")
     try:
-        assert subscribed.wait(10)
+        # Set once the broker has granted the subscriptions.
+        assert ingester.connected.wait(10)
         fix = json.dumps(
             {"lat": 60.1701, "lon": 24.9401, "time": (datetime.now(UTC)).isoformat()}
         ).encode()

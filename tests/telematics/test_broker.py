@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import shutil
 import socket
-import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -60,12 +59,10 @@ def _publisher(broker: BrokerAddress) -> mqtt.Client:
 
 
 def _subscribed(ingester: MqttIngester) -> MqttIngester:
-    """Start the ingester and wait for its SUBACK: ``connected`` is set before the broker has
-    taken the subscription, and amqtt keeps nothing for a topic nobody subscribed to yet."""
-    done = threading.Event()
-    ingester.client.on_subscribe = lambda *_args: done.set()
+    """Start the ingester and wait for it to be ``connected``: set once the broker has
+    granted the subscriptions (amqtt keeps nothing for a topic nobody subscribed to yet)."""
     ingester.start()
-    assert done.wait(10)
+    assert ingester.connected.wait(10)
     return ingester
 
 
