@@ -238,6 +238,7 @@ def create_app(
                     shared_group=settings.mqtt_shared_group,
                     shed_backlog=settings.mqtt_shed_backlog or None,
                     shed_after_s=settings.mqtt_shed_after_s,
+                    reader=settings.mqtt_reader,
                 )
                 app.state.mqtt.start()
         app.state.sender = None

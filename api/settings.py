@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     mqtt_shed_after_s: float = Field(
         1.0, ge=0, description="How long the backlog must stay over mqtt_shed_backlog first."
     )
+    mqtt_reader: Literal["process", "thread"] = Field(
+        "process",
+        description="Where the ingester's MQTT client reads (ADR 0027): a process of its own "
+        "(the default: off the pipeline's interpreter lock) or a thread of the service's.",
+    )
     public_base_url: str = Field("http://127.0.0.1:8000", description="For tracking links.")
     task_queue_url: str | None = Field(
         None, description="redis://... or amqp://...: planning jobs go to `lastmile worker`."

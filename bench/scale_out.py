@@ -203,11 +203,16 @@ def _publisher_main(
     client = _publisher(broker)
     fixes = _TaggedFixes(ids, shared.run, shuffle=shuffle)
     warmup = len(ids) * WARMUP_ROUNDS
+
+    def done() -> int:
+        # Stored or coalesced by the overload rule: no longer waiting.
+        return int(shared.processed.value + shared.coalesced.value)
+
     for k in range(warmup):
-        while k - shared.processed.value >= WINDOW:
+        while k - done() >= WINDOW:
             time.sleep(0.0005)
         _publish(client, *fixes.next(k))
-    _wait_for(lambda: shared.processed.value >= warmup, 600)
+    _wait_for(lambda: done() >= warmup, 600)
     sent = 0
     shared.phase_start.value = time.time()
     start = time.perf_counter()
@@ -219,7 +224,7 @@ def _publisher_main(
                 sent += 1
             time.sleep(0.001)
         else:
-            while warmup + sent - shared.processed.value >= WINDOW:
+            while warmup + sent - done() >= WINDOW:
                 time.sleep(0.0005)
             _publish(client, *fixes.next(warmup + sent))
             sent += 1
@@ -320,7 +325,9 @@ def run(
         _CTX.Process(
             target=_worker_main,
             args=(broker, url, group, f"{group}-{k}", shared, results),
-            daemon=True,
+            # Not daemonic: each worker starts its own MQTT reader process (ADR 0027). The
+            # workers are stopped below, and killed if they do not stop.
+            daemon=False,
         )
         for k in range(workers)
     ]
@@ -347,6 +354,8 @@ def run(
     reports = [results.get(timeout=120) for _ in procs]
     for proc in procs:
         proc.join(30)
+        if proc.is_alive():
+            proc.kill()
     checked = _check(url, ids)
     latencies = [x for r in reports for x in r["latencies"]]
     measured = shared.measured.value

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
+import multiprocessing as mp
 import queue
 import threading
 import time
@@ -148,6 +149,10 @@ class MqttIngester:
             session_expiry_s,
         )
         self.link: Link
+        if reader == "process" and mp.current_process().daemon:
+            # A daemonic process may not start processes of its own.
+            log.warning("MQTT reader in a thread: this process is daemonic")
+            reader = "thread"
         if reader == "thread":
             thread_link = ThreadLink(config, self._queue.put, self._set_connected)
             self.link = thread_link

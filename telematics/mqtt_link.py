@@ -35,6 +35,8 @@ RECEIVE_MAXIMUM = 2000
 FORWARD_EVERY_S = 0.002
 #: ...and at most this many messages at once.
 FORWARD_MAX = 500
+#: A reader process that died is replaced after this long (seconds).
+RESTART_AFTER_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,26 +216,33 @@ class ProcessLink(Link):
         self._process: Any = None
         self._listener: threading.Thread | None = None
         self._send_lock = threading.Lock()
+        self._stopping = False
 
     @property
     def pid(self) -> int | None:
         return int(self._process.pid) if self._process is not None else None
 
     def start(self) -> None:
-        context = mp.get_context("spawn")  # no copy of this process's threads and sockets
-        ours, theirs = context.Pipe()
-        self._conn = ours
-        self._process = context.Process(
-            target=reader_main, args=(theirs, self.config), name="mqtt-reader", daemon=True
-        )
-        self._process.start()
-        theirs.close()
+        self._stopping = False
+        self._spawn()
         self._listener = threading.Thread(target=self._listen, name="mqtt-link", daemon=True)
         self._listener.start()
+
+    def _spawn(self) -> None:
+        context = mp.get_context("spawn")  # no copy of this process's threads and sockets
+        ours, theirs = context.Pipe()
+        process = context.Process(
+            target=reader_main, args=(theirs, self.config), name="mqtt-reader", daemon=True
+        )
+        process.start()
+        theirs.close()
+        with self._send_lock:
+            self._conn, self._process = ours, process
 
     def stop(self) -> None:
         if self._conn is None:
             return
+        self._stopping = True
         self._send(("stop", None))
         if self._process is not None:
             self._process.join(timeout=10)
@@ -250,10 +259,10 @@ class ProcessLink(Link):
             self._send(("ack", list(acks)))
 
     def _send(self, message: tuple[str, Any]) -> None:
-        conn = self._conn
-        if conn is None:
-            return
         with self._send_lock:
+            conn = self._conn
+            if conn is None:
+                return
             try:
                 conn.send(message)
             except (BrokenPipeError, OSError):
@@ -261,15 +270,28 @@ class ProcessLink(Link):
                 log.warning("the MQTT reader process has gone; %s not sent", message[0])
 
     def _listen(self) -> None:
-        conn = self._conn
-        assert conn is not None
         deliver = self.deliver
         while True:
+            conn = self._conn
+            assert conn is not None
             try:
                 kind, body = conn.recv()
             except (EOFError, OSError):
                 self.connected(False)
-                return
+                if self._stopping:
+                    return
+                # The reader died (killed, out of memory): start another on the same session.
+                # The broker sends it again what was not acked, with the same packet ids, so
+                # an ack still on its way for a message of the old connection acks that one.
+                log.error(
+                    "the MQTT reader process ended (exit code %s); starting another",
+                    self._process.exitcode if self._process is not None else None,
+                )
+                time.sleep(RESTART_AFTER_S)
+                if self._stopping:
+                    return
+                self._spawn()
+                continue
             if kind == "messages":
                 for arrived, topic, payload, mid, qos in body:
                     deliver(Received(arrived, topic, payload, mid, qos))
