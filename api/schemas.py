@@ -436,6 +436,7 @@ class WismoDayOut(BaseModel):
     orders: int = Field(description="Orders delivered or failed that day.")
     contacts: int = Field(description="Where-is-my-order contacts that day.")
     rate: float | None = Field(description="Contacts per 100 orders (null without orders).")
+    answered_auto: int = Field(0, description="Of the contacts, answered by the service itself.")
 
 
 class WismoRouteOut(BaseModel):
@@ -460,5 +461,8 @@ class WismoPolicyOut(BaseModel):
 class WismoReportOut(BaseModel):
     timezone: str
     days: list[WismoDayOut] = Field(description="Oldest first, today last.")
+    answered_auto_share: float | None = Field(
+        None, description="Share of the period's contacts the service answered by itself."
+    )
     routes: list[WismoRouteOut] = Field(description="Over the whole period.")
     policy: WismoPolicyOut = Field(description="The notification policy now.")

@@ -332,10 +332,23 @@ class SupportContactRow(Base):
     __tablename__ = "support_contacts"
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     organisation_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"), index=True)
-    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"), index=True)
-    channel: Mapped[str] = mapped_column(String(20))  # phone | email | chat | other
+    #: None: a customer's message that matched none of their orders (issue 19).
+    order_id: Mapped[str | None] = mapped_column(ForeignKey("orders.id"), index=True)
+    #: phone | email | chat | other (recorded by a person); sms | whatsapp (a message)
+    channel: Mapped[str] = mapped_column(String(20))
     at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     note: Mapped[str] = mapped_column(Text, default="")
+    #: The customer's own message, and the phone or e-mail it came from.
+    sender: Mapped[str] = mapped_column(String(200), default="")
+    message: Mapped[str] = mapped_column(Text, default="")
+    #: What the rules read in the message (notify/intents.py).
+    intent: Mapped[str | None] = mapped_column(String(20), default=None)
+    #: auto (the service, by itself) | person | None (waiting in the support queue).
+    answered_by: Mapped[str | None] = mapped_column(String(10), default=None, index=True)
+    #: The answer sent (auto) or suggested to the person who will answer.
+    answer: Mapped[str] = mapped_column(Text, default="")
+    #: Why a person must answer: no_order | several_orders | not_theirs | not_sure.
+    handover: Mapped[str | None] = mapped_column(String(20), default=None)
 
 
 class DeadLetterRow(Base):

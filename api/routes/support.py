@@ -4,6 +4,7 @@ my order?" (WISMO) contacts; the WISMO rate per day and route."""
 from __future__ import annotations
 
 import re
+from collections import Counter as Counter_
 from collections import defaultdict
 from datetime import UTC, datetime, time, timedelta
 from typing import Annotated, Any
@@ -249,6 +250,7 @@ def record_contact(
         channel=body.channel,
         at=service_now(request),
         note=body.note,
+        answered_by="person",
     )
     session.add(row)
     session.flush()
@@ -299,21 +301,33 @@ def wismo_report(
         if order_id is not None:
             outcomes[at.astimezone(zone).date().isoformat()].add(order_id)
     contacts: dict[str, list[str]] = defaultdict(list)
-    for order_id, at in session.execute(
-        select(SupportContactRow.order_id, SupportContactRow.at).where(
+    contacts_n: Counter_[str] = Counter_()
+    answered_auto: Counter_[str] = Counter_()
+    for order_id, at, answered_by in session.execute(
+        select(
+            SupportContactRow.order_id, SupportContactRow.at, SupportContactRow.answered_by
+        ).where(
             SupportContactRow.organisation_id == caller.organisation_id,
             SupportContactRow.at >= since,
         )
     ):
-        contacts[at.astimezone(zone).date().isoformat()].append(order_id)
+        day = at.astimezone(zone).date().isoformat()
+        contacts_n[day] += 1
+        answered_auto[day] += answered_by == "auto"
+        if order_id is not None:  # a message that matched no order has no route
+            contacts[day].append(order_id)
 
     day_rows = []
     for n in range(days):
         day = (first_day + timedelta(days=n)).isoformat()
-        orders_n, contacts_n = len(outcomes[day]), len(contacts[day])
+        orders_n, asked = len(outcomes[day]), contacts_n[day]
         day_rows.append(
             WismoDayOut(
-                day=day, orders=orders_n, contacts=contacts_n, rate=_rate(contacts_n, orders_n)
+                day=day,
+                orders=orders_n,
+                contacts=asked,
+                rate=_rate(asked, orders_n),
+                answered_auto=answered_auto[day],
             )
         )
 
@@ -337,9 +351,11 @@ def wismo_report(
     ]
 
     policy = settings_from_json(organisation.notification_policy or {})
+    total = sum(contacts_n.values())
     return WismoReportOut(
         timezone=str(zone),
         days=day_rows,
+        answered_auto_share=round(sum(answered_auto.values()) / total, 3) if total else None,
         routes=route_rows,
         policy=WismoPolicyOut(
             enabled=sorted(str(t) for t in policy.enabled),

@@ -142,6 +142,8 @@ def test_contact_recorded_in_report_and_metric(service: Service) -> None:
         "orders": 1,
         "contacts": 1,
         "rate": 100.0,
+        "answered_auto": 0,  # recorded by a person
     }
+    assert report["answered_auto_share"] == 0.0
     assert report["routes"] == [{"vehicle_id": "van-1", "orders": 1, "contacts": 1, "rate": 100.0}]
     assert "window_broken" in report["policy"]["enabled"]

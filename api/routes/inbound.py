@@ -1,0 +1,211 @@
+"""Customers' own messages: "where is my order?" answered by the service itself when it is
+sure, handed to a person otherwise (issue 19).
+
+A messaging gateway (an SMS or WhatsApp provider's integration, an e-mail parser, the chat
+widget) posts each message with the organisation's API key. The sender's phone or e-mail is
+matched to that organisation's open orders with that contact (never another organisation's,
+never another customer's); the rules read the text (notify/intents.py) and find which of the
+sender's orders it is about (notify/contact_match.py). Sure, and one order: the answer is
+the support lookup's ready answer, returned to send on the same channel, in the order's
+language. Otherwise the message waits in the support queue with the order attached (if one
+is the sender's) and the suggested answer; the gateway learns nothing about any order.
+Either way the contact counts in the WISMO report, with who answered it.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from api.deps import Reader, SessionDep, service_now
+from api.errors import ApiError
+from api.inbound_schemas import AnsweredIn, InboundIn, InboundOut, QueuedContactOut
+from api.routes.support import (
+    _contacts_counter,
+    _found,
+    _phone_column,
+    normalise_phone,
+)
+from api.schemas import ErrorBody
+from notify.contact_match import SenderOrder, order_asked_about, words_in
+from notify.intents import read_message
+from store.schema import OrderRow, SupportContactRow
+
+router = APIRouter(
+    tags=["support"],
+    responses={401: {"model": ErrorBody}, 403: {"model": ErrorBody}},
+)
+
+#: Orders a customer may still be asking about.
+OPEN_STATUSES = ("open", "planned", "dispatched")
+#: Words of a message checked against the organisation's order ids and references.
+MAX_WORDS = 200
+#: The queue shows at most this many contacts, oldest first.
+QUEUE_MAX = 100
+
+
+def _sender_orders(session: Session, organisation_id: str, sender: str) -> list[OrderRow]:
+    """The organisation's open orders whose customer has this phone or e-mail."""
+    text = sender.strip()
+    if "@" in text:
+        match = func.lower(OrderRow.contact_email) == text.lower()
+    else:
+        phone = normalise_phone(text)
+        forms = {phone}
+        if phone.startswith("+"):
+            forms.add("00" + phone[1:])
+        match = _phone_column().in_(sorted(forms))
+    return list(
+        session.scalars(
+            select(OrderRow)
+            .where(
+                OrderRow.organisation_id == organisation_id,
+                OrderRow.status.in_(OPEN_STATUSES),
+                or_(match),
+            )
+            .order_by(OrderRow.created_at.desc(), OrderRow.external_id)
+        )
+    )
+
+
+def _known_words(session: Session, organisation_id: str, text: str) -> list[str]:
+    """Words of the text that are some order's id or customer reference in the organisation
+    (whoever's: only used to tell that the text names an order, never shown)."""
+    words = [w for w in words_in(text) if len(w) >= 2][:MAX_WORDS]
+    if not words:
+        return []
+    lowered = {w.lower() for w in words}
+    hits = session.execute(
+        select(OrderRow.external_id, OrderRow.customer_ref).where(
+            OrderRow.organisation_id == organisation_id,
+            or_(
+                func.lower(OrderRow.external_id).in_(lowered),
+                func.lower(OrderRow.customer_ref).in_(lowered),
+            ),
+        )
+    ).all()
+    names = {n.lower() for row in hits for n in row if n}
+    return [w for w in words if w.lower() in names]
+
+
+def _tracking_url(request: Request, order: OrderRow) -> str:
+    from api.app import TRACKING_PATH  # the app imports this module
+
+    base: str = request.app.state.settings.tracking_base
+    return base + TRACKING_PATH.format(token=order.tracking_token)
+
+
+@router.post(
+    "/v1/support/inbound",
+    status_code=201,
+    responses={422: {"model": ErrorBody}},
+    summary="A customer's message: answered by the service when sure, else queued for a person.",
+)
+def inbound(body: InboundIn, caller: Reader, session: SessionDep, request: Request) -> InboundOut:
+    now = service_now(request)
+    orders = _sender_orders(session, caller.organisation_id, body.sender)
+    by_id = {o.id: o for o in orders}
+    language = orders[0].language if orders else "en"
+    reading = read_message(body.text, language or "en")
+    match = order_asked_about(
+        body.text,
+        [SenderOrder(o.id, o.external_id, o.customer_ref, o.tracking_token) for o in orders],
+        _known_words(session, caller.organisation_id, body.text),
+    )
+    order = by_id[match.order.order_id] if match.order is not None else None
+    answer = ""
+    if order is not None:
+        answer = _found(session, order, _tracking_url(request, order), now).answer
+    auto = reading.sure and order is not None
+    row = SupportContactRow(
+        organisation_id=caller.organisation_id,
+        order_id=order.id if order is not None else None,
+        channel=body.channel,
+        at=now,
+        sender=body.sender.strip(),
+        message=body.text,
+        intent=reading.intent,
+        answered_by="auto" if auto else None,
+        answer=answer,
+        handover=None if auto else (match.why or "not_sure"),
+    )
+    session.add(row)
+    session.flush()
+    _contacts_counter(request).labels(body.channel).inc()
+    return InboundOut(
+        contact_id=row.id,
+        answered_by="auto" if auto else None,
+        answer=answer if auto else None,
+        intent=reading.intent,
+    )
+
+
+@router.get(
+    "/v1/support/queue",
+    summary="Customers' messages waiting for a person, oldest first, each with its order and "
+    "a suggested answer.",
+)
+def queue(caller: Reader, session: SessionDep) -> list[QueuedContactOut]:
+    rows = session.execute(
+        select(SupportContactRow, OrderRow.external_id)
+        .outerjoin(OrderRow, OrderRow.id == SupportContactRow.order_id)
+        .where(
+            SupportContactRow.organisation_id == caller.organisation_id,
+            SupportContactRow.answered_by.is_(None),
+        )
+        .order_by(SupportContactRow.at, SupportContactRow.id)
+        .limit(QUEUE_MAX)
+    ).all()
+    return [
+        QueuedContactOut(
+            contact_id=contact.id,
+            channel=contact.channel,
+            sender=contact.sender,
+            message=contact.message,
+            at=contact.at,
+            intent=contact.intent,
+            handover=contact.handover,
+            order_id=external_id,
+            suggested_answer=contact.answer,
+        )
+        for contact, external_id in rows
+    ]
+
+
+@router.post(
+    "/v1/support/queue/{contact_id}/answered",
+    responses={404: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+    summary="A person answered a queued message (it leaves the queue).",
+)
+def answered(
+    contact_id: str, body: AnsweredIn, caller: Reader, session: SessionDep
+) -> QueuedContactOut:
+    row = session.scalars(
+        select(SupportContactRow).where(
+            SupportContactRow.id == contact_id,
+            SupportContactRow.organisation_id == caller.organisation_id,
+        )
+    ).one_or_none()
+    if row is None:
+        raise ApiError(404, "not_found", f"no queued contact {contact_id!r}")
+    if row.answered_by is not None:
+        raise ApiError(
+            409, "conflict", f"contact {contact_id!r} was answered already ({row.answered_by})"
+        )
+    row.answered_by = "person"
+    if body.answer:
+        row.answer = body.answer
+    session.flush()
+    order = session.get(OrderRow, row.order_id) if row.order_id else None
+    return QueuedContactOut(
+        contact_id=row.id,
+        channel=row.channel,
+        sender=row.sender,
+        message=row.message,
+        at=row.at,
+        intent=row.intent,
+        handover=row.handover,
+        order_id=order.external_id if order is not None else None,
+        suggested_answer=row.answer,
+    )
