@@ -349,6 +349,32 @@ class SupportContactRow(Base):
     answer: Mapped[str] = mapped_column(Text, default="")
     #: Why a person must answer: no_order | several_orders | not_theirs | not_sure.
     handover: Mapped[str | None] = mapped_column(String(20), default=None)
+    #: The provider's id of the message (Twilio's MessageSid...): a webhook delivered twice
+    #: is one contact.
+    provider_message_id: Mapped[str | None] = mapped_column(String(100), default=None)
+
+    __table_args__ = (
+        UniqueConstraint(
+            "organisation_id", "provider_message_id", name="uq_support_contacts_provider_message"
+        ),
+    )
+
+
+class InboundChannelRow(Base):
+    """A tenant's messaging provider for customers' messages (issue 19): the secret the
+    provider signs its webhooks with, stored as it is (the service must compute the same
+    signature, as with webhook secrets: ADR 0017)."""
+
+    __tablename__ = "inbound_channels"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    organisation_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"), index=True)
+    provider: Mapped[str] = mapped_column(String(20))  # twilio
+    secret: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("organisation_id", "provider", name="uq_inbound_channels_provider"),
+    )
 
 
 class DeadLetterRow(Base):

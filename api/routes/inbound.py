@@ -103,15 +103,48 @@ def _tracking_url(request: Request, order: OrderRow) -> str:
     summary="A customer's message: answered by the service when sure, else queued for a person.",
 )
 def inbound(body: InboundIn, caller: Reader, session: SessionDep, request: Request) -> InboundOut:
+    row = handle_message(
+        session, request, caller.organisation_id, body.channel, body.sender, body.text
+    )
+    auto = row.answered_by == "auto"
+    return InboundOut(
+        contact_id=row.id,
+        answered_by="auto" if auto else None,
+        answer=row.answer if auto else None,
+        intent=row.intent or "other",
+    )
+
+
+def handle_message(
+    session: Session,
+    request: Request,
+    organisation_id: str,
+    channel: str,
+    sender: str,
+    text: str,
+    provider_message_id: str | None = None,
+) -> SupportContactRow:
+    """Read, match and record a customer's message (once per provider message id): the
+    contact, answered by the service (``answered_by`` "auto", ``answer`` to send) or waiting
+    for a person (``answer`` the suggestion, empty when no order of the sender's is named)."""
+    if provider_message_id is not None:
+        seen = session.scalars(
+            select(SupportContactRow).where(
+                SupportContactRow.organisation_id == organisation_id,
+                SupportContactRow.provider_message_id == provider_message_id,
+            )
+        ).one_or_none()
+        if seen is not None:
+            return seen  # delivered again by the provider: the same contact, the same answer
     now = service_now(request)
-    orders = _sender_orders(session, caller.organisation_id, body.sender)
+    orders = _sender_orders(session, organisation_id, sender)
     by_id = {o.id: o for o in orders}
     language = orders[0].language if orders else "en"
-    reading = read_message(body.text, language or "en")
+    reading = read_message(text, language or "en")
     match = order_asked_about(
-        body.text,
+        text,
         [SenderOrder(o.id, o.external_id, o.customer_ref, o.tracking_token) for o in orders],
-        _known_words(session, caller.organisation_id, body.text),
+        _known_words(session, organisation_id, text),
     )
     order = by_id[match.order.order_id] if match.order is not None else None
     answer = ""
@@ -119,26 +152,22 @@ def inbound(body: InboundIn, caller: Reader, session: SessionDep, request: Reque
         answer = _found(session, order, _tracking_url(request, order), now).answer
     auto = reading.sure and order is not None
     row = SupportContactRow(
-        organisation_id=caller.organisation_id,
+        organisation_id=organisation_id,
         order_id=order.id if order is not None else None,
-        channel=body.channel,
+        channel=channel,
         at=now,
-        sender=body.sender.strip(),
-        message=body.text,
+        sender=sender.strip(),
+        message=text,
         intent=reading.intent,
         answered_by="auto" if auto else None,
         answer=answer,
         handover=None if auto else (match.why or "not_sure"),
+        provider_message_id=provider_message_id,
     )
     session.add(row)
     session.flush()
-    _contacts_counter(request).labels(body.channel).inc()
-    return InboundOut(
-        contact_id=row.id,
-        answered_by="auto" if auto else None,
-        answer=answer if auto else None,
-        intent=reading.intent,
-    )
+    _contacts_counter(request).labels(channel).inc()
+    return row
 
 
 @router.get(
