@@ -19,13 +19,13 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from api.deps import Reader, SessionDep, service_now
-from api.errors import ApiError
+from api.errors import ApiError, not_found
 from api.inbound_schemas import AnsweredIn, InboundIn, InboundOut, QueuedContactOut
 from api.routes.support import (
-    _contacts_counter,
-    _found,
-    _phone_column,
+    contacts_counter,
     normalise_phone,
+    phone_matches,
+    support_view,
 )
 from api.schemas import ErrorBody
 from notify.contact_match import SenderOrder, order_asked_about, words_in
@@ -51,11 +51,7 @@ def _sender_orders(session: Session, organisation_id: str, sender: str) -> list[
     if "@" in text:
         match = func.lower(OrderRow.contact_email) == text.lower()
     else:
-        phone = normalise_phone(text)
-        forms = {phone}
-        if phone.startswith("+"):
-            forms.add("00" + phone[1:])
-        match = _phone_column().in_(sorted(forms))
+        match = phone_matches(normalise_phone(text))
     return list(
         session.scalars(
             select(OrderRow)
@@ -149,7 +145,7 @@ def handle_message(
     order = by_id[match.order.order_id] if match.order is not None else None
     answer = ""
     if order is not None:
-        answer = _found(session, order, _tracking_url(request, order), now).answer
+        answer = support_view(session, order, _tracking_url(request, order), now).answer
     auto = reading.sure and order is not None
     row = SupportContactRow(
         organisation_id=organisation_id,
@@ -166,7 +162,7 @@ def handle_message(
     )
     session.add(row)
     session.flush()
-    _contacts_counter(request).labels(channel).inc()
+    contacts_counter(request).labels(channel).inc()
     return row
 
 
@@ -217,7 +213,7 @@ def answered(
         )
     ).one_or_none()
     if row is None:
-        raise ApiError(404, "not_found", f"no queued contact {contact_id!r}")
+        raise not_found("queued contact", contact_id)
     if row.answered_by is not None:
         raise ApiError(
             409, "conflict", f"contact {contact_id!r} was answered already ({row.answered_by})"

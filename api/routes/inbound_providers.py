@@ -24,7 +24,7 @@ from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
 from api.deps import Admin, SessionDep, service_now
-from api.errors import ApiError
+from api.errors import ApiError, not_found
 from api.routes.inbound import handle_message
 from api.schemas import ErrorBody, Strict
 from store.schema import InboundChannelRow
@@ -89,7 +89,7 @@ def put_channel(
 def delete_channel(provider: Provider, caller: Admin, session: SessionDep) -> Response:
     row = _channel(session, caller.organisation_id, provider)
     if row is None:
-        raise ApiError(404, "not_found", f"no {provider} channel")
+        raise not_found("channel", provider)
     session.delete(row)
     return Response(status_code=204)
 

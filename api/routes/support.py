@@ -71,7 +71,16 @@ def _phone_column() -> ColumnElement[str]:
     return column
 
 
-def _contacts_counter(request: Request) -> Counter:
+def phone_matches(phone: str) -> ColumnElement[bool]:
+    """Orders whose phone is ``phone`` (normalised), however the shop wrote it (spaces,
+    dashes, dots, brackets; +39 or 0039)."""
+    forms = {phone}
+    if phone.startswith("+"):
+        forms.add("00" + phone[1:])
+    return _phone_column().in_(sorted(forms))
+
+
+def contacts_counter(request: Request) -> Counter:
     """``lastmile_wismo_contacts_total{channel}`` on the app's registry (made at start-up)."""
     counter: Counter = request.app.state.wismo_contacts
     return counter
@@ -120,7 +129,10 @@ def _late_minutes(session: Session, order: OrderRow) -> int | None:
     return max(0, round((now - first).total_seconds() / 60))
 
 
-def _found(session: Session, order: OrderRow, tracking_url: str, now: datetime) -> SupportOrderOut:
+def support_view(
+    session: Session, order: OrderRow, tracking_url: str, now: datetime
+) -> SupportOrderOut:
+    """What support sees of an order now, with the ready answer for its customer."""
     window: tuple[datetime, datetime] | None = None
     eta: datetime | None = None
     stops_before: int | None = None
@@ -214,10 +226,7 @@ def lookup(
         matches.append(func.lower(OrderRow.contact_email) == text.lower())
     phone = normalise_phone(text)
     if _PHONE.fullmatch(phone):
-        forms = {phone}
-        if phone.startswith("+"):
-            forms.add("00" + phone[1:])
-        matches.append(_phone_column().in_(sorted(forms)))
+        matches.append(phone_matches(phone))
     rows = session.scalars(
         select(OrderRow)
         .where(OrderRow.organisation_id == caller.organisation_id, or_(*matches))
@@ -229,7 +238,7 @@ def lookup(
     base = request.app.state.settings.tracking_base
     now = service_now(request)
     return [
-        _found(session, row, base + TRACKING_PATH.format(token=row.tracking_token), now)
+        support_view(session, row, base + TRACKING_PATH.format(token=row.tracking_token), now)
         for row in rows
     ]
 
@@ -254,7 +263,7 @@ def record_contact(
     )
     session.add(row)
     session.flush()
-    _contacts_counter(request).labels(body.channel).inc()
+    contacts_counter(request).labels(body.channel).inc()
     return SupportContactOut(
         id=row.id, order_id=order.external_id, channel=row.channel, at=row.at, note=row.note
     )
