@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 import unicodedata
+import zlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -40,6 +41,12 @@ class DispatchedDay:
     routes: tuple[dict[str, Any], ...]
 
 
+def demo_phone(order_id: str) -> str:
+    """A customer's mobile number, made from the order id (not from the day's random stream,
+    so the day is the same with or without phones)."""
+    return f"+35840{zlib.crc32(order_id.encode()) % 10_000_000:07d}"
+
+
 def order_body(order: Order, rng: np.random.Generator, timezone: str) -> dict[str, Any]:
     """The API body of a generated order, with a customer who has a name, an address for
     e-mail and a language."""
@@ -61,7 +68,11 @@ def order_body(order: Order, rng: np.random.Generator, timezone: str) -> dict[st
         "service_s": order.service_s,
         "demand": list(order.demand),
         "customer_ref": order.customer_ref,
-        "contact": {"name": f"{first} {last}", "email": f"{handle}+{order.id}@customers.demo"},
+        "contact": {
+            "name": f"{first} {last}",
+            "email": f"{handle}+{order.id}@customers.demo",
+            "phone": demo_phone(order.id),
+        },
         "language": language,
         "timezone": timezone,
     }

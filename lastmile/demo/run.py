@@ -40,6 +40,7 @@ from api.settings import Settings
 from domain.problem import PlanningProblem
 from lastmile.demo import day as demo_day
 from lastmile.demo.clock import SimClock
+from lastmile.demo.customers import TextingCustomers
 from lastmile.demo.fleet import Disruptions, DriverEvent, FleetConfig, FleetSimulator
 from lastmile.demo.mailbox import Mailbox, free_port
 from lastmile.demo.screen import render
@@ -397,6 +398,19 @@ class Demo:
         problem, webhooks = first.problem, first.webhooks
         fleets = [shop.fleet for shop in shops if shop.fleet is not None]
         fleet = fleets[0]
+        # Some of the first shop's late customers text anyway (issue 19).
+        texting = TextingCustomers(client, self._say)
+        texting.open()
+        with app.state.sessions() as session:
+            texting.customers = {
+                order_id: (phone, language)
+                for order_id, phone, language in session.execute(
+                    select(OrderRow.external_id, OrderRow.contact_phone, OrderRow.language).where(
+                        OrderRow.organisation_id == org_id
+                    )
+                )
+                if phone
+            }
         urgent_at = _at(self.clock().date(), DAY_START, self.zone) + URGENT_AFTER
         urgent_thread: threading.Thread | None = None
         deadline = time.monotonic() + o.duration_s if o.duration_s else None
@@ -426,6 +440,7 @@ class Demo:
                                 f"{vehicle['id']}: {stop['order']} running late "
                                 f"({stop.get('late_min') or '?'} min)"
                             )
+                            texting.running_late(stop["order"])
                 if live is not None:
                     phases = {v: van.phase for v, van in fleet.vans.items()}
                     live.update(

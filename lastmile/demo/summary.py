@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from store.accuracy import all_records, figures
-from store.schema import EtaRow, EventRow, OrderRow, OutboxRow
+from store.schema import EtaRow, EventRow, OrderRow, OutboxRow, SupportContactRow
 
 #: Messages that tell a customer their delivery is later than they were told.
 DELAY_TRIGGERS = ("eta_changed", "window_broken")
@@ -85,6 +85,7 @@ def summary(session: Session, organisation_id: str) -> dict[str, Any]:
     """The demo's last line: ``orders``, ``delivered``, ``failed``, ``messages_sent``,
     ``eta_mae_s``, ``late_stops`` (arrived after the end of the first window told),
     ``late_stops_notified`` (of those, told of the delay by a message sent before arrival),
+    ``contacts`` (customers' messages) and ``answered_auto`` (answered by the service itself),
     then the promise's figures (:data:`SUMMARY_KEYS`)."""
     statuses: dict[str, int] = defaultdict(int)
     for status, n in session.execute(
@@ -115,6 +116,13 @@ def summary(session: Session, organisation_id: str) -> dict[str, Any]:
             warned[order_id] = min(at, warned.get(order_id, at))
     promise = figures(all_records(session, organisation_id))
     notified = sum(1 for o in late if o in warned and warned[o] <= arrivals[o])
+    contacts = dict(
+        session.execute(
+            select(SupportContactRow.answered_by, func.count())
+            .where(SupportContactRow.organisation_id == organisation_id)
+            .group_by(SupportContactRow.answered_by)
+        ).all()
+    )
     return {
         "orders": sum(statuses.values()),
         "delivered": statuses["delivered"],
@@ -123,6 +131,9 @@ def summary(session: Session, organisation_id: str) -> dict[str, Any]:
         "eta_mae_s": eta_mae_s(session, organisation_id, arrivals),
         "late_stops_notified": notified,
         "late_stops": len(late),
+        # Customers who wrote anyway, and how many the service answered by itself.
+        "contacts": sum(contacts.values()),
+        "answered_auto": contacts.get("auto", 0),
     } | {k: promise[k] for k in SUMMARY_KEYS}
 
 
