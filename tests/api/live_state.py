@@ -133,8 +133,11 @@ def dispatch(
     ids in route order."""
     h = s.headers()
     now = datetime.now(UTC)
+    # Under way, but not begun before midnight: the dashboard shows the routes of the
+    # organisation's (UTC) day, and one run just after midnight planned yesterday's.
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
     shift = {
-        "start": (now - timedelta(hours=2)).isoformat(),
+        "start": max(now - timedelta(hours=2), midnight).isoformat(),
         "end": (now + timedelta(hours=8)).isoformat(),
     }
     r = s.client.post(
