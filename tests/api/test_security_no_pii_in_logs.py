@@ -52,7 +52,7 @@ CUSTOMERS: dict[str, dict[str, Any]] = {
 INSTRUCTIONS = {
     "safe_place": "Behind the blue shed",
     "notes": "Dog named Rekku",
-    "access_code": "7319",
+    "access_code": "ZK-7Q",  # not digits: ids are hex and timings decimal
 }
 
 

@@ -52,5 +52,7 @@ def test_the_summary_reads_the_promise_as_the_report_does(store: tuple[Session, 
         "eta_mae_s",
         "late_stops_notified",
         "late_stops",
+        "contacts",
+        "answered_auto",
         *SUMMARY_KEYS,
     ]
