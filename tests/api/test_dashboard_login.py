@@ -115,7 +115,7 @@ def test_dispatcher_key_sets_the_cookie_and_opens_the_page(service: Service) -> 
         assert attribute in cookie
     assert "secure" not in cookie  # plain http (tests); https below
     # The session's id, never the key; the login form's cookie is dropped.
-    assert not any(key in c or key.split("_")[2] in c for c in set_cookies)
+    assert not any(key in c or key.split("_", 2)[2] in c for c in set_cookies)
     (dropped,) = [c.lower() for c in set_cookies if c.startswith(f"{LOGIN_COOKIE}=")]
     assert "max-age=0" in dropped
 
