@@ -45,6 +45,7 @@ from api.routes import (
     tracking,
     webhook_secrets,
 )
+from api.routes.inbound import answer_now
 from api.settings import Settings
 from api.stream_caps import StreamCaps
 from domain.geo import LatLon
@@ -258,6 +259,7 @@ def create_app(
                 lease_s=settings.sender_lease_s,
                 backoff_s=settings.sender_backoff_s,
                 max_attempts=settings.sender_max_attempts,
+                answer_text=lambda session, order, now: answer_now(app.state, session, order, now),
             )
             app.state.sender.start()
             app.state.ingester.on_queued = app.state.sender.poke

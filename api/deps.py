@@ -28,7 +28,12 @@ SessionDep = Annotated[Session, Depends(_session, scope="function")]
 def service_now(request: Request) -> datetime:
     """The service's time: the wall clock, or the simulated one the demo runs on (one clock
     for the routes, the ingester and the sender, so a sped-up day stays consistent)."""
-    clock = getattr(request.app.state, "clock", None)
+    return state_now(request.app.state)
+
+
+def state_now(state: Any) -> datetime:
+    """The service's time from the app's state (for work outside a request: pollers)."""
+    clock = getattr(state, "clock", None)
     return clock() if clock is not None else datetime.now(UTC)
 
 

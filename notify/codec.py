@@ -107,6 +107,7 @@ _INTS = (
     "budget_per_order",
     "min_interval_s",
     "first_window_cap_min",
+    "answers_per_order",
 )
 _POSITIVE = ("stale_after_s", "final_stale_after_s")
 

@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from domain.errors import ValidationError
+from notify.answers import ANSWER_TRIGGER, REPLY_CHANNELS, AnswerDecision, decide_answer
 from notify.codec import message_to_json, settings_from_json, state_from_json, state_to_json
 from notify.policy import Decision, Message, decide
 from notify.settings import Channel, NotifySettings, Recipient
@@ -84,9 +85,70 @@ class Outbox:
             queued += self._apply(session, order, events[order.id], now)
         return queued
 
+    def enqueue_answer(
+        self,
+        session: Session,
+        order: OrderRow,
+        contact_id: str,
+        channel: str,
+        address: str,
+        text: str,
+        subject: str,
+        now: datetime,
+    ) -> AnswerDecision:
+        """Queue the service's answer to one customer message on the channel it came by (one
+        row per message: its key is the contact's), now or at the end of quiet hours; or say
+        why a person must answer instead (``send_at`` None)."""
+        kind = REPLY_CHANNELS[channel]
+        already = session.scalar(
+            select(func.count())
+            .select_from(OutboxRow)
+            .where(
+                OutboxRow.order_id == order.id,
+                OutboxRow.trigger == ANSWER_TRIGGER,
+                OutboxRow.status != "cancelled",
+            )
+        )
+        settings = self.settings(session, order.organisation_id)
+        decision = decide_answer(settings, order.timezone or "UTC", address, already or 0, now)
+        if decision.send_at is None:
+            return decision
+        key = f"{order.id}:{ANSWER_TRIGGER}:{contact_id}:{kind}"
+        session.add(
+            OutboxRow(
+                organisation_id=order.organisation_id,
+                order_id=order.id,
+                channel=str(kind),
+                trigger=ANSWER_TRIGGER,
+                dedupe_key=key,
+                status="pending" if decision.send_at <= now else "deferred",
+                due_at=decision.send_at,
+                payload={
+                    "answer": {
+                        "contact_id": contact_id,
+                        "to": address,
+                        "text": text,
+                        "subject": subject,
+                    },
+                    "idempotency_key": key,
+                },
+            )
+        )
+        return decision
+
     def release_due(self, session: Session, now: datetime, limit: int = 500) -> int:
         """Orders whose deferred messages are due: ask the policy again (with no new events)
-        so they are sent, re-timed or dropped as it decides now."""
+        so they are sent, re-timed or dropped as it decides now. Answers held by quiet hours
+        are simply due (the policy does not keep them: they are the customer's own asking)."""
+        session.execute(
+            update(OutboxRow)
+            .where(
+                OutboxRow.status == "deferred",
+                OutboxRow.trigger == ANSWER_TRIGGER,
+                OutboxRow.due_at <= now,
+            )
+            .values(status="pending")
+        )
         order_ids = session.scalars(
             select(OutboxRow.order_id)
             .where(OutboxRow.status == "deferred", OutboxRow.due_at <= now)

@@ -63,7 +63,13 @@ from notify.outbox import Outbox, recipient
 from notify.render import OrderView, render
 from notify.settings import Branding, Channel
 from store.db import transaction
-from store.schema import NotificationAttemptRow, OrderRow, Organisation, OutboxRow
+from store.schema import (
+    InboundChannelRow,
+    NotificationAttemptRow,
+    OrderRow,
+    Organisation,
+    OutboxRow,
+)
 from store.webhook_secrets import signing_secrets
 
 log = logging.getLogger(__name__)
@@ -74,7 +80,13 @@ CONFIGURE: dict[Channel, str] = {
     Channel.SMS: "LASTMILE_SMS_TWILIO_ACCOUNT_SID or LASTMILE_SMS_URL",
     Channel.WEBHOOK: "nothing: the service builds it; this sender was given no WebhookChannel",
     Channel.PUSH: "an MQTT connection (LASTMILE_MQTT)",
+    Channel.WHATSAPP: "nothing: the service builds it; this sender was given no WhatsAppChannel",
 }
+#: What a tenant sets up before WhatsApp can carry its messages.
+NO_WHATSAPP = "no WhatsApp number set up for the organisation (PUT /v1/inbound/channels/whatsapp)"
+#: Makes the answer to a customer's question again when it leaves (an answer held by quiet
+#: hours tells what is true in the morning); empty means keep the stored text.
+AnswerText = Callable[[Session, OrderRow, datetime], str]
 #: Attempt status of an attempt cut short (the sender stopped before recording its outcome).
 INTERRUPTED = "interrupted"
 #: Longest wait a provider's Retry-After may impose.
@@ -101,6 +113,7 @@ class OutboxSender:
         tracking_url: Callable[[str], str] = lambda token: f"http://127.0.0.1:8000/t/{token}",
         clock: Callable[[], datetime] = utc_now,
         *,
+        answer_text: AnswerText | None = None,
         lease_s: float = 60.0,
         max_attempts: int = 8,
         backoff_s: float = 30.0,
@@ -115,6 +128,7 @@ class OutboxSender:
         self.outbox = outbox if outbox is not None else Outbox()
         self.tracking_url = tracking_url
         self.clock = clock
+        self.answer_text = answer_text
         self.lease = timedelta(seconds=lease_s)
         self.max_attempts = max_attempts
         self.backoff_s = backoff_s
@@ -240,6 +254,19 @@ class OutboxSender:
         org = session.get(Organisation, row.organisation_id)
         if order is None or org is None:
             return "the order or its organisation no longer exists"
+        credentials: dict[str, str] = {}
+        if kind is Channel.WHATSAPP:
+            setup = session.scalars(
+                select(InboundChannelRow).where(
+                    InboundChannelRow.organisation_id == org.id,
+                    InboundChannelRow.provider == "whatsapp",
+                )
+            ).one_or_none()
+            if setup is None or not setup.config:
+                return NO_WHATSAPP
+            credentials = {str(k): str(v) for k, v in setup.config.items()}
+        if isinstance(row.payload.get("answer"), dict):
+            return impl, self._answer(session, row, kind, order, org, now, credentials)
         try:
             message = message_from_json(row.payload["message"])
             # The tenant's policy as the outbox read it (an invalid stored one: defaults).
@@ -257,12 +284,50 @@ class OutboxSender:
         key = row.payload.get("idempotency_key")
         if isinstance(key, str) and key and key != outgoing.idempotency_key:
             outgoing = replace(outgoing, idempotency_key=key)
+        if credentials:
+            outgoing = replace(outgoing, credentials=credentials)
         if kind is Channel.WEBHOOK:
             secrets = signing_secrets(session, row.organisation_id, now)
             if not secrets:
                 return NO_SECRET
             outgoing = replace(outgoing, signing_secrets=secrets)
         return impl, outgoing
+
+    def _answer(
+        self,
+        session: Session,
+        row: OutboxRow,
+        kind: Channel,
+        order: OrderRow,
+        org: Organisation,
+        now: datetime,
+        credentials: dict[str, str],
+    ) -> OutgoingMessage:
+        """The answer to a customer's own message, to the address they wrote from, made
+        again now when the service can (see :data:`AnswerText`)."""
+        answer = row.payload["answer"]
+        text = str(answer.get("text", ""))
+        if self.answer_text is not None:
+            text = self.answer_text(session, order, now) or text
+        to = str(answer.get("to", ""))
+        branding = _branding(org)
+        subject = str(answer.get("subject") or "")
+        return OutgoingMessage(
+            idempotency_key=str(row.payload.get("idempotency_key") or row.dedupe_key),
+            channel=kind,
+            email=to if kind is Channel.EMAIL else None,
+            phone=to if kind is not Channel.EMAIL else None,
+            subject=subject or branding.name,
+            text=text,
+            sms=text,
+            payload={"trigger": row.trigger, "order_id": order.external_id},
+            brand=branding.name,
+            sender_email=branding.sender_email,
+            sender_name=branding.sender_name or branding.name,
+            sms_sender=branding.sms_sender,
+            answer=True,
+            credentials=credentials,
+        )
 
     def record(
         self, row_id: int, lease: datetime | None, result: SendResult, now: datetime

@@ -22,6 +22,8 @@ class Channel(StrEnum):
     WEBHOOK = "webhook"
     #: MQTT push to the customer's app.
     PUSH = "push"
+    #: WhatsApp Business (Cloud API): template messages, and answers inside the 24-hour window.
+    WHATSAPP = "whatsapp"
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +53,9 @@ class NotifySettings:
     #: The first window a customer is told (at dispatch, or on the route's first fix) is at
     #: most this wide, minutes (docs/adr/0020): what the shop promises its customers.
     first_window_cap_min: int = 60
+    #: Answers the service sends by itself to one order's customer (their own questions, on
+    #: their channel); past it a person answers, so a confused exchange never loops.
+    answers_per_order: int = 5
 
     def __post_init__(self) -> None:
         problems: list[Problem] = []
@@ -58,7 +63,13 @@ class NotifySettings:
             ("https://", "http://")
         ):
             problems.append(Problem("webhook_url", "must be an http(s):// URL"))
-        for name in ("stops_away_n", "minutes_away_m", "budget_per_order", "min_interval_s"):
+        for name in (
+            "stops_away_n",
+            "minutes_away_m",
+            "budget_per_order",
+            "min_interval_s",
+            "answers_per_order",
+        ):
             if getattr(self, name) < 0:
                 problems.append(Problem(name, "must be >= 0"))
         for name in ("stale_after_s", "final_stale_after_s"):
@@ -159,6 +170,7 @@ class Recipient:
             Channel.SMS: self.phone,
             Channel.WEBHOOK: self.webhook_url,
             Channel.PUSH: self.push_topic,
+            Channel.WHATSAPP: self.phone,
         }[channel]
 
     def reachable_channels(self, defaults: tuple[Channel, ...]) -> tuple[Channel, ...]:

@@ -368,8 +368,11 @@ class InboundChannelRow(Base):
     __tablename__ = "inbound_channels"
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     organisation_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"), index=True)
-    provider: Mapped[str] = mapped_column(String(20))  # twilio
+    provider: Mapped[str] = mapped_column(String(20))  # twilio, whatsapp, mailgun, imap, sms
     secret: Mapped[str] = mapped_column(String(200))
+    #: What else the provider needs (WhatsApp's phone number id and access token, a
+    #: mailbox's host and login); secrets in it are stored as they are, like ``secret``.
+    config: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     __table_args__ = (

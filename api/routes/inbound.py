@@ -1,8 +1,9 @@
 """Customers' own messages: "where is my order?" answered by the service itself when it is
 sure, handed to a person otherwise (issue 19).
 
-A messaging gateway (an SMS or WhatsApp provider's integration, an e-mail parser, the chat
-widget) posts each message with the organisation's API key. The sender's phone or e-mail is
+Messages arrive through a provider's signed webhook (Twilio, WhatsApp, Mailgun, a generic
+SMS gateway), an IMAP mailbox, the tracking page's chat, or ``POST /v1/support/inbound`` for
+any other gateway (with the organisation's API key). The sender's phone or e-mail is
 matched to that organisation's open orders with that contact (never another organisation's,
 never another customer's); the rules read the text (notify/intents.py) and find which of the
 sender's orders it is about (notify/contact_match.py). Sure, and one order: the answer is
@@ -10,26 +11,32 @@ the support lookup's ready answer, returned to send on the same channel, in the 
 language. Otherwise the message waits in the support queue with the order attached (if one
 is the sender's) and the suggested answer; the gateway learns nothing about any order.
 Either way the contact counts in the WISMO report, with who answered it.
+
+An answer to a message that came by SMS, WhatsApp or e-mail leaves through the outbox, on
+that channel, to the address it came from: it respects the tenant's quiet hours and its own
+budget (notify/answers.py), is retried like any notification, and is never sent twice. When
+the budget is spent or the channel cannot carry it, the message goes to a person instead.
+The generic API returns the answer to the gateway that asked; the chat shows it in place.
 """
 
 from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
 
 from fastapi import APIRouter, Request
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from api.deps import Reader, SessionDep, service_now
+from api.deps import Reader, SessionDep, state_now
 from api.errors import ApiError, not_found
 from api.inbound_schemas import AnsweredIn, InboundIn, InboundOut, QueuedContactOut
-from api.routes.support import (
-    contacts_counter,
-    normalise_phone,
-    phone_matches,
-    support_view,
-)
+from api.routes.support import normalise_phone, phone_matches, support_view
 from api.schemas import ErrorBody
+from notify.answers import REPLY_CHANNELS
 from notify.contact_match import SenderOrder, order_asked_about, words_in
 from notify.intents import read_message
+from notify.outbox import Outbox
 from store.schema import OrderRow, SupportContactRow
 
 router = APIRouter(
@@ -85,11 +92,17 @@ def _known_words(session: Session, organisation_id: str, text: str) -> list[str]
     return [w for w in words if w.lower() in names]
 
 
-def _tracking_url(request: Request, order: OrderRow) -> str:
+def tracking_url(state: Any, order: OrderRow) -> str:
+    """The customer's tracking link for an order (``state``: the app's)."""
     from api.app import TRACKING_PATH  # the app imports this module
 
-    base: str = request.app.state.settings.tracking_base
+    base: str = state.settings.tracking_base
     return base + TRACKING_PATH.format(token=order.tracking_token)
+
+
+def answer_now(state: Any, session: Session, order: OrderRow, now: datetime) -> str:
+    """The ready answer about an order as it stands at ``now``."""
+    return support_view(session, order, tracking_url(state, order), now).answer
 
 
 @router.post(
@@ -99,8 +112,15 @@ def _tracking_url(request: Request, order: OrderRow) -> str:
     summary="A customer's message: answered by the service when sure, else queued for a person.",
 )
 def inbound(body: InboundIn, caller: Reader, session: SessionDep, request: Request) -> InboundOut:
+    # The gateway that asked sends the answer itself: nothing is queued here.
     row = handle_message(
-        session, request, caller.organisation_id, body.channel, body.sender, body.text
+        session,
+        request.app.state,
+        caller.organisation_id,
+        body.channel,
+        body.sender,
+        body.text,
+        reply=False,
     )
     auto = row.answered_by == "auto"
     return InboundOut(
@@ -113,16 +133,25 @@ def inbound(body: InboundIn, caller: Reader, session: SessionDep, request: Reque
 
 def handle_message(
     session: Session,
-    request: Request,
+    state: Any,
     organisation_id: str,
     channel: str,
     sender: str,
     text: str,
+    *,
     provider_message_id: str | None = None,
+    order: OrderRow | None = None,
+    subject: str = "",
+    reply: bool = True,
 ) -> SupportContactRow:
-    """Read, match and record a customer's message (once per provider message id): the
-    contact, answered by the service (``answered_by`` "auto", ``answer`` to send) or waiting
-    for a person (``answer`` the suggestion, empty when no order of the sender's is named)."""
+    """Read, match and record a customer's message (once per provider message id).
+
+    ``state`` is the app's. The sender's open orders are looked up by their phone or e-mail,
+    unless ``order`` is given (the tracking page's chat: the page's order is the only one).
+    ``subject`` (an e-mail's) is read with the text. The contact is answered by the service
+    (``answered_by`` "auto", ``answer`` its text; with ``reply`` and a channel that carries
+    answers, queued in the outbox to ``sender``) or waits for a person (``answer`` the
+    suggestion, empty when no order of the sender's is named)."""
     if provider_message_id is not None:
         seen = session.scalars(
             select(SupportContactRow).where(
@@ -132,28 +161,30 @@ def handle_message(
         ).one_or_none()
         if seen is not None:
             return seen  # delivered again by the provider: the same contact, the same answer
-    now = service_now(request)
-    orders = _sender_orders(session, organisation_id, sender)
+    now = state_now(state)
+    if order is not None:
+        orders = [order] if order.organisation_id == organisation_id else []
+    else:
+        orders = _sender_orders(session, organisation_id, sender)
     by_id = {o.id: o for o in orders}
     language = orders[0].language if orders else "en"
-    reading = read_message(text, language or "en")
+    read = f"{subject}\n{text}" if subject.strip() else text
+    reading = read_message(read, language or "en")
     match = order_asked_about(
-        text,
+        read,
         [SenderOrder(o.id, o.external_id, o.customer_ref, o.tracking_token) for o in orders],
-        _known_words(session, organisation_id, text),
+        _known_words(session, organisation_id, read),
     )
-    order = by_id[match.order.order_id] if match.order is not None else None
-    answer = ""
-    if order is not None:
-        answer = support_view(session, order, _tracking_url(request, order), now).answer
-    auto = reading.sure and order is not None
+    asked = by_id[match.order.order_id] if match.order is not None else None
+    answer = answer_now(state, session, asked, now) if asked is not None else ""
+    auto = reading.sure and asked is not None
     row = SupportContactRow(
         organisation_id=organisation_id,
-        order_id=order.id if order is not None else None,
+        order_id=asked.id if asked is not None else None,
         channel=channel,
         at=now,
         sender=sender.strip(),
-        message=text,
+        message=text if not subject.strip() else read,
         intent=reading.intent,
         answered_by="auto" if auto else None,
         answer=answer,
@@ -162,8 +193,26 @@ def handle_message(
     )
     session.add(row)
     session.flush()
-    contacts_counter(request).labels(channel).inc()
+    if auto and reply and asked is not None and channel in REPLY_CHANNELS:
+        outbox: Outbox = state.outbox
+        decision = outbox.enqueue_answer(
+            session, asked, row.id, channel, sender.strip(), answer, _reply_subject(subject), now
+        )
+        if decision.send_at is None:
+            row.answered_by, row.handover = None, decision.handover
+        else:
+            sender_thread = getattr(state, "sender", None)
+            if sender_thread is not None:
+                sender_thread.poke()
+    state.wismo_contacts.labels(channel).inc()
     return row
+
+
+def _reply_subject(subject: str) -> str:
+    subject = " ".join(subject.split())[:200]
+    if not subject:
+        return ""
+    return subject if subject.lower().startswith("re:") else f"Re: {subject}"
 
 
 @router.get(
@@ -182,20 +231,7 @@ def queue(caller: Reader, session: SessionDep) -> list[QueuedContactOut]:
         .order_by(SupportContactRow.at, SupportContactRow.id)
         .limit(QUEUE_MAX)
     ).all()
-    return [
-        QueuedContactOut(
-            contact_id=contact.id,
-            channel=contact.channel,
-            sender=contact.sender,
-            message=contact.message,
-            at=contact.at,
-            intent=contact.intent,
-            handover=contact.handover,
-            order_id=external_id,
-            suggested_answer=contact.answer,
-        )
-        for contact, external_id in rows
-    ]
+    return [_queued(contact, external_id) for contact, external_id in rows]
 
 
 @router.post(
@@ -223,14 +259,18 @@ def answered(
         row.answer = body.answer
     session.flush()
     order = session.get(OrderRow, row.order_id) if row.order_id else None
+    return _queued(row, order.external_id if order is not None else None)
+
+
+def _queued(contact: SupportContactRow, order_id: str | None) -> QueuedContactOut:
     return QueuedContactOut(
-        contact_id=row.id,
-        channel=row.channel,
-        sender=row.sender,
-        message=row.message,
-        at=row.at,
-        intent=row.intent,
-        handover=row.handover,
-        order_id=order.external_id if order is not None else None,
-        suggested_answer=row.answer,
+        contact_id=contact.id,
+        channel=contact.channel,
+        sender=contact.sender,
+        message=contact.message,
+        at=contact.at,
+        intent=contact.intent,
+        handover=contact.handover,
+        order_id=order_id,
+        suggested_answer=contact.answer,
     )

@@ -17,6 +17,7 @@ re-send after a crash is not delivered twice; SMTP and MQTT have none (see each 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -94,6 +95,12 @@ class OutgoingMessage:
     #: The tenant's valid webhook signing secrets, newest first (the sender adds them to
     #: webhook messages; each one signs). Kept out of the message's repr.
     signing_secrets: tuple[str | bytes, ...] = field(default=(), repr=False, compare=False)
+    #: A reply to the customer's own message (``text`` is the answer): on WhatsApp a plain
+    #: session message inside the customer's 24-hour window rather than a template.
+    answer: bool = False
+    #: The tenant's own provider settings where the provider is per tenant (WhatsApp:
+    #: ``phone_number_id``, ``access_token``); filled by the sender, kept out of the repr.
+    credentials: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def build(

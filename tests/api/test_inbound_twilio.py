@@ -1,20 +1,30 @@
-"""Twilio's incoming-SMS webhook through the running service (issue 19): signed requests are
-answered in TwiML, in the order's language; a bad, missing or foreign signature, or an
-organisation without a Twilio channel, learns nothing; a replayed message is one contact."""
+"""Twilio's incoming-SMS webhook through the running service (issue 19): a signed question is
+answered by SMS through the outbox (read at a Twilio-shaped SMS API), in the order's
+language, once; at night the answer waits for the end of quiet hours; a bad, missing or
+foreign signature, or an organisation without a Twilio channel, learns nothing; a replayed
+message is one contact. The generic SMS gateway's signed JSON webhook likewise."""
 
 from __future__ import annotations
 
+import json
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+from sqlalchemy import select
 from twilio.request_validator import RequestValidator
 
+from notify.channels.webhook import SIGNATURE_HEADER, signature_header
 from store.db import make_engine, session_factory
 from store.repo import create_organisation
+from store.schema import OutboxRow
 from tests.api.live_state import put_on_route
-from tests.api.service import Service
+from tests.api.service import Service, running
+from tests.api.sms_api_server import SmsApi, sms_api
 from tests.api.test_inbound_api import QUESTIONS, _queue
 from tests.api.test_support_api import _order
 
@@ -22,6 +32,33 @@ pytestmark = pytest.mark.integration
 
 TOKEN = "twilio-auth-token-0123456789abcdef"
 PHONE = "+39 02 1234 5678"
+
+
+@pytest.fixture
+def texting(database_url: str, tmp_path: Path) -> Iterator[tuple[Service, SmsApi]]:
+    """The service with its sender on, texting through a Twilio-shaped SMS API."""
+    with (
+        sms_api() as api,
+        running(
+            database_url,
+            tmp_path,
+            sender_enabled=True,
+            sms_twilio_base_url=api.url,
+            sms_twilio_account_sid=api.account_sid,
+            sms_twilio_auth_token=api.auth_token,
+            sms_from="+15005550006",
+        ) as s,
+    ):
+        yield s, api
+
+
+def _texts(api: SmsApi, to: str, count: int = 1, timeout_s: float = 15.0) -> list[str]:
+    """The texts sent to ``to`` once there are ``count`` (then a moment more, to see extras)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and len(api.bodies(to)) < count:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    return api.bodies(to)
 
 
 def _channel(s: Service, token: str = TOKEN, key: str | None = None) -> str:
@@ -46,24 +83,86 @@ def _sms(sid: str, body: str, sender: str = "+390212345678") -> dict[str, str]:
 
 
 @pytest.mark.parametrize("lang", sorted(QUESTIONS))
-def test_a_signed_sms_is_answered_in_twiml_once(service: Service, lang: str) -> None:
-    s = service
+def test_a_signed_sms_is_answered_by_sms_once(texting: tuple[Service, SmsApi], lang: str) -> None:
+    s, api = texting
     url = _channel(s)
-    _order(s, "T-1", language=lang, timezone="Europe/Rome", phone=PHONE)
+    _order(s, "T-1", language=lang, timezone="UTC", phone=PHONE)
     put_on_route(s.url, "T-1", datetime.now(UTC))
+    _policy(s, {"quiet_start": None, "quiet_end": None})
     form = _sms(f"SM{lang}1", QUESTIONS[lang][0])
     r = _post(s, url, form)
     assert r.status_code == 200, r.text
     assert r.headers["content-type"].startswith("application/xml")
-    assert "<Message>" in r.text
-    assert "/t/" in r.text
-    assert r.text.split("<Message>")[1].startswith(QUESTIONS[lang][1])
-    # Twilio retries: the same message is the same contact with the same reply.
+    assert "<Message>" not in r.text  # the answer leaves through the outbox
+    [text] = _texts(api, "+390212345678")
+    assert text.startswith(QUESTIONS[lang][1])
+    assert "/t/" in text
+    # Twilio retries: the same message is the same contact, answered once.
     again = _post(s, url, form)
-    assert again.text == r.text
+    assert again.status_code == 200
+    assert _texts(api, "+390212345678") == [text]
     report = s.client.get("/v1/reports/wismo", headers=s.headers()).json()
     assert report["days"][-1]["contacts"] == 1
     assert report["days"][-1]["answered_auto"] == 1
+
+
+def _policy(s: Service, policy: dict[str, Any]) -> None:
+    r = s.client.patch(
+        "/v1/organisation", json={"notification_policy": policy}, headers=s.headers()
+    )
+    assert r.status_code == 200, r.text
+
+
+def test_inside_quiet_hours_the_answer_waits_in_the_outbox(
+    texting: tuple[Service, SmsApi],
+) -> None:
+    s, api = texting
+    url = _channel(s)
+    _order(s, "T-3", language="en", timezone="UTC", phone=PHONE)
+    put_on_route(s.url, "T-3", datetime.now(UTC))
+    hour = datetime.now(UTC).hour
+    # Quiet hours around now (UTC, the customer's zone), for the next two hours at least.
+    _policy(s, {"quiet_start": f"{hour:02d}:00", "quiet_end": f"{(hour + 3) % 24:02d}:00"})
+    r = _post(s, url, _sms("SMq1", "where is my parcel?"))
+    assert r.status_code == 200, r.text
+    assert _texts(api, "+390212345678", timeout_s=2.0) == []
+    engine = make_engine(s.url)
+    try:
+        with session_factory(engine)() as session:
+            [row] = session.scalars(select(OutboxRow).where(OutboxRow.trigger == "answer")).all()
+    finally:
+        engine.dispose()
+    assert row.status == "deferred"
+    assert row.due_at.hour == (hour + 3) % 24
+
+
+def test_the_generic_gateway_is_signed_like_our_webhooks(
+    texting: tuple[Service, SmsApi],
+) -> None:
+    s, api = texting
+    secret = "gateway-secret-0123456789abcdef"
+    r = s.client.put("/v1/inbound/channels/sms", json={"secret": secret}, headers=s.headers())
+    assert r.status_code == 200, r.text
+    path = "/" + r.json()["webhook_url"].split("://", 1)[1].split("/", 1)[1]
+    _order(s, "T-4", language="nl", timezone="UTC", phone=PHONE)
+    put_on_route(s.url, "T-4", datetime.now(UTC))
+    _policy(s, {"quiet_start": None, "quiet_end": None})
+    body = json.dumps({"id": "gw-1", "from": "+390212345678", "text": QUESTIONS["nl"][0]})
+
+    def post(raw: str, key: str = secret, at: float | None = None) -> Any:
+        stamp = int(at if at is not None else time.time())
+        header = signature_header(key, stamp, raw.encode())
+        return s.client.post(path, content=raw, headers={SIGNATURE_HEADER: header})
+
+    assert post(body, key="another-secret-0123456789abcdef").status_code == 403
+    assert post(body, at=time.time() - 3600).status_code == 403  # replayed an hour later
+    assert s.client.post(path, content=body).status_code == 403
+    assert post(json.dumps({"id": "gw-2", "from": "+390212345678"})).status_code == 422
+    assert post("x" * 20_000).status_code == 413
+    assert post(body).json() == {"ok": True}
+    assert post(body).json() == {"ok": True}  # delivered twice: one contact, one answer
+    [text] = _texts(api, "+390212345678")
+    assert text.startswith(QUESTIONS["nl"][1])
 
 
 def test_bad_signatures_and_unknown_organisations_learn_nothing(service: Service) -> None:
@@ -106,14 +205,15 @@ def test_an_organisation_without_a_twilio_channel_refuses(service: Service) -> N
     assert _queue(s, other) == []
 
 
-def test_an_unknown_sender_gets_an_empty_reply_and_a_person_gets_the_message(
-    service: Service,
+def test_an_unknown_sender_gets_no_answer_and_a_person_gets_the_message(
+    texting: tuple[Service, SmsApi],
 ) -> None:
-    s = service
+    s, api = texting
     url = _channel(s)
     r = _post(s, url, _sms("SMu1", "hello, where is my order?", sender="+447700900123"))
     assert r.status_code == 200, r.text
     assert "<Message>" not in r.text
+    assert _texts(api, "+447700900123", timeout_s=1.0) == []
     [queued] = _queue(s)
     assert queued["handover"] == "no_order"
     assert queued["sender"] == "+447700900123"

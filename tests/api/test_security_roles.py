@@ -69,6 +69,8 @@ OWN_AUTH: dict[tuple[str, str], tuple[str, ...] | None] = {
     # Twilio sends no API key: its signature with the tenant's auth token is checked before
     # anything is read (test_inbound_twilio).
     ("POST", "/v1/inbound/twilio/{organisation_id}/sms"): None,
+    # The generic SMS gateway signs like our own webhooks (test_inbound_twilio).
+    ("POST", "/v1/inbound/sms/{organisation_id}"): None,
 }
 
 #: Operations that hand out or change credentials and tenant-wide settings: admin only, and

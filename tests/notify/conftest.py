@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
 
 from notify.settings import Branding, Recipient
 from notify.triggers import DeliveryEvent, Trigger, Window
+from store.db import make_engine, session_factory, transaction, upgrade
+from store.schema import OrderRow, Organisation
 
 #: 12:00 in Rome (CEST): well outside the default quiet hours (21:00-08:00).
 T0 = datetime(2026, 6, 10, 10, 0, tzinfo=UTC)
@@ -42,3 +50,39 @@ def event(
         win.end if win else None,
         **extra,  # type: ignore[arg-type]
     )
+
+
+@dataclass
+class Store:
+    sessions: sessionmaker[Session]
+    order_id: str
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    """A SQLite store with one tenant and one Italian customer reachable by e-mail."""
+    url = f"sqlite:///{tmp_path / 'lastmile.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    sessions = session_factory(engine)
+    with transaction(sessions) as session:
+        org = Organisation(name="Acme", branding={"sender_email": "consegne@acme.example"})
+        session.add(org)
+        session.flush()
+        order = OrderRow(
+            organisation_id=org.id,
+            external_id="A-17",
+            lat=41.9,
+            lon=12.5,
+            customer_ref="ORD-17",
+            contact_name="Anna",
+            contact_email="anna@example.com",
+            language="it",
+            timezone="Europe/Rome",
+            tracking_token="tok-17",
+        )
+        session.add(order)
+        session.flush()
+        order_id = order.id
+    yield Store(sessions, order_id)
+    engine.dispose()

@@ -4,22 +4,20 @@ messages, crashes between claim and record, deferred messages released when due.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
 
 from notify.channels.base import OutgoingMessage, SendResult
 from notify.outbox import Outbox
 from notify.sender import INTERRUPTED, OutboxSender
 from notify.settings import Channel
 from notify.triggers import DeliveryEvent, Trigger
-from store.db import make_engine, session_factory, transaction, upgrade
-from store.schema import NotificationAttemptRow, OrderRow, Organisation, OutboxRow
+from store.db import transaction
+from store.schema import NotificationAttemptRow, OutboxRow
+from tests.notify.conftest import Store
 
 #: 12:00 in Rome: outside the default quiet hours.
 T0 = datetime(2026, 6, 10, 10, 0, tzinfo=UTC)
@@ -51,42 +49,6 @@ class DedupingProvider:
         self.requests += 1
         self.delivered.setdefault(message.idempotency_key, message)
         return SendResult("sent", "provider: accepted", message.idempotency_key)
-
-
-@dataclass
-class Store:
-    sessions: sessionmaker[Session]
-    order_id: str
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    """A SQLite store with one tenant and one Italian customer reachable by e-mail."""
-    url = f"sqlite:///{tmp_path / 'lastmile.db'}"
-    upgrade(url)
-    engine = make_engine(url)
-    sessions = session_factory(engine)
-    with transaction(sessions) as session:
-        org = Organisation(name="Acme", branding={"sender_email": "consegne@acme.example"})
-        session.add(org)
-        session.flush()
-        order = OrderRow(
-            organisation_id=org.id,
-            external_id="A-17",
-            lat=41.9,
-            lon=12.5,
-            customer_ref="ORD-17",
-            contact_name="Anna",
-            contact_email="anna@example.com",
-            language="it",
-            timezone="Europe/Rome",
-            tracking_token="tok-17",
-        )
-        session.add(order)
-        session.flush()
-        order_id = order.id
-    yield Store(sessions, order_id)
-    engine.dispose()
 
 
 def enqueue(store: Store, trigger: Trigger, at: datetime, version: int = 1) -> int:
