@@ -47,7 +47,16 @@ class QueuedContactOut(BaseModel):
     )
     order_id: str | None = Field(description="The sender's order it is about, if one is.")
     suggested_answer: str = Field(description="The ready answer for that order, or empty.")
+    sent_at: datetime | None = Field(
+        None, description="When the answer leaves (send: true): now, or after quiet hours."
+    )
 
 
 class AnsweredIn(Strict):
     answer: str = Field("", max_length=4000, description="What the person answered, if kept.")
+    send: bool = Field(
+        False,
+        description="Send `answer` to the customer on the channel they wrote on (SMS, "
+        "WhatsApp, e-mail), through the outbox: quiet hours and the answer budget apply. "
+        "False: the person answered elsewhere (by phone, say).",
+    )

@@ -165,7 +165,7 @@ class OrderCreate(Strict):
     contact: ContactIn = Field(default_factory=ContactIn)
     language: str = Field("en", max_length=16, examples=["it"])
     timezone: str = Field("UTC", max_length=64, examples=["Europe/Helsinki"])
-    channels: list[Literal["email", "sms", "webhook", "push", "mqtt"]] = Field(
+    channels: list[Literal["email", "sms", "whatsapp", "webhook", "push", "mqtt"]] = Field(
         default_factory=list,
         description="How the customer wants to be told, in order of preference (push: MQTT on "
         "customers/{tracking_token}/updates; mqtt is its older name). Empty: the "
@@ -183,7 +183,7 @@ class OrderCreate(Strict):
 class OrderPreferences(Strict):
     """What the customer asked for: channels in order of preference, or no messages."""
 
-    channels: list[Literal["email", "sms", "webhook", "push", "mqtt"]] | None = None
+    channels: list[Literal["email", "sms", "whatsapp", "webhook", "push", "mqtt"]] | None = None
     opted_out: bool | None = None
 
 

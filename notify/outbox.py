@@ -95,18 +95,26 @@ class Outbox:
         text: str,
         subject: str,
         now: datetime,
+        *,
+        live: bool = True,
     ) -> AnswerDecision:
-        """Queue the service's answer to one customer message on the channel it came by (one
-        row per message: its key is the contact's), now or at the end of quiet hours; or say
-        why a person must answer instead (``send_at`` None)."""
+        """Queue the answer to one customer message on the channel it came by (one row per
+        message: its key is the contact's), now or at the end of quiet hours; or say why a
+        person must answer instead (``send_at`` None). ``live``: the service's own answer,
+        made again when it leaves; a person's words (``live`` False) leave as written."""
         kind = REPLY_CHANNELS[channel]
-        already = session.scalar(
-            select(func.count())
-            .select_from(OutboxRow)
-            .where(
-                OutboxRow.order_id == order.id,
-                OutboxRow.trigger == ANSWER_TRIGGER,
-                OutboxRow.status != "cancelled",
+        # The budget keeps the service from looping; a person's answer is never held by it.
+        already = (
+            0
+            if not live
+            else session.scalar(
+                select(func.count())
+                .select_from(OutboxRow)
+                .where(
+                    OutboxRow.order_id == order.id,
+                    OutboxRow.trigger == ANSWER_TRIGGER,
+                    OutboxRow.status != "cancelled",
+                )
             )
         )
         settings = self.settings(session, order.organisation_id)
@@ -129,6 +137,7 @@ class Outbox:
                         "to": address,
                         "text": text,
                         "subject": subject,
+                        "live": live,
                     },
                     "idempotency_key": key,
                 },

@@ -307,7 +307,7 @@ class OutboxSender:
         again now when the service can (see :data:`AnswerText`)."""
         answer = row.payload["answer"]
         text = str(answer.get("text", ""))
-        if self.answer_text is not None:
+        if self.answer_text is not None and answer.get("live", True):
             text = self.answer_text(session, order, now) or text
         to = str(answer.get("to", ""))
         branding = _branding(org)

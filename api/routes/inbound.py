@@ -240,7 +240,7 @@ def queue(caller: Reader, session: SessionDep) -> list[QueuedContactOut]:
     summary="A person answered a queued message (it leaves the queue).",
 )
 def answered(
-    contact_id: str, body: AnsweredIn, caller: Reader, session: SessionDep
+    contact_id: str, body: AnsweredIn, caller: Reader, session: SessionDep, request: Request
 ) -> QueuedContactOut:
     row = session.scalars(
         select(SupportContactRow).where(
@@ -254,12 +254,51 @@ def answered(
         raise ApiError(
             409, "conflict", f"contact {contact_id!r} was answered already ({row.answered_by})"
         )
+    order = session.get(OrderRow, row.order_id) if row.order_id else None
+    sent_at = None
+    if body.send:
+        sent_at = _send_persons_answer(session, request.app.state, row, order, body.answer)
     row.answered_by = "person"
     if body.answer:
         row.answer = body.answer
     session.flush()
-    order = session.get(OrderRow, row.order_id) if row.order_id else None
-    return _queued(row, order.external_id if order is not None else None)
+    out = _queued(row, order.external_id if order is not None else None)
+    out.sent_at = sent_at
+    return out
+
+
+def _send_persons_answer(
+    session: Session, state: Any, row: SupportContactRow, order: OrderRow | None, text: str
+) -> datetime:
+    """Queue a person's answer to the customer on the channel they wrote on, or say why it
+    cannot go (422 naming the field)."""
+    problem = ""
+    if not text.strip():
+        problem = "answer: empty; nothing to send"
+    elif row.channel not in REPLY_CHANNELS:
+        problem = f"send: the {row.channel} channel carries no answers from here"
+    elif order is None:
+        problem = "send: the message is about no order of the sender's"
+    if problem:
+        field, message = problem.split(": ", 1)
+        raise ApiError(422, "invalid", message, [{"field": field, "message": message}])
+    assert order is not None
+    now = state_now(state)
+    outbox: Outbox = state.outbox
+    decision = outbox.enqueue_answer(
+        session, order, row.id, row.channel, row.sender, text, "", now, live=False
+    )
+    if decision.send_at is None:
+        raise ApiError(
+            422,
+            "invalid",
+            f"cannot send: {decision.handover}",
+            [{"field": "send", "message": str(decision.handover)}],
+        )
+    sender_thread = getattr(state, "sender", None)
+    if sender_thread is not None:
+        sender_thread.poke()
+    return decision.send_at
 
 
 def _queued(contact: SupportContactRow, order_id: str | None) -> QueuedContactOut:

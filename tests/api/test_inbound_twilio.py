@@ -215,8 +215,37 @@ def test_an_unknown_sender_gets_no_answer_and_a_person_gets_the_message(
     assert "<Message>" not in r.text
     assert _texts(api, "+447700900123", timeout_s=1.0) == []
     [queued] = _queue(s)
+    # About no order of the sender's: a person's answer cannot be sent from here.
+    r = s.client.post(
+        f"/v1/support/queue/{queued['contact_id']}/answered",
+        json={"answer": "Which order?", "send": True},
+        headers=s.headers(),
+    )
+    assert r.status_code == 422
+    assert r.json()["error"]["problems"][0]["field"] == "send"
     assert queued["handover"] == "no_order"
     assert queued["sender"] == "+447700900123"
+
+
+def test_a_persons_answer_goes_out_by_sms_as_written(texting: tuple[Service, SmsApi]) -> None:
+    s, api = texting
+    url = _channel(s)
+    _order(s, "T-5", language="it", timezone="UTC", phone=PHONE)
+    put_on_route(s.url, "T-5", datetime.now(UTC))
+    _policy(s, {"quiet_start": None, "quiet_end": None})
+    r = _post(s, url, _sms("SMp1", "il corriere è stato scortese, voglio parlare con qualcuno"))
+    assert r.status_code == 200, r.text
+    [queued] = _queue(s)
+    assert queued["order_id"] == "T-5"
+    r = s.client.post(
+        f"/v1/support/queue/{queued['contact_id']}/answered",
+        json={"answer": "Ci scusiamo, la richiamiamo oggi.", "send": True},
+        headers=s.headers(),
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["sent_at"] is not None
+    assert _texts(api, "+390212345678") == ["Ci scusiamo, la richiamiamo oggi."]
+    assert _queue(s) == []
 
 
 def test_oversized_and_incomplete_forms_are_refused(service: Service) -> None:
