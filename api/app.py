@@ -43,6 +43,7 @@ from api.routes import (
     support,
     telematics,
     tracking,
+    tracking_chat,
     webhook_secrets,
 )
 from api.routes.inbound import answer_now
@@ -397,6 +398,7 @@ def create_app(
         inbound_providers,
         reports,
         tracking,
+        tracking_chat,
         dashboard,
     ):
         app.include_router(module.router)

@@ -294,6 +294,7 @@ def _page(
     error: bool = False,
     status_code: int = 200,
     roads: list[list[list[float]]] | None = None,
+    chat: object = None,
 ) -> HTMLResponse:
     html = _pages.get_template("tracking.html").render(
         view=view,
@@ -306,6 +307,7 @@ def _page(
         limits=LIMITS,
         message=message,
         error=error,
+        chat=chat,
     )
     return HTMLResponse(html, status_code=status_code, headers={"Cache-Control": "no-store"})
 
@@ -316,6 +318,8 @@ def tracking_page(token: str, request: Request) -> Response:
     refused = _too_many(request)
     if refused is not None:
         return refused
+    from api.routes.tracking_chat import chat_view  # it imports this module
+
     with request.app.state.sessions() as session:
         order = _order(session, token)
         if order is None:
@@ -329,6 +333,7 @@ def tracking_page(token: str, request: Request) -> Response:
             order.delivery_instructions or {},
             message=view.texts["saved"] if saved else "",
             roads=roads if view.map is not None else [],
+            chat=chat_view(request, session, order),
         )
 
 
@@ -365,14 +370,22 @@ def _save(request: Request, token: str, given: dict[str, str], too_large: bool) 
             shown = {k: v[: LIMITS[k]] for k, v in given.items()}
             return _page(view, token, shown, message=problem, error=True, status_code=422)
         kept = {k: v for k, v in given.items() if v}
-        changed = (order.delivery_instructions or {}) != kept
-        order.delivery_instructions = kept or None
-        if changed:
-            _tell_driver(request, session, order)
+        set_instructions(request.app.state, session, order, kept)
     return Response(status_code=303, headers={"Location": f"/t/{token}?saved=1"})
 
 
-def _tell_driver(request: Request, session: Session, order: OrderRow) -> None:
+def set_instructions(state: Any, session: Session, order: OrderRow, kept: dict[str, str]) -> bool:
+    """Store the customer's delivery instructions (``kept``: the non-empty fields, already
+    checked against :data:`LIMITS`) and, when they changed, tell the driver. ``state`` is the
+    app's (the tracking form and WhatsApp's "leave with a neighbour" both change them)."""
+    changed = (order.delivery_instructions or {}) != kept
+    order.delivery_instructions = kept or None
+    if changed:
+        _tell_driver(state, session, order)
+    return changed
+
+
+def _tell_driver(state: Any, session: Session, order: OrderRow) -> None:
     """New instructions for an order already on the road: an event for the dispatcher's feed
     and, with MQTT on, the vehicle's retained route message again, now carrying them (the
     driver's app reads its route there). Published before the commit: a retained message
@@ -390,7 +403,7 @@ def _tell_driver(request: Request, session: Session, order: OrderRow) -> None:
             data={"fields": sorted(order.delivery_instructions or {})},
         )
     )
-    mqtt = getattr(request.app.state, "mqtt", None)
+    mqtt = getattr(state, "mqtt", None)
     plan = session.get(PlanRow, plan_id)
     vehicle = session.get(VehicleRow, vehicle_id)
     if mqtt is None or plan is None or vehicle is None or plan.geojson is None:
