@@ -35,7 +35,9 @@ from api.routes import (
     fleet,
     health,
     inbound,
+    inbound_email,
     inbound_providers,
+    inbound_whatsapp,
     notifications,
     orders,
     plans,
@@ -54,6 +56,7 @@ from jobs.plan_runner import PlanRunner
 from notify.channels import GenericSms, SmtpChannel, TwilioSms, WebhookChannel
 from notify.channels.base import Channel as ChannelImpl
 from notify.channels.push import MqttPushChannel
+from notify.channels.whatsapp import WhatsAppChannel
 from notify.outbox import Outbox
 from notify.sender import OutboxSender
 from notify.settings import Channel
@@ -113,6 +116,8 @@ def build_channels(
         channels[Channel.SMS] = GenericSms(settings.sms_url, token, settings.sms_from)
     # Signed with each organisation's own secrets (the sender adds them to each message).
     channels[Channel.WEBHOOK] = WebhookChannel(allow_private=settings.webhook_allow_private)
+    # Always there: each organisation's number and token come with its messages.
+    channels[Channel.WHATSAPP] = WhatsAppChannel(settings.whatsapp_graph_url)
     if os.environ.get("LASTMILE_WEBHOOK_SECRET"):
         log.warning(
             "LASTMILE_WEBHOOK_SECRET is ignored: webhooks are signed with each organisation's "
@@ -283,9 +288,14 @@ def create_app(
         ]
         for timer in app.state.timers:
             timer.start()
+        app.state.mailbox_poller = inbound_email.start_mailbox_poller(
+            app.state, settings.imap_poll_s, allow_private=settings.imap_allow_private
+        )
         try:
             yield
         finally:
+            if app.state.mailbox_poller is not None:
+                app.state.mailbox_poller.stop()
             for timer in app.state.timers:
                 timer.stop()
             if app.state.sender is not None:
@@ -395,7 +405,9 @@ def create_app(
         audit,
         support,
         inbound,
+        inbound_email,
         inbound_providers,
+        inbound_whatsapp,
         reports,
         tracking,
         tracking_chat,

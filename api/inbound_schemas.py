@@ -43,7 +43,9 @@ class QueuedContactOut(BaseModel):
     intent: str | None
     handover: str | None = Field(
         description="Why a person answers: no_order, several_orders, not_theirs (the text "
-        "names an order that is not the sender's), not_sure."
+        "names an order that is not the sender's), not_sure, answer_budget (the service "
+        "answered this order's customer enough), no_address, automatic (an autoresponder "
+        "or a bounce)."
     )
     order_id: str | None = Field(description="The sender's order it is about, if one is.")
     suggested_answer: str = Field(description="The ready answer for that order, or empty.")

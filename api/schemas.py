@@ -369,7 +369,7 @@ class NotificationAttemptOut(BaseModel):
 
 
 class NotificationOut(BaseModel):
-    channel: Literal["email", "sms", "webhook", "push"]
+    channel: Literal["email", "sms", "whatsapp", "webhook", "push"]
     trigger: str = Field(examples=["window_broken"])
     status: Literal["deferred", "pending", "sending", "sent", "failed", "dead", "cancelled"] = (
         Field(

@@ -135,10 +135,24 @@ class Settings(BaseSettings):
     sms_url: str | None = Field(None, description="A generic JSON SMS API (bearer token).")
     sms_token: SecretStr | None = None
     sms_from: str = Field("", description="Sender number or id when a tenant's branding has none.")
+    whatsapp_graph_url: str | None = Field(
+        None,
+        description="Where WhatsApp's Graph API is reached (a proxy or a test double); unset: "
+        "https://graph.facebook.com. Numbers and tokens are each organisation's own.",
+    )
     webhook_allow_private: bool = Field(
         False,
         description="Let tenants' webhook URLs reach loopback, private, link-local and other "
         "non-public addresses (tests and the demo's local receiver only; never in production).",
+    )
+    # Customers' e-mails read from the tenants' own mailboxes (issue 19; notify/inbox_imap.py).
+    imap_poll_s: float = Field(
+        60.0, ge=0, description="How often each tenant's IMAP mailbox is read (s); 0: never."
+    )
+    imap_allow_private: bool = Field(
+        False,
+        description="Let tenants' mailbox hosts be loopback, private or other non-public "
+        "addresses (tests and the demo only; never in production).",
     )
 
     # The dispatcher dashboard's sign-in (docs/deployment.md, docs/adr/0023).

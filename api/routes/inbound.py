@@ -143,6 +143,7 @@ def handle_message(
     order: OrderRow | None = None,
     subject: str = "",
     reply: bool = True,
+    automatic: bool = False,
 ) -> SupportContactRow:
     """Read, match and record a customer's message (once per provider message id).
 
@@ -151,7 +152,9 @@ def handle_message(
     ``subject`` (an e-mail's) is read with the text. The contact is answered by the service
     (``answered_by`` "auto", ``answer`` its text; with ``reply`` and a channel that carries
     answers, queued in the outbox to ``sender``) or waits for a person (``answer`` the
-    suggestion, empty when no order of the sender's is named)."""
+    suggestion, empty when no order of the sender's is named). An ``automatic`` message (an
+    autoresponder's, a bounce) is never answered by the service: two robots would answer
+    each other for ever; a person sees it."""
     if provider_message_id is not None:
         seen = session.scalars(
             select(SupportContactRow).where(
@@ -177,7 +180,7 @@ def handle_message(
     )
     asked = by_id[match.order.order_id] if match.order is not None else None
     answer = answer_now(state, session, asked, now) if asked is not None else ""
-    auto = reading.sure and asked is not None
+    auto = reading.sure and asked is not None and not automatic
     row = SupportContactRow(
         organisation_id=organisation_id,
         order_id=asked.id if asked is not None else None,
@@ -188,7 +191,7 @@ def handle_message(
         intent=reading.intent,
         answered_by="auto" if auto else None,
         answer=answer,
-        handover=None if auto else (match.why or "not_sure"),
+        handover=None if auto else ("automatic" if automatic else match.why or "not_sure"),
         provider_message_id=provider_message_id,
     )
     session.add(row)

@@ -20,13 +20,13 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -59,7 +59,10 @@ SHOWN = 50
 POLL_S = 15.0
 
 #: Problem → HTTP status.
-_STATUS = {"too_large": 413, "empty": 422, "too_long": 422, "invalid": 422}
+_STATUS = {"too_large": 413, "empty": 422, "too_long": 422, "invalid": 422, "too_many": 429}
+#: Messages one order's chat takes in a day: past it the page says to try later, so one
+#: visitor cannot fill the support queue (or the WISMO report) through one tracking link.
+MAX_PER_ORDER_PER_DAY = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,6 +251,8 @@ def _ask(request: Request, token: str, text: str, problem: str, as_json: bool) -
         if order is None:
             return _not_found(request)
         texts: dict[str, str] = catalogue(resolve_locale(order.language)[0])["tracking"]
+        if not problem and _asked_today(session, order, service_now(request)):
+            problem = "too_many"
         if problem:
             message = _problem_text(texts, problem)
             if as_json:
@@ -274,6 +279,20 @@ def _ask(request: Request, token: str, text: str, problem: str, as_json: bool) -
     if as_json:
         return JSONResponse(body, status_code=201, headers={"Cache-Control": "no-store"})
     return Response(status_code=303, headers={"Location": f"/t/{token}#chat"})
+
+
+def _asked_today(session: Session, order: OrderRow, now: datetime) -> bool:
+    """Whether the order's chat took its day's messages already."""
+    count = session.scalar(
+        select(func.count())
+        .select_from(SupportContactRow)
+        .where(
+            SupportContactRow.order_id == order.id,
+            SupportContactRow.channel == CHANNEL,
+            SupportContactRow.at > now - timedelta(days=1),
+        )
+    )
+    return (count or 0) >= MAX_PER_ORDER_PER_DAY
 
 
 @router.get("/t/{token}/messages")

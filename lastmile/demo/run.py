@@ -43,6 +43,7 @@ from lastmile.demo.clock import SimClock
 from lastmile.demo.customers import TextingCustomers
 from lastmile.demo.fleet import Disruptions, DriverEvent, FleetConfig, FleetSimulator
 from lastmile.demo.mailbox import Mailbox, free_port
+from lastmile.demo.phones import Phones
 from lastmile.demo.screen import render
 from lastmile.demo.summary import settled, summary_line
 from lastmile.demo.trouble import choose_disruptions
@@ -173,6 +174,7 @@ class Demo:
             "lastmile.db-wal",
             "lastmile.db-shm",
             "webhooks.jsonl",
+            "phones.jsonl",
             *stale_logs,
         ):
             (folder / stale).unlink(missing_ok=True)
@@ -198,8 +200,11 @@ class Demo:
         self.clock = SimClock(_at(today, DAY_START, self.zone) - LEAD, o.speed)
         mailbox = Mailbox(folder / "mailbox")
         webhooks = WebhookLog(folder / "webhooks.jsonl")
+        # Customers' phones: the SMS and WhatsApp providers the service texts through.
+        self.phones = phones = Phones(folder / "phones.jsonl", lambda _message: None)
         mailbox.start()
         webhooks.start()
+        phones.start()
         port = _port(o.port)
         base = f"http://127.0.0.1:{port}"
         settings = Settings(
@@ -215,6 +220,7 @@ class Demo:
             smtp_sender="deliveries@kauppa.demo",
             # The shop's receiver (WebhookLog) listens on 127.0.0.1.
             webhook_allow_private=True,
+            **phones.settings(),
         )
         app = create_app(settings, clock=self.clock)
         server = uvicorn.Server(
@@ -283,6 +289,7 @@ class Demo:
             server.should_exit = True
             thread.join(timeout=30)
             mailbox.stop()
+            phones.stop()
             for log in logs:
                 log.stop()
 
@@ -364,7 +371,8 @@ class Demo:
             self.console.print(f"Tracking page:        [link]{base}/t/{token}[/]")
         self.console.print(
             f"Customers' e-mail:    {folder / 'mailbox'}/*.eml    "
-            f"shop's webhooks: {folder / 'webhooks.jsonl'}"
+            f"shop's webhooks: {folder / 'webhooks.jsonl'}    "
+            f"customers' phones: {folder / 'phones.jsonl'}"
         )
 
     def _insert_urgent(self, client: httpx.Client, plan_id: str, problem: PlanningProblem) -> None:
@@ -401,6 +409,7 @@ class Demo:
         # Some of the first shop's late customers text anyway (issue 19).
         texting = TextingCustomers(client, self._say)
         texting.open()
+        self.phones.on_message = texting.heard
         with app.state.sessions() as session:
             texting.customers = {
                 order_id: (phone, language)

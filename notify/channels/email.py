@@ -113,7 +113,9 @@ class SmtpChannel:
         email["To"] = message.email or ""
         email["Date"] = formatdate(usegmt=True)
         email["Message-ID"] = message_id(message.idempotency_key, sender.rpartition("@")[2])
-        email["Auto-Submitted"] = "auto-generated"
+        # RFC 3834: an answer to the customer's own mail is a reply, so their autoresponder
+        # (and ours) does not answer it back.
+        email["Auto-Submitted"] = "auto-replied" if message.answer else "auto-generated"
         email["X-Lastmile-Idempotency-Key"] = message.idempotency_key
         email.set_content(message.text)
         if message.html:

@@ -59,6 +59,9 @@ OWN_AUTH: dict[tuple[str, str], tuple[str, ...] | None] = {
     ("GET", "/t/{token}"): None,  # the tracking token (test_security_tracking_tokens)
     ("POST", "/t/{token}/instructions"): None,
     ("GET", "/t/{token}/events"): None,
+    # The tracking page's chat: the token is the credential (test_tracking_chat).
+    ("GET", "/t/{token}/messages"): None,
+    ("POST", "/t/{token}/messages"): None,
     # The login form; the data needs a live session (test_dashboard_sessions).
     ("GET", "/dashboard"): None,
     ("POST", "/dashboard/login"): None,  # checks the key it is given, as the API does
@@ -71,6 +74,12 @@ OWN_AUTH: dict[tuple[str, str], tuple[str, ...] | None] = {
     ("POST", "/v1/inbound/twilio/{organisation_id}/sms"): None,
     # The generic SMS gateway signs like our own webhooks (test_inbound_twilio).
     ("POST", "/v1/inbound/sms/{organisation_id}"): None,
+    # Mailgun signs its posts with the tenant's signing key (test_inbound_email).
+    ("POST", "/v1/inbound/mailgun/{organisation_id}/email"): None,
+    # WhatsApp: the verify token answers the challenge; X-Hub-Signature-256 signs messages
+    # with the tenant's app secret (test_inbound_whatsapp).
+    ("GET", "/v1/inbound/whatsapp/{organisation_id}"): None,
+    ("POST", "/v1/inbound/whatsapp/{organisation_id}"): None,
 }
 
 #: Operations that hand out or change credentials and tenant-wide settings: admin only, and

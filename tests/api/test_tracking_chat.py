@@ -14,6 +14,7 @@ import pytest
 from babel import Locale
 from sqlalchemy import select
 
+from api.routes import tracking_chat
 from api.routes.tracking_chat import MAX_BODY_BYTES, MAX_CHARS
 from notify.render import catalogue, window_text
 from notify.triggers import Window
@@ -291,3 +292,17 @@ def test_chat_posts_count_against_the_rate_limit(service: Service) -> None:
     assert int(r.headers["Retry-After"]) >= 1
     report = s.client.get("/v1/reports/wismo", headers=s.headers()).json()
     assert report["days"][-1]["contacts"] == 0
+
+
+def test_one_orders_chat_takes_a_days_worth_of_messages(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the day's cap the page says to try later: one link cannot flood the queue."""
+    monkeypatch.setattr(tracking_chat, "MAX_PER_ORDER_PER_DAY", 2)
+    s = service
+    token = _order(s, "L-9", "en")
+    for text in ("where is my parcel?", "when will it come?"):
+        assert s.client.post(f"/t/{token}/messages", json={"text": text}).status_code == 201
+    r = s.client.post(f"/t/{token}/messages", json={"text": "and now?"})
+    assert r.status_code == 429
+    assert len(_conversation(s, token)) == 2

@@ -128,10 +128,14 @@ def test_demo_runs_a_live_day_headless(tmp_path: Path) -> None:
     assert summary["messages_sent"] > 0
     assert summary["eta_mae_s"] is not None
     assert 0 <= summary["late_stops_notified"] <= summary["late_stops"]
-    # Some late customers text anyway (through the shop's signed Twilio webhook): where/when
-    # questions are answered by the service itself, change requests wait for a person.
+    # Some late customers write anyway (by SMS and WhatsApp, through the shops' signed
+    # webhooks): where/when questions are answered by the service itself, change requests
+    # wait for a person.
     assert summary["contacts"] >= 1
     assert 1 <= summary["answered_auto"] <= summary["contacts"]
+    # The first who writes uses WhatsApp; the answers reach the phones through the outbox.
+    phones = [json.loads(line) for line in (tmp_path / "phones.jsonl").read_text().splitlines()]
+    assert any(p["channel"] == "whatsapp" and "template" not in p for p in phones)
     # The promise as the customers lived it (eta/promise.py, read from what went out): the
     # jam and the long stop push several arrivals well past their first window, and the
     # live ETA tells most of those customers a quarter of an hour ahead.

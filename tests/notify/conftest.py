@@ -1,4 +1,5 @@
-"""Shared builders for the notification tests."""
+"""Shared builders for the notification tests, and the private Dovecot the mailbox tests read
+(tests/notify/dovecot_server.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from notify.settings import Branding, Recipient
 from notify.triggers import DeliveryEvent, Trigger, Window
 from store.db import make_engine, session_factory, transaction, upgrade
 from store.schema import OrderRow, Organisation
+from tests.notify.dovecot_server import Dovecot, dovecot_or_skip
 
 #: 12:00 in Rome (CEST): well outside the default quiet hours (21:00-08:00).
 T0 = datetime(2026, 6, 10, 10, 0, tzinfo=UTC)
@@ -86,3 +88,14 @@ def store(tmp_path: Path) -> Iterator[Store]:
         order_id = order.id
     yield Store(sessions, order_id)
     engine.dispose()
+
+
+@pytest.fixture
+def dovecot() -> Iterator[Dovecot]:
+    """A running private Dovecot with an empty inbox, stopped and removed after the test."""
+    server = Dovecot(dovecot_or_skip())
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()

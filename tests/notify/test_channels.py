@@ -4,6 +4,7 @@ signatures (and the receiver documented in docs/webhooks.md), topics and address
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -182,6 +183,14 @@ def test_email_built_as_text_plus_html() -> None:
     assert email["From"] == "Acme <consegne@acme.example>"
     assert email["Subject"] == m.subject
     assert email["Auto-Submitted"] == "auto-generated"
+
+
+def test_an_answer_to_the_customers_mail_is_marked_a_reply() -> None:
+    """RFC 3834: the customer's autoresponder must not answer our answer back."""
+    answer = replace(outgoing(), answer=True, html="", text="Your order arrives at noon.")
+    email = SmtpChannel("127.0.0.1", 25, "none").build(answer)
+    assert email["Auto-Submitted"] == "auto-replied"
+    assert email.get_content_type() == "text/plain"
 
 
 @pytest.mark.parametrize(
