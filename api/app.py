@@ -25,13 +25,17 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from sqlalchemy.orm import Session, sessionmaker
 
 from api import errors, limits
+from api.driver_mqtt import phone_broker
 from api.ingest_metrics import IngestCollector
 from api.log_privacy import install_access_log_privacy
+from api.proofs import proof_files_for
 from api.rate_limits import RateLimit
 from api.routes import (
     audit,
     dashboard,
     devices,
+    driver,
+    driver_pages,
     fleet,
     health,
     inbound,
@@ -41,6 +45,7 @@ from api.routes import (
     notifications,
     orders,
     plans,
+    proofs,
     reports,
     support,
     telematics,
@@ -250,6 +255,8 @@ def create_app(
                     reader=settings.mqtt_reader,
                 )
                 app.state.mqtt.start()
+        # Where drivers' phones may publish their fixes over WebSockets (api/driver_mqtt.py).
+        app.state.phone_broker = phone_broker(settings, private)
         app.state.sender = None
         channels: dict[Channel, ChannelImpl] = {}
         if settings.sender_enabled:
@@ -363,6 +370,8 @@ def create_app(
         key_prefix=settings.redis_key_prefix,
         errors=redis_errors.labels("rate_limit"),
     )
+    # Drivers' proof photos and signatures: a bucket when configured, else data_dir/proofs.
+    app.state.proof_files = proof_files_for(settings)
     app.state.stream_caps = StreamCaps(
         settings.stream_cap_per_ip,
         settings.stream_cap_per_organisation,
@@ -412,6 +421,9 @@ def create_app(
         tracking,
         tracking_chat,
         dashboard,
+        driver,
+        driver_pages,
+        proofs,
     ):
         app.include_router(module.router)
     # The web pages' own scripts and styles, and the bundled Leaflet (no CDN, works offline).

@@ -13,6 +13,8 @@ database (a 500). One in the path, the query string or a form body is refused he
 
 from __future__ import annotations
 
+import re
+
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -21,6 +23,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 MAX_BODY_BYTES = 1024 * 1024
 #: Larger bodies, by method and path: a VROOM problem inline in a planning job.
 LARGER_BODIES: dict[tuple[str, str], int] = {("POST", "/v1/plans"): 32 * 1024 * 1024}
+#: The same for paths with an id in them: a driver's action carries a photo and a signature.
+LARGER_BODY_PATHS: tuple[tuple[str, re.Pattern[str], int], ...] = (
+    ("POST", re.compile(r"/v1/vehicles/[^/]+/actions"), 3 * 1024 * 1024),
+)
 #: A query string (OsmAnd's fields are a few hundred bytes).
 MAX_QUERY_BYTES = 8 * 1024
 NUL_MESSAGE = "NUL characters are not accepted"
@@ -43,7 +49,11 @@ class NulInFormError(HTTPException):
 
 def body_limit(method: str, path: str) -> int:
     """The largest body a request to ``path`` may carry."""
-    return LARGER_BODIES.get((method, path.rstrip("/") or "/"), MAX_BODY_BYTES)
+    path = path.rstrip("/") or "/"
+    for larger_method, pattern, limit in LARGER_BODY_PATHS:
+        if method == larger_method and pattern.fullmatch(path):
+            return limit
+    return LARGER_BODIES.get((method, path), MAX_BODY_BYTES)
 
 
 def _error(status: int, code: str, message: str, where: str = "") -> JSONResponse:

@@ -172,6 +172,7 @@ class OrderCreate(Strict):
         "organisation's default channels.",
     )
     opted_out: bool = Field(False, description="The customer wants no messages at all.")
+    address: str = Field("", max_length=300, description="Where to deliver, for the driver.")
 
     @model_validator(mode="after")
     def _penalty_only_if_optional(self) -> OrderCreate:
@@ -198,6 +199,7 @@ class OrderPublic(BaseModel):
     tracking_token: str = Field(description="For the customer's tracking link.")
     channels: list[str] = Field(default_factory=list)
     opted_out: bool = False
+    address: str = ""
 
 
 class PlanCreate(Strict):
@@ -271,6 +273,15 @@ class Branding(Strict):
     )
     sender: str = Field(
         "", max_length=200, description="Older name of sender_email (still accepted)."
+    )
+    driver_sees_phone: bool = Field(
+        True, description="Drivers' app: call the customer (false: the support number instead)."
+    )
+    support_phone: str = Field(
+        "",
+        pattern=r"^(\+[1-9][0-9]{6,14})?$",
+        description="The support number drivers call instead: E.164, or empty.",
+        examples=["+358401234567"],
     )
 
 
@@ -397,6 +408,19 @@ class SupportNotificationOut(BaseModel):
     sent_at: datetime | None
 
 
+class SupportProofOut(BaseModel):
+    kind: Literal["delivered", "failed"]
+    at: datetime = Field(description="When the driver recorded it (the phone's clock).")
+    recipient_name: str
+    reason: str
+    vehicle_id: str
+    lat: float | None
+    lon: float | None
+    accuracy_m: float | None
+    photo_url: str | None = Field(description="GET with a support or dispatcher key.")
+    signature_url: str | None
+
+
 class SupportOrderOut(BaseModel):
     """What support needs to answer "where is my order?"."""
 
@@ -415,6 +439,7 @@ class SupportOrderOut(BaseModel):
     )
     notifications: list[SupportNotificationOut] = Field(description="Oldest first.")
     answer: str = Field(description="A ready-to-send answer in the customer's language.")
+    proof: SupportProofOut | None = Field(None, description="The driver's proof of the outcome.")
 
 
 class SupportContactIn(Strict):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -26,6 +26,16 @@ class Settings(BaseSettings):
         None, description="mqtt://host:port of the broker; unset: a private Mosquitto."
     )
     mqtt: bool = Field(True, description="Ingest positions over MQTT at all.")
+    mqtt_ws_url: str | None = Field(
+        None,
+        description="The broker of mqtt_url as drivers' phones reach it over WebSockets "
+        "(wss://broker.example/mqtt): the drivers' web app publishes fixes there, else over "
+        "HTTP. The broker must take user name = the device key's id (lm_<id>_...) and password "
+        "= the key, and let it publish its vehicle's position topic only; the files of "
+        "`lastmile devices export-mosquitto` hold device registrations, not keys, so that takes "
+        "an auth plugin (api/driver_mqtt.py). A phone refused keeps sending over HTTP. Unset: "
+        "the private broker's own WebSocket listener, for a phone on this machine only.",
+    )
     mosquitto_acl_dir: Path | None = Field(
         None,
         description="Where the service keeps the broker's password and ACL files up to date "
@@ -155,6 +165,18 @@ class Settings(BaseSettings):
         "addresses (tests and the demo only; never in production).",
     )
 
+    # Drivers' proof of delivery, photos and signatures (issue 20): an S3-compatible bucket
+    # when proof_s3_bucket is set (several service machines), else files in data_dir/proofs.
+    proof_s3_bucket: str | None = Field(None, description="Bucket for proof images; unset: disk.")
+    proof_s3_endpoint_url: str | None = Field(
+        None, description="An S3-compatible store's URL (MinIO, Ceph...); unset: AWS."
+    )
+    proof_s3_region: str | None = Field(None, description="The bucket's region, if it needs one.")
+    proof_s3_access_key_id: str | None = Field(
+        None, description="Unset: boto3's own credential chain (environment, instance role)."
+    )
+    proof_s3_secret_access_key: SecretStr | None = None
+
     # The dispatcher dashboard's sign-in (docs/deployment.md, docs/adr/0023).
     dashboard_session_hours: float = Field(
         12.0,
@@ -163,6 +185,15 @@ class Settings(BaseSettings):
         description="A dashboard session's absolute lifetime from sign-in (a working day by "
         "default), in wall-clock hours; then the dispatcher signs in again.",
     )
+
+    @model_validator(mode="after")
+    def _ws_url_of_the_configured_broker(self) -> Settings:
+        # Phones publishing to a broker the ingester does not read would lose every fix.
+        if self.mqtt_ws_url and not self.mqtt_url:
+            raise ValueError("mqtt_ws_url needs mqtt_url: the broker phones publish to")
+        if self.mqtt_ws_url and not self.mqtt_ws_url.startswith(("ws://", "wss://")):
+            raise ValueError("mqtt_ws_url must start with wss:// (or ws://)")
+        return self
 
     @property
     def tracking_base(self) -> str:

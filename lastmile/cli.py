@@ -66,6 +66,14 @@ def demo(
             "the summary's `tenants` holds each shop's figures.",
         ),
     ] = 1,
+    driver_app: Annotated[
+        bool,
+        typer.Option(
+            "--driver-app",
+            help="One van's driver uses the drivers' web app (/driver) in a headless Chromium "
+            "instead of a simulated device (needs Playwright and Chromium).",
+        ),
+    ] = False,
 ) -> None:
     """A live delivery day, end to end: plan, drive, ETAs, customers told, pages live.
 
@@ -77,7 +85,8 @@ def demo(
     """
     import logging
 
-    from lastmile.demo.run import DemoOptions, run_demo
+    from lastmile.demo.options import DemoOptions
+    from lastmile.demo.run import run_demo
     from lastmile.demo.summary import summary_json
 
     # The live screen is the demo's log; warnings still show.
@@ -95,6 +104,7 @@ def demo(
         data_dir=data_dir,
         timezone=timezone,
         tenants=tenants,
+        driver_app=driver_app,
     )
     try:
         result = run_demo(options, err)

@@ -184,6 +184,8 @@ class OrderRow(Base):
     notify_state: Mapped[dict[str, Any]] = mapped_column(default=dict, deferred=True)
     #: What the customer told the driver on the tracking page (safe place, notes, access code).
     delivery_instructions: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    #: Where the driver goes, as the shop wrote it (the driver's app shows it; issue 20).
+    address: Mapped[str] = mapped_column(String(300), default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     cancelled_at: Mapped[datetime | None] = mapped_column(default=None)
 
@@ -378,6 +380,36 @@ class InboundChannelRow(Base):
     __table_args__ = (
         UniqueConstraint("organisation_id", "provider", name="uq_inbound_channels_provider"),
     )
+
+
+class DeliveryProofRow(Base):
+    """A driver's action from the drivers' app (issue 20): arrived, delivered or failed, with
+    the proof of the outcome (recipient, where, photo and signature kept in the proof file
+    store by key). One row per action id and organisation: a retried action is stored once."""
+
+    __tablename__ = "delivery_proofs"
+    __table_args__ = (
+        UniqueConstraint("organisation_id", "action_id", name="uq_delivery_proofs_action"),
+    )
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    organisation_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"), index=True)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"), index=True)
+    vehicle_id: Mapped[str] = mapped_column(ForeignKey("vehicles.id"), index=True)
+    #: Made by the driver's phone: the same action sent again carries the same id.
+    action_id: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(20))  # arrived | delivered | failed
+    reason: Mapped[str] = mapped_column(String(40), default="")
+    recipient_name: Mapped[str] = mapped_column(String(120), default="")
+    #: When the driver pressed, by the phone's clock.
+    at: Mapped[datetime] = mapped_column()
+    lat: Mapped[float | None] = mapped_column(Float, default=None)
+    lon: Mapped[float | None] = mapped_column(Float, default=None)
+    accuracy_m: Mapped[float | None] = mapped_column(Float, default=None)
+    photo_key: Mapped[str | None] = mapped_column(String(300), default=None)
+    signature_key: Mapped[str | None] = mapped_column(String(300), default=None)
+    #: SHA-256 of the action as sent: the same id with another body is refused.
+    body_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class DeadLetterRow(Base):

@@ -4,6 +4,12 @@ Mosquitto on a free loopback port when its binary exists; otherwise amqtt, a pur
 broker, embedded in this process on its own thread and event loop, so the demo works on a
 machine with nothing installed. Both listen on 127.0.0.1 only and allow anonymous clients.
 
+Each also has a WebSocket listener (MQTT over WebSockets, path ``/mqtt``), on a port of its
+own, so the drivers' web app (issue 20) can publish fixes from the browser: a page cannot open
+a TCP socket. Like the TCP listener it checks no credentials and enforces no ACL; it is for a
+phone on this machine (the demo, the browser tests), not for phones on a network (docs/adr/0025).
+A Mosquitto built without websockets still starts, with the TCP listener alone.
+
 What the embedded broker (amqtt 0.12) cannot do that Mosquitto does:
 
 - MQTT 3.1.1 only: it refuses a CONNECT at protocol level 5, so its address says
@@ -63,6 +69,11 @@ class MqttBroker(Protocol):
     @property
     def kind(self) -> str: ...
 
+    @property
+    def ws_port(self) -> int | None:
+        """The WebSocket listener's port (on the address's host), None when there is none."""
+        ...
+
     def stop(self) -> None: ...
 
 
@@ -73,6 +84,7 @@ class PrivateBroker:
     address: BrokerAddress
     process: subprocess.Popen[bytes]
     kind: str = "mosquitto"
+    ws_port: int | None = None
 
     def stop(self) -> None:
         self.process.terminate()
@@ -130,6 +142,7 @@ class EmbeddedBroker:
     _thread: threading.Thread
     _broker: Any  # amqtt.broker.Broker, untyped
     kind: str = "amqtt"
+    ws_port: int | None = None
 
     def stop(self) -> None:
         if not self._thread.is_alive():
@@ -188,16 +201,30 @@ MAX_QUEUED_BYTES = 256 * 1024 * 1024
 MAX_INFLIGHT_MESSAGES = 2000
 
 
-def start_mosquitto(data_dir: Path) -> PrivateBroker:
+def start_mosquitto(data_dir: Path, *, websockets: bool = True) -> PrivateBroker:
     """Mosquitto on a free loopback port, persisting to ``data_dir`` (so queued QoS 1
-    messages survive its restart). Raises BrokerUnavailableError if it cannot start."""
+    messages survive its restart), with a WebSocket listener on another (``websockets``, when
+    this Mosquitto was built with them). Raises BrokerUnavailableError if it cannot start."""
     binary = _mosquitto_binary()
     if binary is None:
         raise BrokerUnavailableError(
             "no mosquitto binary (install mosquitto or set LASTMILE_MQTT_URL)"
         )
+    try:
+        return _run_mosquitto(binary, data_dir, websockets)
+    except BrokerUnavailableError as exc:
+        # Debian's and the official builds have them; a build without says so and exits.
+        if not websockets or "websockets support" not in str(exc).lower():
+            raise
+    log.warning("this mosquitto has no websockets: drivers' phones will send over HTTP")
+    return _run_mosquitto(binary, data_dir, False)
+
+
+def _run_mosquitto(binary: str, data_dir: Path, websockets: bool) -> PrivateBroker:
     data_dir.mkdir(parents=True, exist_ok=True)
     port = _free_port()
+    ws_port = _free_port() if websockets else None
+    ws_listener = f"listener {ws_port} 127.0.0.1\nprotocol websockets\n" if ws_port else ""
     config = data_dir / "mosquitto.conf"
     # Started as root, Mosquitto switches to the mosquitto user, who cannot write its
     # persistence file into our data_dir: the messages it queued would die with it.
@@ -215,6 +242,8 @@ def start_mosquitto(data_dir: Path) -> PrivateBroker:
         f"max_queued_bytes {MAX_QUEUED_BYTES}\n"
         f"max_inflight_messages {MAX_INFLIGHT_MESSAGES}\n"
         f"{run_as}"
+        # Last: a listener's own options (protocol) follow its line.
+        f"{ws_listener}"
     )
     log_file = data_dir / "mosquitto.log"
     with log_file.open("wb") as log_out:  # the child keeps its own descriptor
@@ -227,8 +256,10 @@ def start_mosquitto(data_dir: Path) -> PrivateBroker:
             error = log_file.read_text(errors="replace")
             raise BrokerUnavailableError(f"mosquitto exited: {error[-300:]}")
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return PrivateBroker(BrokerAddress("127.0.0.1", port), process)
+            for listening in (port, ws_port):
+                if listening is not None:
+                    socket.create_connection(("127.0.0.1", listening), timeout=0.2).close()
+            return PrivateBroker(BrokerAddress("127.0.0.1", port), process, ws_port=ws_port)
         except OSError:
             time.sleep(0.05)
     process.kill()
@@ -236,8 +267,8 @@ def start_mosquitto(data_dir: Path) -> PrivateBroker:
 
 
 def start_embedded_broker(*, attempts: int = 3) -> EmbeddedBroker:
-    """amqtt on a free 127.0.0.1 port (MQTT 3.1.1). A few attempts, since another process can
-    take the free port between our probe and amqtt's bind."""
+    """amqtt on a free 127.0.0.1 port (MQTT 3.1.1), its WebSocket listener on another. A few
+    attempts, since another process can take a free port between our probe and amqtt's bind."""
     error: Exception | None = None
     for _ in range(attempts):
         try:
@@ -247,9 +278,12 @@ def start_embedded_broker(*, attempts: int = 3) -> EmbeddedBroker:
     raise BrokerUnavailableError(f"embedded amqtt broker did not start: {error}")
 
 
-def _amqtt_config(port: int) -> dict[str, Any]:
+def _amqtt_config(port: int, ws_port: int) -> dict[str, Any]:
     return {
-        "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
+        "listeners": {
+            "default": {"type": "tcp", "bind": f"127.0.0.1:{port}"},
+            "ws": {"type": "ws", "bind": f"127.0.0.1:{ws_port}"},
+        },
         # Only our auth plugin: amqtt's defaults would add $SYS publishing and packet logging.
         "plugins": {f"{__name__}.{AcceptAnyClient.__name__}": {}},
         "session_expiry_interval": EMBEDDED_SESSION_EXPIRY_S,
@@ -260,9 +294,10 @@ def _start_embedded_on(port: int) -> EmbeddedBroker:
     logging.getLogger("amqtt.broker").addFilter(_quiet_probes)  # adding it again is a no-op
     loop = asyncio.new_event_loop()
     started: Future[Any] = Future()
+    ws_port = _free_port()
 
     async def start() -> Any:
-        broker = _ClosingBroker(_amqtt_config(port))  # binds to the running loop
+        broker = _ClosingBroker(_amqtt_config(port, ws_port))  # binds to the running loop
         await broker.start()
         return broker
 
@@ -288,7 +323,8 @@ def _start_embedded_on(port: int) -> EmbeddedBroker:
             loop.call_soon_threadsafe(loop.stop)
             thread.join(timeout=_START_TIMEOUT_S)
         raise BrokerUnavailableError(str(exc) or type(exc).__name__) from exc
-    return EmbeddedBroker(BrokerAddress("127.0.0.1", port, protocol=4), loop, thread, broker)
+    address = BrokerAddress("127.0.0.1", port, protocol=4)
+    return EmbeddedBroker(address, loop, thread, broker, ws_port=ws_port)
 
 
 def _close_loop(loop: asyncio.AbstractEventLoop) -> None:

@@ -42,6 +42,7 @@ def order_public(row: OrderRow) -> OrderPublic:
         tracking_token=row.tracking_token,
         channels=list(row.channels),
         opted_out=row.opted_out,
+        address=row.address,
     )
 
 
@@ -72,6 +73,7 @@ def create_order(body: OrderCreate, caller: Dispatcher, session: SessionDep) -> 
         timezone=body.timezone,
         channels=_channels(body.channels),
         opted_out=body.opted_out,
+        address=body.address,
         tracking_token=new_tracking_token(),
     )
     session.add(row)

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from api.deps import Reader, SessionDep, service_now
 from api.errors import ApiError
+from api.proofs import support_proof
 from api.routes.fleet import ERRORS
 from api.routes.orders import order_row
 from api.schemas import (
@@ -188,6 +189,7 @@ def support_view(
         late_minutes=late,
         notifications=notifications,
         answer=answer,
+        proof=support_proof(session, order),
     )
 
 

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import service_now
+from api.proofs import proof_block
 from api.rate_limits import RateLimit
 from api.routes.plans import route_messages
 from api.routes.support import _at, _late_minutes, _latest_route
@@ -295,6 +296,7 @@ def _page(
     status_code: int = 200,
     roads: list[list[list[float]]] | None = None,
     chat: object = None,
+    proof: object = None,
 ) -> HTMLResponse:
     html = _pages.get_template("tracking.html").render(
         view=view,
@@ -308,6 +310,7 @@ def _page(
         message=message,
         error=error,
         chat=chat,
+        proof=proof,
     )
     return HTMLResponse(html, status_code=status_code, headers={"Cache-Control": "no-store"})
 
@@ -334,6 +337,7 @@ def tracking_page(token: str, request: Request) -> Response:
             message=view.texts["saved"] if saved else "",
             roads=roads if view.map is not None else [],
             chat=chat_view(request, session, order),
+            proof=proof_block(session, order, token),
         )
 
 

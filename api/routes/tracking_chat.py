@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import service_now
+from api.proofs import proof_block
 from api.routes.inbound import handle_message
 from api.routes.tracking import (
     _not_found,
@@ -229,6 +230,7 @@ def _page_with_chat(
         status_code=status,
         roads=roads if view.map is not None else [],
         chat=chat,
+        proof=proof_block(session, order, token),
     )
 
 

@@ -18,10 +18,10 @@ import json
 import logging
 import math
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import paho.mqtt.client as mqtt
@@ -29,14 +29,15 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from domain.geo import EARTH_RADIUS_M
 from domain.route_track import RouteTrack, route_track
-from telematics.mqtt import BrokerAddress, publish_checked
-from telematics.topics import (
-    ROUTES_WILDCARD,
-    legacy_topic,
-    parse_vehicle_topic,
-    route_topic,
-    vehicle_topic,
+from lastmile.demo.device_messages import (
+    DriverEvent,
+    Fix,
+    event_json,
+    fleet_json,
+    owntracks_json,
 )
+from telematics.mqtt import BrokerAddress, publish_checked
+from telematics.topics import ROUTES_WILDCARD, parse_vehicle_topic, route_topic
 
 log = logging.getLogger(__name__)
 
@@ -146,26 +147,6 @@ class Disruptions:
     slow_extra: timedelta = timedelta(minutes=30)
     #: Orders the driver cannot deliver (nobody at home).
     failed_stops: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Fix:
-    vehicle_id: str
-    at: datetime
-    lat: float
-    lon: float
-    speed_mps: float
-    organisation_id: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class DriverEvent:
-    vehicle_id: str
-    order_id: str
-    kind: str  # delivered | failed
-    at: datetime
-    reason: str = ""
-    organisation_id: str | None = None
 
 
 @dataclass
@@ -320,47 +301,13 @@ class Van:
         return Fix(self.route.vehicle_id, now, lat, lon, speed_mps, self.route.organisation_id)
 
 
-def fleet_json(fix: Fix) -> tuple[str, str]:
-    """(topic, payload) in our JSON."""
-    payload = {
-        "lat": round(fix.lat, 6),
-        "lon": round(fix.lon, 6),
-        "time": fix.at.timestamp(),
-        "speed_mps": round(fix.speed_mps, 1),
-        "accuracy_m": 8.0,
-    }
-    return _topic(fix.organisation_id, fix.vehicle_id, "position"), json.dumps(payload)
+class Device(Protocol):
+    """A van's device other than the simulator's own MQTT messages (the drivers' app on a
+    phone): it is handed the van's fixes and its driver's events."""
 
+    def fix(self, fix: Fix) -> None: ...
 
-def _topic(organisation_id: str | None, vehicle_id: str, kind: str) -> str:
-    if organisation_id is None:
-        return legacy_topic(vehicle_id, kind)
-    return vehicle_topic(organisation_id, vehicle_id, kind)
-
-
-def owntracks_json(fix: Fix, user: str, device: str) -> tuple[str, str]:
-    """(topic, payload) as the OwnTracks app sends it (``vel`` in km/h, ``tst`` epoch s)."""
-    payload = {
-        "_type": "location",
-        "lat": round(fix.lat, 6),
-        "lon": round(fix.lon, 6),
-        "tst": int(fix.at.timestamp()),
-        "vel": round(fix.speed_mps * 3.6),
-        "acc": 8,
-        "tid": device[-2:],
-    }
-    return f"owntracks/{user}/{device}", json.dumps(payload)
-
-
-def event_json(event: DriverEvent) -> tuple[str, str]:
-    payload: dict[str, Any] = {
-        "order_id": event.order_id,
-        "kind": event.kind,
-        "at": event.at.isoformat(),
-    }
-    if event.reason:
-        payload["reason"] = event.reason
-    return _topic(event.organisation_id, event.vehicle_id, "events"), json.dumps(payload)
+    def event(self, event: DriverEvent) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,6 +318,8 @@ class FleetConfig:
     owntracks: dict[str, tuple[str, str]] = field(default_factory=dict)
     #: Wall-clock seconds between simulation steps.
     tick_s: float = 0.1
+    #: Vans whose driver reports through another device (vehicle id -> it), not over MQTT.
+    devices: Mapping[str, Device] = field(default_factory=dict)
 
 
 class FleetSimulator:
@@ -483,13 +432,20 @@ class FleetSimulator:
             if van.phase == "done":
                 continue
             speed, events = van.step(now, dt_s, self.disruptions)
+            other = self.config.devices.get(van.route.vehicle_id)
             for event in events:
-                out.append(event_json(event))
+                if other is not None:
+                    other.event(event)
+                else:
+                    out.append(event_json(event))
                 if self.on_event is not None:
                     self.on_event(event)
             if van.next_fix_at is None or now >= van.next_fix_at:
                 van.next_fix_at = now + timedelta(seconds=self.config.fix_interval_s)
                 fix = van.fix(now, speed, self.config.noise_m)
-                device = self.config.owntracks.get(van.route.vehicle_id)
-                out.append(owntracks_json(fix, *device) if device else fleet_json(fix))
+                owntracks = self.config.owntracks.get(van.route.vehicle_id)
+                if other is not None:
+                    other.fix(fix)
+                else:
+                    out.append(owntracks_json(fix, *owntracks) if owntracks else fleet_json(fix))
         self._publish(out)

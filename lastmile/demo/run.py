@@ -41,8 +41,11 @@ from domain.problem import PlanningProblem
 from lastmile.demo import day as demo_day
 from lastmile.demo.clock import SimClock
 from lastmile.demo.customers import TextingCustomers
-from lastmile.demo.fleet import Disruptions, DriverEvent, FleetConfig, FleetSimulator
+from lastmile.demo.device_messages import DriverEvent
+from lastmile.demo.driver_phone import DriverPhone, device_key
+from lastmile.demo.fleet import Disruptions, FleetConfig, FleetSimulator
 from lastmile.demo.mailbox import Mailbox, free_port
+from lastmile.demo.options import SHOPS, DemoOptions
 from lastmile.demo.phones import Phones
 from lastmile.demo.screen import render
 from lastmile.demo.summary import settled, summary_line
@@ -65,33 +68,6 @@ LEAD = timedelta(minutes=5)
 URGENT_AFTER = timedelta(minutes=40)
 #: Wall-clock seconds the demo waits, once the vans are done, for the last messages.
 SETTLE_S = 15.0
-
-
-@dataclass
-class DemoOptions:
-    osm: Path | None = None
-    orders: int = 120
-    vehicles: int = 6
-    speed: float = 30.0
-    seed: int = 1
-    headless: bool = False
-    duration_s: float | None = None
-    time_limit_s: float = 5.0
-    port: int = 8000
-    data_dir: Path = Path("var/demo")
-    timezone: str = "Europe/Helsinki"
-    owntracks_vans: int = 2
-    #: Shops on the one broker and database: the second has the same van and order ids as
-    #: the first (its own day, seed + 1), and neither may see the other's (issue 17).
-    tenants: int = 1
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.tenants <= len(SHOPS):
-            raise ValueError(f"tenants must be 1-{len(SHOPS)}, not {self.tenants}")
-
-
-#: The shops' names, in order.
-SHOPS = ("Kauppa Demo", "Toinen Kauppa")
 
 
 @dataclass
@@ -160,6 +136,8 @@ class Demo:
         self.urgent: dict[str, Any] | None = None
         self.urgent_error: str | None = None
         self.urgent_done = threading.Event()
+        #: Drivers' apps on phones (--driver-app), closed with the demo.
+        self.phones_in_use: list[DriverPhone] = []
 
     def _say(self, text: str) -> None:
         self.day.say(self.clock(), self.zone, text)
@@ -265,7 +243,7 @@ class Demo:
             for line in said.values():
                 self._say(f"today: {line}")
             for shop in shops:
-                self._start_fleet(app, shop, disruptions if shop is first else Disruptions())
+                self._start_fleet(app, base, shop, disruptions if shop is first else None)
             dispatcher = first.client.post("/v1/keys", json={"role": "dispatcher"}).json()["key"]
             tokens = self._tokens(
                 app, first.org_id, [r["stops"][0]["order_id"] for r in routes[:3]]
@@ -274,6 +252,8 @@ class Demo:
             self.clock.run()
             result = self._watch(app, shops, mailbox)
             result.update(summary_line(app, first.org_id))
+            for phone in self.phones_in_use:
+                result["driver_app"] = {"vehicle": phone.vehicle_id, "taps": phone.taps}
             if o.tenants > 1:
                 result["tenants"] = [
                     {"shop": shop.name, **summary_line(app, shop.org_id)} for shop in shops
@@ -286,6 +266,8 @@ class Demo:
             for shop in shops:
                 if shop.fleet is not None:
                     shop.fleet.stop()
+            for phone in self.phones_in_use:
+                phone.stop()
             server.should_exit = True
             thread.join(timeout=30)
             mailbox.stop()
@@ -329,19 +311,32 @@ class Demo:
             self._say(f"{prefix}left out {order_id}: {reason}")
         return _Shop(name, org_id, client, problem, dispatched, webhooks)
 
-    def _start_fleet(self, app: Any, shop: _Shop, disruptions: Disruptions) -> None:
-        """The shop's vans (some as OwnTracks phones) on the road, on its own topics."""
+    def _start_fleet(
+        self, app: Any, base: str, shop: _Shop, disruptions: Disruptions | None
+    ) -> None:
+        """The shop's vans (some as OwnTracks phones; with --driver-app, the first shop's next
+        van through the drivers' app) on the road, on its own topics."""
         o = self.options
         routes = shop.dispatched.routes
+        app_van = routes[-1]["vehicle_id"] if o.driver_app and disruptions is not None else None
         owntracks = {
             r["vehicle_id"]: demo_day.register_owntracks(shop.client, r["vehicle_id"], "phone")
             for r in routes[: o.owntracks_vans]
+            if r["vehicle_id"] != app_van
         }
+        devices: dict[str, DriverPhone] = {}
+        if app_van is not None:
+            van = app_van
+            key = device_key(shop.client, van)
+            phone = DriverPhone(base, van, key, self.clock, o.speed, self._say)
+            phone.start()
+            self.phones_in_use.append(phone)
+            devices[van] = phone
         fleet = FleetSimulator(
             app.state.mqtt.broker,
             self.clock,
-            disruptions,
-            FleetConfig(owntracks=owntracks),
+            disruptions or Disruptions(),
+            FleetConfig(owntracks=owntracks, devices=devices),
             seed=o.seed,
             on_event=self._on_driver_event,
             organisation_id=shop.org_id,

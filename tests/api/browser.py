@@ -72,16 +72,12 @@ def _free_port() -> int:
 
 
 @contextmanager
-def live_service(data_dir: Path) -> Iterator[LiveService]:
-    """The service on SQLite, MQTT and sender off, served by uvicorn on a free port."""
+def live_service(data_dir: Path, **overrides: Any) -> Iterator[LiveService]:
+    """The service on SQLite, MQTT and sender off unless ``overrides`` (more settings) say
+    otherwise, served by uvicorn on a free port."""
     url = f"sqlite:///{data_dir / 'lastmile.db'}"
-    settings = Settings(
-        data_dir=data_dir,
-        database_url=url,
-        plan_time_limit_s=1.0,
-        mqtt=False,
-        sender_enabled=False,
-    )
+    options: dict[str, Any] = {"mqtt": False, "sender_enabled": False, **overrides}
+    settings = Settings(data_dir=data_dir, database_url=url, plan_time_limit_s=1.0, **options)
     app = create_app(settings)
     port = _free_port()
     server = uvicorn.Server(

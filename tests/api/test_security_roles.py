@@ -41,6 +41,8 @@ pytestmark = pytest.mark.security
 ROLES = ("dispatcher", "support", "device", "admin")
 #: What _call puts in every path parameter; the matrix's device key is for this vehicle.
 DUMMY_ID = "nope-1"
+#: The drivers' app's routes (under a vehicle: 404 for any key but the vehicle's own).
+DRIVERS_APP = tuple(f"/v1/vehicles/{{vehicle_id}}/{rest}" for rest in ("stops", "actions"))
 #: Operations anyone may call, and why that is safe.
 PUBLIC: dict[tuple[str, str], str] = {
     ("GET", "/healthz"): "liveness probe: answers ok, nothing else",
@@ -52,6 +54,9 @@ PUBLIC: dict[tuple[str, str], str] = {
     ("GET", "/osmand"): "OsmAnd / Traccar Client send no API key; the device identifier the "
     "server issued (128 random bits, test_security_tenancy) is what identifies the vehicle",
     ("POST", "/osmand"): "as GET /osmand",
+    ("GET", "/driver"): "the drivers' app's shell: no data until a device key signs in",
+    ("GET", "/driver/sw.js"): "the app's service worker: static code",
+    ("GET", "/driver/manifest.webmanifest"): "the app's manifest: static",
 }
 #: Routes outside the schema that check a credential themselves, and which roles they admit
 #: (None: not an API key at all).
@@ -62,6 +67,9 @@ OWN_AUTH: dict[tuple[str, str], tuple[str, ...] | None] = {
     # The tracking page's chat: the token is the credential (test_tracking_chat).
     ("GET", "/t/{token}/messages"): None,
     ("POST", "/t/{token}/messages"): None,
+    # The proof shown on the tracking page: the token again (test_driver_api).
+    ("GET", "/t/{token}/proof/photo"): None,
+    ("GET", "/t/{token}/proof/signature"): None,
     # The login form; the data needs a live session (test_dashboard_sessions).
     ("GET", "/dashboard"): None,
     ("POST", "/dashboard/login"): None,  # checks the key it is given, as the API does
@@ -217,6 +225,8 @@ def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Keyed]:
             state: Any = s.client.app.state  # type: ignore[attr-defined]
             state.dashboard_poll_s = 0.02
             state.dashboard_stream_max_s = 0.1
+            state.driver_poll_s = 0.02
+            state.driver_stream_max_s = 0.1
             for vehicle in (DUMMY_ID, "other-1"):
                 body = {"id": vehicle, "start": {"lat": 60.17, "lon": 24.94}, "shift": SHIFT}
                 r = s.client.post("/v1/vehicles", json=body, headers=s.headers())
@@ -295,8 +305,11 @@ def test_a_device_key_is_refused_for_another_vehicle(keyed: Keyed, op: Operation
     authorisation with: 403 for another vehicle's device key and for one bound to none."""
     client = keyed.service.client
     assert _call(client, op, keyed.keys["device"]) not in (401, 403)
+    # The drivers' app's own routes answer as for an unknown vehicle (ADR 0030): a phone
+    # learns nothing of another van, not even that it exists.
+    refused = 404 if op.path.startswith(DRIVERS_APP) else 403
     for name in ("other vehicle's device", "unbound device"):
-        assert _call(client, op, keyed.keys[name]) == 403, name
+        assert _call(client, op, keyed.keys[name]) == refused, name
 
 
 @pytest.mark.integration

@@ -6,10 +6,14 @@ import json
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 from typer.testing import CliRunner
 
 from lastmile.cli import app
 from lastmile.demo.summary import SUMMARY_KEYS
+from store.db import make_engine, session_factory
+from store.schema import DeliveryProofRow, VehicleRow
+from tests.api.browser import chromium_path
 
 runner = CliRunner()
 
@@ -298,3 +302,45 @@ def test_plan_our_format_bad_input_lists_fields(tmp_path: Path) -> None:
     result = runner.invoke(app, ["plan", str(bad)])
     assert result.exit_code == 2
     assert "orders.0.location.lat" in result.output
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+@pytest.mark.browser
+def test_demo_with_one_driver_on_the_drivers_app(tmp_path: Path) -> None:
+    """Issue 20: one van's driver uses the drivers' web app in a headless Chromium (its GPS
+    emulated from the van's drive, its deliveries tapped with a name and a signature); the day
+    completes, and that van's deliveries carry the app's proof."""
+    chromium_path()  # skips (fails in CI) without Chromium
+    result = runner.invoke(
+        app,
+        [
+            "demo",
+            "--headless",
+            "--driver-app",
+            "--orders", "12",
+            "--vehicles", "2",
+            "--speed", "120",
+            "--time-limit", "1",
+            "--duration", "240",
+            "--port", "0",
+            "--data-dir", str(tmp_path),
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["day_finished"] is True
+    assert summary["delivered"] + summary["failed"] == summary["orders"]
+    van = summary["driver_app"]["vehicle"]
+    assert summary["driver_app"]["taps"] >= 1
+    engine = make_engine(f"sqlite:///{tmp_path / 'lastmile.db'}")
+    try:
+        with session_factory(engine)() as session:
+            proofs = session.scalars(
+                select(DeliveryProofRow.kind)
+                .join(VehicleRow, VehicleRow.id == DeliveryProofRow.vehicle_id)
+                .where(VehicleRow.external_id == van)
+            ).all()
+    finally:
+        engine.dispose()
+    assert len(proofs) == summary["driver_app"]["taps"]

@@ -11,16 +11,8 @@ import numpy as np
 import pytest
 
 from lastmile.demo.clock import SimClock
-from lastmile.demo.fleet import (
-    Disruptions,
-    DriverEvent,
-    Jam,
-    Van,
-    event_json,
-    fleet_json,
-    owntracks_json,
-    route_from_message,
-)
+from lastmile.demo.device_messages import DriverEvent, event_json, fleet_json, owntracks_json
+from lastmile.demo.fleet import Disruptions, Jam, Van, route_from_message
 from telematics.decoders import decode_fleet_json, decode_owntracks
 
 LAT0, LON0 = 60.17, 24.90
