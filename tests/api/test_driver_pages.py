@@ -86,6 +86,9 @@ def test_the_shell_is_installable_and_runs_only_our_own_scripts(app: Service) ->
     assert page.inline_handlers == []
     sources = [str(s["src"]) for s in page.scripts if s.get("src")]
     assert sources[-1] == "/static/driver/app.js"
+    # Every script of the app is loaded (the service worker is registered, not loaded).
+    scripts = {f"/static/driver/{p.name}" for p in DRIVER_STATIC.glob("*.js") if p.name != "sw.js"}
+    assert scripts <= set(sources)
     assert "/static/vendor/leaflet/leaflet.js" in sources
     for link in page.links:
         href = str(link["href"])
@@ -174,7 +177,11 @@ def test_the_texts_are_complete_in_all_six_languages() -> None:
 def test_every_text_the_app_asks_for_exists() -> None:
     """The keys the scripts and the shell name, directly or by prefix (status_, reason_...)."""
     english = json.loads((I18N / "en.json").read_text(encoding="utf-8"))
-    script = (DRIVER_STATIC / "app.js").read_text(encoding="utf-8")
+    script = "\n".join(
+        path.read_text(encoding="utf-8")
+        for path in sorted(DRIVER_STATIC.glob("*.js"))
+        if path.name != "sw.js"
+    )
     template = TEMPLATE.read_text(encoding="utf-8")
     named = set(re.findall(r'\b(?:t|announce|formProblem)\("([a-z_]+)"', script))
     named |= set(re.findall(r'data-i18n(?:-label)?="([a-z_]+)"', template))
