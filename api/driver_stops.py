@@ -145,11 +145,13 @@ def _proof(order: OrderRow, row: DeliveryProofRow | None) -> StopProofOut | None
 
 
 def route_version(body: StopsOut) -> str:
-    """A short hash of what the driver acts on: everything but the live ETAs and the route's
-    line (the plan's id stands for it)."""
+    """A short hash of what the driver sees: everything but the route's line (the plan's id
+    stands for it), the live ETAs to the minute (the phone shows minutes: a change of a few
+    seconds is no news, a change of a minute is)."""
     data = body.model_dump(mode="json", exclude={"route_version", "geometry"})
     for stop in data["stops"]:
-        stop.pop("eta", None)
+        eta = stop.get("eta")
+        stop["eta"] = eta[:16] if isinstance(eta, str) else None
     text = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
@@ -157,8 +159,8 @@ def route_version(body: StopsOut) -> str:
 def stops_view(
     session: Session, vehicle: VehicleRow, *, geometry: bool = True, mqtt: MqttOut | None = None
 ) -> StopsOut:
-    """The vehicle's stops now. ``geometry`` False: without the route's line and the live
-    ETAs, for the version alone (the live stream reads it every few seconds)."""
+    """The vehicle's stops now. ``geometry`` False: without the route's line, for the version
+    alone (the live stream reads it every few seconds)."""
     organisation = session.get(Organisation, vehicle.organisation_id)
     branding = (organisation.branding if organisation is not None else None) or {}
     support_phone = str(branding.get("support_phone") or "") or None
@@ -185,7 +187,7 @@ def stops_view(
         row_ids = [o.id for o in orders.values()]
         arrived = _arrived(session, vehicle, plan.id, row_ids)
         proofs = latest_proofs(session, vehicle.organisation_id, row_ids)
-        progress = session.get(ProgressRow, vehicle.id) if geometry else None
+        progress = session.get(ProgressRow, vehicle.id)
         etas: dict[str, float] = {}
         if progress is not None and progress.plan_id == plan.id:
             etas = {e[0]: e[1] for e in (progress.state or {}).get("etas", [])}

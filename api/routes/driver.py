@@ -93,7 +93,7 @@ def get_stops(
     vehicle_id: VehicleId, caller: Driver, session: SessionDep, request: Request
 ) -> Response:
     """``ETag`` is the route_version: it changes when the stops, their order, status or
-    instructions do (not with each live ETA)."""
+    instructions do, or a live ETA moves by a minute."""
     mqtt = mqtt_offer(request, caller.organisation_id, vehicle_id)
     body = stops_view(session, _vehicle(session, caller, vehicle_id), mqtt=mqtt)
     headers = {"ETag": f'"{body.route_version}"', "Cache-Control": "private, no-cache"}

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.api.driver_fleet import Fleet, driver_fleet
 from tests.api.service import Service, running
 from tests.api.smtp_server import SmtpServer
 
@@ -29,3 +30,9 @@ def smtp() -> Iterator[SmtpServer]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def fleet(service: Service) -> Fleet:
+    """The drivers' app's small fleet (tests/api/driver_fleet.py)."""
+    return driver_fleet(service)

@@ -12,8 +12,7 @@ import threading
 import time
 import uuid
 import zlib
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -22,14 +21,10 @@ from sqlalchemy import func, select
 from store.db import make_engine, session_factory
 from store.repo import create_organisation
 from store.schema import DeliveryProofRow, EventRow, OrderRow, OutboxRow
+from tests.api.driver_fleet import ADDRESS_A, DEPOT, PLACES, Fleet, shift
 from tests.api.live_state import tracking_token
-from tests.api.service import Service
 
 pytestmark = pytest.mark.integration
-
-DEPOT = {"lat": 60.1699, "lon": 24.9384}
-PLACES = {"a": (60.1665, 24.9433), "b": (60.1700, 24.9500)}
-ADDRESS_A = "Mannerheimintie 1 A 5, 00100 Helsinki"
 
 
 def png(width: int = 2, height: int = 1) -> bytes:
@@ -55,81 +50,6 @@ JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01" + bytes(range(256)) * 4 + b"\
 
 def data_url(content_type: str, data: bytes) -> str:
     return f"data:{content_type};base64,{base64.b64encode(data).decode()}"
-
-
-def _shift() -> dict[str, str]:
-    """Under way now (the delivered message must not be stale when it is queued)."""
-    now = datetime.now(UTC)
-    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    start = max(now - timedelta(hours=2), midnight)
-    return {"start": start.isoformat(), "end": (now + timedelta(hours=8)).isoformat()}
-
-
-@dataclass
-class Fleet:
-    s: Service
-    #: v1's own device key; v1 drives orders a and b.
-    key: str
-    #: The device key of v2, a vehicle of the same organisation with no route.
-    other_vehicle_key: str
-    route: list[str]
-    window_a: dict[str, str]
-
-    def get(self, path: str, key: str | None = None, **kwargs: Any) -> Any:
-        return self.s.client.get(path, headers=self.s.headers(key or self.key), **kwargs)
-
-    def act(self, body: dict[str, Any], key: str | None = None) -> Any:
-        return self.s.client.post(
-            "/v1/vehicles/v1/actions", json=body, headers=self.s.headers(key or self.key)
-        )
-
-
-def _post(s: Service, path: str, body: dict[str, Any]) -> None:
-    r = s.client.post(path, json=body, headers=s.headers())
-    assert r.status_code in (200, 201), r.text
-
-
-@pytest.fixture
-def fleet(service: Service) -> Fleet:
-    s = service
-    now = datetime.now(UTC)
-    window_a = {"start": now.isoformat(), "end": (now + timedelta(hours=7)).isoformat()}
-    _post(s, "/v1/depots", {"id": "d1", "location": DEPOT})
-    _post(s, "/v1/vehicles", {"id": "v1", "depot_id": "d1", "shift": _shift()})
-    for oid, (lat, lon) in PLACES.items():
-        _post(
-            s,
-            "/v1/orders",
-            {
-                "id": oid,
-                "location": {"lat": lat, "lon": lon},
-                "service_s": 120,
-                "windows": [window_a] if oid == "a" else [],
-                "address": ADDRESS_A if oid == "a" else "",
-                "contact": {
-                    "name": f"Customer {oid}",
-                    "phone": "+358 40 123 4567",
-                    "email": f"{oid}@example.com",
-                },
-                "channels": ["email"],
-            },
-        )
-    r = s.client.post("/v1/plans", json={"time_limit_s": 0.5}, headers=s.headers())
-    plan = s.wait(r.json()["plan_id"])
-    assert plan["status"] == "succeeded", plan
-    r = s.client.post(f"/v1/plans/{plan['id']}/dispatch", headers=s.headers())
-    assert r.status_code == 200, r.text
-    [route] = plan["plan"]["routes"]
-    # Made after the dispatch: on no route.
-    _post(s, "/v1/vehicles", {"id": "v2", "depot_id": "d1", "shift": _shift()})
-    _post(s, "/v1/orders", {"id": "c", "location": {"lat": 60.168, "lon": 24.944}})
-    return Fleet(
-        s,
-        s.key("device", "v1"),
-        s.key("device", "v2"),
-        [stop["order_id"] for stop in route["stops"]],
-        window_a,
-    )
 
 
 def _action(order_id: str, kind: str = "delivered", **fields: Any) -> dict[str, Any]:
@@ -271,7 +191,7 @@ def test_other_keys_get_the_unknown_vehicles_404(fleet: Fleet) -> None:
     # The other organisation has a vehicle named v1 too; its key is bound to that one.
     r = s.client.post(
         "/v1/vehicles",
-        json={"id": "v1", "start": DEPOT, "shift": _shift()},
+        json={"id": "v1", "start": DEPOT, "shift": shift()},
         headers=s.headers(other_admin),
     )
     assert r.status_code == 201, r.text
