@@ -33,8 +33,8 @@ class Held(Protocol):
     def release(self) -> None: ...
 
 
-def sse_event(data: State) -> str:
-    return f"event: update\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+def sse_event(data: State, name: str = "update") -> str:
+    return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
 def change_stream(
@@ -46,16 +46,18 @@ def change_stream(
     max_s: float = STREAM_MAX_S,
     final: Callable[[State], bool] = lambda _state: False,
     hold: Held | None = None,
+    event: str = "update",
 ) -> StreamingResponse:
     """Stream ``first``, then each new ``snapshot()`` (run in a worker thread) that differs
     from the last one sent, until ``final`` says the state will not change again, the
     snapshot is gone (None), the client leaves or ``max_s`` has passed. ``hold``: its
-    heartbeat on every poll, its release at the end (also when the client left mid-poll)."""
+    heartbeat on every poll, its release at the end (also when the client left mid-poll).
+    ``event``: the events' name, what the page listens for."""
 
     async def stream() -> AsyncIterator[str]:
         try:
             last = first
-            yield "retry: 5000\n" + sse_event(first)
+            yield "retry: 5000\n" + sse_event(first, event)
             started = quiet_since = time.monotonic()
             while not final(last) and time.monotonic() - started < max_s:
                 await asyncio.sleep(poll_s)
@@ -69,7 +71,7 @@ def change_stream(
                 if now != last:
                     last = now
                     quiet_since = time.monotonic()
-                    yield sse_event(now)
+                    yield sse_event(now, event)
                 elif time.monotonic() - quiet_since >= KEEP_ALIVE_S:
                     quiet_since = time.monotonic()
                     yield ": keep-alive\n\n"

@@ -14,14 +14,10 @@ customer notifications and the dashboard follow exactly as they do for it.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
-import time
-from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-import anyio
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from sqlalchemy import select
@@ -38,8 +34,8 @@ from api.errors import ApiError, not_found
 from api.proof_images import PHOTO_MAX_BYTES, PHOTO_TYPES, SIGNATURE_MAX_BYTES, SIGNATURE_TYPES
 from api.proof_images import decode_image as _decode
 from api.schemas import ErrorBody
-from api.sse import KEEP_ALIVE_S, POLL_S, STREAM_MAX_S
-from api.stream_caps import RETRY_AFTER_S, Slot, StreamCaps
+from api.sse import POLL_S, STREAM_MAX_S, change_stream
+from api.stream_caps import RETRY_AFTER_S, StreamCaps
 from store.proof_files import ProofFiles, ProofFilesError
 from store.schema import ApiKey, DeliveryProofRow, EventRow, OrderRow, VehicleRow
 from telematics.ingest import order_on_route, record_driver_event
@@ -118,10 +114,6 @@ def _version(request: Request, caller: Caller, vehicle_id: str) -> str | None:
         return stops_view(session, vehicle, geometry=False, mqtt=mqtt).route_version
 
 
-def _route_event(version: str) -> str:
-    return f"event: route\ndata: {json.dumps({'route_version': version})}\n\n"
-
-
 @router.get(
     "/v1/vehicles/{vehicle_id}/stops/events",
     summary="Server-sent events: `route` with the route_version at once and when it changes.",
@@ -147,46 +139,20 @@ async def stop_events(vehicle_id: VehicleId, caller: Driver, request: Request) -
         )
     poll_s: float = getattr(state, "driver_poll_s", POLL_S)
     max_s: float = getattr(state, "driver_stream_max_s", STREAM_MAX_S)
-    return StreamingResponse(
-        _versions(request, caller, vehicle_id, first, slot, poll_s, max_s),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+
+    def version() -> dict[str, str] | None:
+        found = _version(request, caller, vehicle_id)
+        return None if found is None else {"route_version": found}
+
+    return change_stream(
+        request,
+        {"route_version": first},
+        version,
+        poll_s=poll_s,
+        max_s=max_s,
+        hold=slot,
+        event="route",
     )
-
-
-async def _versions(
-    request: Request,
-    caller: Caller,
-    vehicle_id: str,
-    first: str,
-    slot: Slot,
-    poll_s: float,
-    max_s: float,
-) -> AsyncIterator[str]:
-    """As :func:`api.sse.change_stream`, with the ``route`` event the app listens for."""
-    try:
-        last = first
-        yield "retry: 5000\n" + _route_event(first)
-        started = quiet_since = time.monotonic()
-        while time.monotonic() - started < max_s:
-            await asyncio.sleep(poll_s)
-            if await request.is_disconnected():
-                return
-            await run_in_threadpool(slot.heartbeat)
-            now = await run_in_threadpool(_version, request, caller, vehicle_id)
-            if now is None:
-                return
-            if now != last:
-                last = now
-                quiet_since = time.monotonic()
-                yield _route_event(now)
-            elif time.monotonic() - quiet_since >= KEEP_ALIVE_S:
-                quiet_since = time.monotonic()
-                yield ": keep-alive\n\n"
-    finally:
-        # Shielded: a stream whose client left still gives its slot back.
-        with anyio.CancelScope(shield=True):
-            await run_in_threadpool(slot.release)
 
 
 def _digest(body: ActionIn) -> str:
