@@ -21,93 +21,11 @@ from sqlalchemy.orm import Session
 from api.driver_stops import latest_proofs
 from api.schemas import SupportProofOut
 from api.settings import Settings
-from notify.render import resolve_locale
+from notify.render import catalogue, resolve_locale
 from store.proof_files import ProofFiles, open_proof_files
 from store.schema import DeliveryProofRow, OrderRow, VehicleRow
 
 Part = Literal["photo", "signature"]
-
-#: The proof block's words, by shipped language (English for any other).
-TEXTS: dict[str, dict[str, str]] = {
-    "en": {
-        "heading": "Proof of delivery",
-        "delivered": "Delivered",
-        "failed": "Delivery attempted",
-        "recipient": "Received by",
-        "reason": "Reason",
-        "photo": "Photo taken by the driver",
-        "signature": "Signature",
-        "not_home": "Nobody was at home",
-        "refused": "The delivery was refused",
-        "address_not_found": "The address could not be found",
-        "access": "The driver could not get in",
-    },
-    "es": {
-        "heading": "Prueba de entrega",
-        "delivered": "Entregado",
-        "failed": "Intento de entrega",
-        "recipient": "Recibido por",
-        "reason": "Motivo",
-        "photo": "Foto tomada por el repartidor",
-        "signature": "Firma",
-        "not_home": "No había nadie en casa",
-        "refused": "Se rechazó la entrega",
-        "address_not_found": "No se encontró la dirección",
-        "access": "El repartidor no pudo acceder",
-    },
-    "fr": {
-        "heading": "Preuve de livraison",
-        "delivered": "Livré",
-        "failed": "Tentative de livraison",
-        "recipient": "Reçu par",
-        "reason": "Motif",
-        "photo": "Photo prise par le livreur",
-        "signature": "Signature",
-        "not_home": "Personne n'était présent",
-        "refused": "La livraison a été refusée",
-        "address_not_found": "L'adresse est introuvable",
-        "access": "Le livreur n'a pas pu accéder",
-    },
-    "it": {
-        "heading": "Prova di consegna",
-        "delivered": "Consegnato",
-        "failed": "Tentativo di consegna",
-        "recipient": "Ricevuto da",
-        "reason": "Motivo",
-        "photo": "Foto scattata dal corriere",
-        "signature": "Firma",
-        "not_home": "Non c'era nessuno in casa",
-        "refused": "La consegna è stata rifiutata",
-        "address_not_found": "L'indirizzo non è stato trovato",
-        "access": "Il corriere non è riuscito ad accedere",
-    },
-    "nl": {
-        "heading": "Bewijs van aflevering",
-        "delivered": "Afgeleverd",
-        "failed": "Bezorgpoging",
-        "recipient": "Ontvangen door",
-        "reason": "Reden",
-        "photo": "Foto van de bezorger",
-        "signature": "Handtekening",
-        "not_home": "Er was niemand thuis",
-        "refused": "De levering is geweigerd",
-        "address_not_found": "Het adres is niet gevonden",
-        "access": "De bezorger kon niet naar binnen",
-    },
-    "ru": {
-        "heading": "Подтверждение доставки",
-        "delivered": "Доставлено",
-        "failed": "Попытка доставки",
-        "recipient": "Получатель",
-        "reason": "Причина",
-        "photo": "Фото курьера",
-        "signature": "Подпись",
-        "not_home": "Никого не было дома",
-        "refused": "От доставки отказались",
-        "address_not_found": "Адрес не найден",
-        "access": "Курьер не смог попасть внутрь",
-    },
-}
 
 
 def proof_files_for(settings: Settings) -> ProofFiles:
@@ -166,7 +84,7 @@ def proof_block(session: Session, order: OrderRow, token: str) -> ProofBlock | N
     if row is None:
         return None
     language, locale = resolve_locale(order.language)
-    texts = TEXTS.get(language, TEXTS["en"])
+    texts: dict[str, str] = catalogue(language)["proof"]
     at: datetime = row.at
     return ProofBlock(
         texts=texts,
