@@ -123,7 +123,14 @@ def _day(s: Service) -> tuple[list[str], str]:
 
 def _paths(s: Service, plan_id: str) -> list[str]:
     """Every GET in the schema with real ids, and the GETs outside it."""
-    ids = {"{vehicle_id}": "v1", "{order_id}": "S-1", "{plan_id}": plan_id}
+    organisation = s.client.get("/v1/organisation", headers=s.headers()).json()["id"]
+    ids = {
+        "{vehicle_id}": "v1",
+        "{order_id}": "S-1",
+        "{plan_id}": plan_id,
+        "{organisation_id}": organisation,
+        "{part}": "photo",
+    }
     query = {"/v1/support/lookup": "?q=S-1", "/v1/reports/wismo": "?days=7"}
     schema = s.client.get("/openapi.json").json()
     paths = []

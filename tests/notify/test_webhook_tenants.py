@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -214,9 +215,18 @@ def test_the_migration_removes_receivers_answers_already_recorded(tmp_path: Path
         org = Organisation(name="O")
         session.add(org)
         session.flush()
-        order = OrderRow(organisation_id=org.id, external_id="x", lat=0, lon=0, tracking_token="t")
-        session.add(order)
-        session.flush()
+        # The orders table as it was at 0006 (the ORM's has columns added since).
+        order = SimpleNamespace(id="order-x")
+        session.execute(
+            text(
+                "INSERT INTO orders (id, organisation_id, external_id, lat, lon, windows, "
+                "service_s, demand, skills, priority, optional, customer_ref, contact_name, "
+                "contact_phone, contact_email, language, timezone, channels, status, "
+                "tracking_token, created_at) VALUES (:id, :org, 'x', 0, 0, '[]', 0, '[]', "
+                "'[]', 0, 0, '', '', '', '', 'en', 'UTC', '[]', 'open', 't', :at)"
+            ),
+            {"id": order.id, "org": org.id, "at": T0.isoformat()},
+        )
         for channel, error in quoted.items():
             row = OutboxRow(
                 organisation_id=org.id,
