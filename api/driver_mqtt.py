@@ -13,13 +13,17 @@ Which broker, and what it checks of a phone, is said honestly:
   service on a loopback address, since it listens on 127.0.0.1 and a phone elsewhere could
   not reach it; ``username`` is null and the app sends no credentials, as there is nothing
   to check them: anyone on this machine may publish any vehicle's topic there.
-- **An external broker** (``mqtt_ws_url``, for the broker of ``mqtt_url``) must recognise a
-  phone by its device key: user name the key's id (``lm_<id>_...``, as the service looks keys
-  up) and password the key, publishing its own vehicle's position topic only. The password
-  file of ``lastmile devices export-mosquitto`` (ADR 0014) holds device registrations, whose
-  passwords the service never knows, not API keys: a broker set up with it alone refuses the
-  phone (bad user name or password), and the app keeps sending over HTTP, losing nothing.
-  An auth plugin asking the service would close that gap; none ships yet.
+- **An external broker** (``mqtt_ws_url``, for the broker of ``mqtt_url``) recognises a
+  phone by its device key: user name the key's prefix (the ``<prefix>`` of
+  ``lm_<prefix>_...``, as the service looks keys up) and password the key. A device key
+  bound to a vehicle is stored with its Mosquitto hash (``api_keys.mqtt_hash``, PBKDF2
+  ``$7$``; never the key itself), so the password file of ``lastmile devices
+  export-mosquitto`` (ADR 0014) holds an account for it that may publish its own vehicle's
+  position topic and read nothing (telematics/acl.py). With ``LASTMILE_MOSQUITTO_ACL_DIR``
+  the service exports the files again and reloads the broker when such a key is created or
+  revoked; else the export is run by hand after it. A key made before that hash was stored
+  has no account: the broker refuses it and the app keeps sending over HTTP, losing
+  nothing (replace the key to publish over MQTT).
 
 The topic is the vehicle's organisation-scoped position topic in our JSON
 (telematics/topics.py), the one the ingester subscribes to.

@@ -30,10 +30,10 @@ class Settings(BaseSettings):
         None,
         description="The broker of mqtt_url as drivers' phones reach it over WebSockets "
         "(wss://broker.example/mqtt): the drivers' web app publishes fixes there, else over "
-        "HTTP. The broker must take user name = the device key's id (lm_<id>_...) and password "
-        "= the key, and let it publish its vehicle's position topic only; the files of "
-        "`lastmile devices export-mosquitto` hold device registrations, not keys, so that takes "
-        "an auth plugin (api/driver_mqtt.py). A phone refused keeps sending over HTTP. Unset: "
+        "HTTP. The phone connects with user name = its device key's prefix (lm_<prefix>_...) "
+        "and password = the key; the files of `lastmile devices export-mosquitto` (and "
+        "mosquitto_acl_dir) hold that account, allowed its vehicle's position topic only "
+        "(api/driver_mqtt.py). A phone refused keeps sending over HTTP. Unset: "
         "the private broker's own WebSocket listener, for a phone on this machine only.",
     )
     mosquitto_acl_dir: Path | None = Field(

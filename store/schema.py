@@ -84,6 +84,10 @@ class ApiKey(Base):
     vehicle_id: Mapped[str | None] = mapped_column(
         ForeignKey("vehicles.id"), index=True, default=None
     )
+    #: A device key's Mosquitto password hash (PBKDF2-SHA512 ``$7$``), so the exported
+    #: password file lets the drivers' app publish over MQTT with the key (ADR 0014); None
+    #: for other roles and for keys made before revision 0014. The key itself is never stored.
+    mqtt_hash: Mapped[str | None] = mapped_column(String(200), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
 

@@ -1,12 +1,14 @@
-"""Mosquitto password and ACL files for the registered devices (``lastmile devices
-export-mosquitto``; ADR 0014).
+"""Mosquitto password and ACL files for the registered devices and the drivers' app's device
+keys (``lastmile devices export-mosquitto``; ADR 0014).
 
-Each device may publish only to its own vehicle's topics and read only its own route; the
+Each device may publish only to its own vehicle's topics and read only its own route; a
+device API key bound to a vehicle (the drivers' app publishing the phone's GPS,
+api/driver_mqtt.py) may publish only its vehicle's position topic and read nothing; the
 service account reads every device topic and publishes routes and customer pushes. Nothing
 else is granted to anyone: Mosquitto denies what no ``topic`` line allows.
 
-Device passwords are never known here: the store keeps only their PBKDF2-SHA512 hashes, in
-Mosquitto's own ``$7$`` format, which go into the password file as they are.
+Passwords and keys are never known here: the store keeps only their PBKDF2-SHA512 hashes,
+in Mosquitto's own ``$7$`` format, which go into the password file as they are.
 """
 
 from __future__ import annotations
@@ -19,14 +21,14 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from notify.channels.push import TOPIC as PUSH_TOPIC
-from store.schema import DeviceRow, VehicleRow
+from store.schema import ApiKey, DeviceRow, VehicleRow
 from store.secrets import hash_device_password, new_device_password
 from telematics.mqtt import TOPICS, BrokerAddress
 from telematics.topics import (
@@ -76,6 +78,20 @@ class DeviceEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class KeyEntry:
+    """A live device API key bound to a vehicle, with its Mosquitto hash: the account the
+    drivers' app connects with (api/driver_mqtt.py)."""
+
+    key_id: str
+    organisation_id: str
+    vehicle: str
+    #: The key's lookup prefix (``lm_<prefix>_...``): the user name ``mqtt_offer`` gives the
+    #: app, which it sends with the key as password.
+    username: str
+    password_hash: str
+
+
+@dataclass(frozen=True, slots=True)
 class MqttAccount:
     username: str
     password_hash: str
@@ -86,11 +102,13 @@ class MqttAccount:
 
 @dataclass(frozen=True, slots=True)
 class Skipped:
-    """A device left out of the files (it cannot connect until the reason is fixed)."""
+    """A device or device key left out of the files (it cannot connect until the reason is
+    fixed); ``device_id`` is the key's id for a key."""
 
     device_id: str
     username: str
     reason: str
+    kind: str = "device"
 
 
 def topic_segment_problem(text: str) -> str | None:
@@ -157,6 +175,23 @@ def device_account(device: DeviceEntry, *, legacy: bool = False) -> MqttAccount:
     )
 
 
+def key_account(key: KeyEntry) -> MqttAccount:
+    """The drivers' app's account: publish its vehicle's positions under its organisation
+    and nothing else. It reads nothing (the app gets its stops and route over HTTP) and has
+    no deprecated un-prefixed topic (the app never published there)."""
+    check_username(key.username)
+    check_password_hash(key.password_hash)
+    _check_segment("vehicle id", key.vehicle)
+    _check_segment("organisation id", key.organisation_id)
+    return MqttAccount(
+        key.username,
+        key.password_hash,
+        read=(),
+        write=(vehicle_topic(key.organisation_id, key.vehicle, "position"),),
+        comment=f"device key {key.key_id}: vehicle {key.vehicle}, the drivers' app",
+    )
+
+
 def service_account(username: str, password_hash: str) -> MqttAccount:
     check_username(username)
     check_password_hash(password_hash)
@@ -173,31 +208,42 @@ def plan_accounts(
     service: MqttAccount,
     devices: Sequence[DeviceEntry],
     ambiguous_vehicles: Iterable[str] = (),
+    keys: Sequence[KeyEntry] = (),
 ) -> tuple[list[MqttAccount], list[Skipped]]:
-    """The accounts to write (the service first) and the devices left out, with why.
+    """The accounts to write (the service first, then devices, then device keys) and those
+    left out, with why.
 
     Every device gets its organisation's topics. The deprecated un-prefixed topics are granted
     too, for devices set up before the organisation was in the topic, but only for a vehicle
     id no other organisation uses (the ingester refuses such a vehicle's un-prefixed fixes as
     ambiguous). An OwnTracks topic claimed by two vehicles is left out, and so is a username
-    taken twice.
+    taken twice (a device key's too).
     """
     ambiguous = set(ambiguous_vehicles)
     accounts = [service]
     skipped: list[Skipped] = []
-    built: list[tuple[DeviceEntry, MqttAccount]] = []
+    #: (the vehicle it is for, who it is, its account)
+    built: list[tuple[str, Skipped, MqttAccount]] = []
     for device in devices:
+        who = Skipped(device.device_id, device.username, "")
         try:
-            built.append((device, device_account(device, legacy=device.vehicle not in ambiguous)))
+            account = device_account(device, legacy=device.vehicle not in ambiguous)
+            built.append((f"{device.organisation_id}/{device.vehicle}", who, account))
         except AclError as exc:
-            skipped.append(Skipped(device.device_id, device.username, str(exc)))
+            skipped.append(replace(who, reason=str(exc)))
+    for key in keys:
+        who = Skipped(key.key_id, key.username, "", kind="api_key")
+        try:
+            built.append((f"{key.organisation_id}/{key.vehicle}", who, key_account(key)))
+        except AclError as exc:
+            skipped.append(replace(who, reason=str(exc)))
     owners: dict[str, set[str]] = {}
     names: dict[str, int] = {service.username: 1}
-    for device, account in built:
+    for vehicle, _, account in built:
         for topic in account.write:
-            owners.setdefault(topic, set()).add(f"{device.organisation_id}/{device.vehicle}")
+            owners.setdefault(topic, set()).add(vehicle)
         names[account.username] = names.get(account.username, 0) + 1
-    for device, account in built:
+    for _, who, account in built:
         shared = [t for t in account.write if len(owners[t]) > 1]
         if shared:
             reason = f"topic {shared[0]!r} is claimed by more than one vehicle"
@@ -206,7 +252,7 @@ def plan_accounts(
         else:
             accounts.append(account)
             continue
-        skipped.append(Skipped(device.device_id, device.username, reason))
+        skipped.append(replace(who, reason=reason))
     return accounts, skipped
 
 
@@ -309,6 +355,28 @@ def load_devices(
     return devices, ambiguous
 
 
+def load_device_keys(session: Session, organisation_id: str | None = None) -> list[KeyEntry]:
+    """The unrevoked device keys bound to a vehicle whose Mosquitto hash is stored, of one
+    organisation or all (keys made before revision 0014 have none: they stay on HTTP)."""
+    query = (
+        select(ApiKey, VehicleRow.external_id)
+        .join(VehicleRow, VehicleRow.id == ApiKey.vehicle_id)
+        .where(
+            ApiKey.role == "device",
+            ApiKey.revoked_at.is_(None),
+            ApiKey.mqtt_hash.is_not(None),
+            VehicleRow.organisation_id == ApiKey.organisation_id,
+        )
+        .order_by(ApiKey.organisation_id, VehicleRow.external_id, ApiKey.prefix)
+    )
+    if organisation_id is not None:
+        query = query.where(ApiKey.organisation_id == organisation_id)
+    return [
+        KeyEntry(row.id, row.organisation_id, vehicle, row.prefix, row.mqtt_hash or "")
+        for row, vehicle in session.execute(query)
+    ]
+
+
 def _write_private(path: Path, text: str, mode: int) -> None:
     """Write through a temporary file created with ``mode`` and renamed over ``path``: never
     readable by others even for a moment, and a broker reloading (SIGHUP) never reads half."""
@@ -364,6 +432,7 @@ class Export:
     written: Written
     service_user: str
     devices: int
+    device_keys: int
     skipped: list[Skipped]
 
     def summary(self) -> dict[str, object]:
@@ -374,8 +443,10 @@ class Export:
             "credentials": str(self.written.credentials) if self.written.credentials else None,
             "service_user": self.service_user,
             "devices": self.devices,
+            "device_keys": self.device_keys,
             "skipped": [
                 {"device_id": s.device_id, "username": s.username, "reason": s.reason}
+                | ({"kind": s.kind} if s.kind != "device" else {})
                 for s in self.skipped
             ],
         }
@@ -387,9 +458,9 @@ def export_mosquitto(
     organisation_id: str | None = None,
     mqtt_url: str | None = None,
 ) -> Export:
-    """Read the devices and write the files. The service account is ``mqtt_url``'s user and
-    password (the ones the service connects with); without a password one is generated and
-    written to ``credentials.csv``, the only place it appears."""
+    """Read the devices and device keys and write the files. The service account is
+    ``mqtt_url``'s user and password (the ones the service connects with); without a password
+    one is generated and written to ``credentials.csv``, the only place it appears."""
     address = BrokerAddress.parse(mqtt_url) if mqtt_url else None
     user = (address.username if address else None) or DEFAULT_SERVICE_USER
     password = address.password if address is not None and address.password else None
@@ -400,10 +471,14 @@ def export_mosquitto(
     service = service_account(user, mosquitto_hash(user, password))
     with sessions() as session:
         devices, ambiguous = load_devices(session, organisation_id)
-    accounts, skipped = plan_accounts(service, devices, ambiguous)
+        keys = load_device_keys(session, organisation_id)
+    accounts, skipped = plan_accounts(service, devices, ambiguous, keys)
+    key_accounts = len(keys) - sum(s.kind == "api_key" for s in skipped)
+    device_accounts = len(accounts) - 1 - key_accounts
     header = (
         "Written by `lastmile devices export-mosquitto`: export again rather than edit.\n"
-        f"Organisation: {organisation_id or 'all'}. Devices: {len(accounts) - 1}."
+        f"Organisation: {organisation_id or 'all'}. Devices: {device_accounts}. "
+        f"Device keys: {key_accounts}."
     )
     written = write_export(out_dir, accounts, header=header, new_credentials=new_credentials)
-    return Export(written, user, len(accounts) - 1, skipped)
+    return Export(written, user, device_accounts, key_accounts, skipped)

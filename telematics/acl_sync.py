@@ -1,5 +1,6 @@
 """Keeping a running Mosquitto's password and ACL files in step with the store, without a
-restart: after a device is registered, rotated or revoked the service exports the files again
+restart: after a device is registered, rotated or revoked, or a device key (the drivers' app's
+MQTT account) is created or revoked, the service exports the files again
 (telematics/acl.py) and runs the broker's reload command (Mosquitto rereads both files on
 SIGHUP). Configured by ``LASTMILE_MOSQUITTO_ACL_DIR`` and ``LASTMILE_MOSQUITTO_RELOAD_COMMAND``
 (docs/deployment.md).
@@ -67,8 +68,9 @@ class AclSync:
         return cls(out_dir, mqtt_url, command)
 
     def run(self, sessions: sessionmaker[Session]) -> int:
-        """Export every organisation's devices and reload the broker; the number of devices
-        written. One at a time: two changes at once export twice, in order."""
+        """Export every organisation's devices and device keys and reload the broker; the
+        number of their accounts written. One at a time: two changes at once export twice,
+        in order."""
         with self._lock:
             try:
                 done = export_mosquitto(sessions, self.out_dir, None, self.mqtt_url)
@@ -76,8 +78,8 @@ class AclSync:
                 raise AclSyncError(f"could not write the broker's files: {exc}") from exc
             _reload(self.reload_command)
             if done.skipped:
-                log.warning("ACL export left out %d device(s)", len(done.skipped))
-            return done.devices
+                log.warning("ACL export left out %d device(s) or key(s)", len(done.skipped))
+            return done.devices + done.device_keys
 
 
 def _reload(command: Sequence[str]) -> None:

@@ -5,19 +5,18 @@ publish and read that vehicle's topics (telematics/acl.py), an OsmAnd identifier
 that vehicle only. Rotation gives the same device a new password (and an OsmAnd device a new
 identifier); revocation ends it. Over HTTP (``/osmand``) both take effect with the next
 request; over MQTT when the broker rereads its files: with ``LASTMILE_MOSQUITTO_ACL_DIR`` set
-the service exports them and runs the reload command after every change
-(telematics/acl_sync.py), else ``lastmile devices export-mosquitto`` does it by hand.
+the service exports them and runs the reload command after every change (api/broker_acl.py,
+telematics/acl_sync.py), else ``lastmile devices export-mosquitto`` does it by hand.
 """
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime
-from typing import Any
 
 from fastapi import APIRouter, BackgroundTasks, Request
 from sqlalchemy import select
 
+from api.broker_acl import sync_later
 from api.deps import Dispatcher, Now, SessionDep, VehicleId
 from api.device_schemas import BrokerAcl, DeviceCreate, DeviceCredentials, DevicePublic
 from api.errors import conflict, not_found
@@ -27,10 +26,8 @@ from domain.errors import Problem, ValidationError
 from store import audit
 from store.schema import DeviceRow, VehicleRow
 from store.secrets import hash_device_password, new_device_identifier, new_device_password
-from telematics.acl_sync import AclSync, AclSyncError
 from telematics.topics import route_topic, vehicle_topic
 
-log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", responses={401: {"model": ErrorBody}, 403: {"model": ErrorBody}})
 
 
@@ -51,27 +48,6 @@ def _credentials(
         route_topic=route_topic(organisation_id, vehicle.external_id),
         broker_acl=broker_acl,
     )
-
-
-def _sync_later(request: Request, background: BackgroundTasks) -> BrokerAcl:
-    """After the response (the change committed by then): export the broker's files and
-    reload it, when the service manages them."""
-    sync: AclSync | None = getattr(request.app.state, "acl_sync", None)
-    if sync is None:
-        return "not_managed"
-    background.add_task(_sync, request.app.state)
-    return "reloading"
-
-
-def _sync(state: Any) -> None:
-    try:
-        devices = state.acl_sync.run(state.sessions)
-    except AclSyncError as exc:
-        state.acl_reloads.labels("failed").inc()
-        log.error("broker ACL not reloaded: %s", exc)
-        return
-    state.acl_reloads.labels("reloaded").inc()
-    log.info("broker ACL reloaded: %d devices", devices)
 
 
 def _device(session: SessionDep, vehicle: VehicleRow, device_id: str) -> DeviceRow:
@@ -162,7 +138,7 @@ def register_device(
     session.add(row)
     session.flush()
     _audit(session, caller.organisation_id, caller.key_id, "device_registered", row, now)
-    acl = _sync_later(request, background)
+    acl = sync_later(request, background)
     return _credentials(caller.organisation_id, vehicle, row, password, acl)
 
 
@@ -210,7 +186,7 @@ def rotate_device(
         row.external_device_id = new_device_identifier()
     session.flush()
     _audit(session, caller.organisation_id, caller.key_id, "device_rotated", row, now)
-    acl = _sync_later(request, background)
+    acl = sync_later(request, background)
     return _credentials(caller.organisation_id, vehicle, row, password, acl)
 
 
@@ -236,7 +212,7 @@ def revoke_device(
         row.revoked_at = now
         session.flush()
         _audit(session, caller.organisation_id, caller.key_id, "device_revoked", row, now)
-    return _public(vehicle, row, _sync_later(request, background))
+    return _public(vehicle, row, sync_later(request, background))
 
 
 def _audit(

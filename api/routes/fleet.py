@@ -6,10 +6,11 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, BackgroundTasks, Request
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from api.broker_acl import sync_later
 from api.deps import Admin, Dispatcher, Now, Reader, SessionDep, VehicleId, owned
 from api.errors import conflict, not_found
 from api.schemas import (
@@ -32,9 +33,7 @@ from notify.channels.ssrf import check_saved_url
 from notify.codec import branding_from_json, settings_from_json, settings_to_json
 from store import audit
 from store.schema import ApiKey, DepotRow, Organisation, VehicleRow
-from store.secrets import (
-    new_api_key,
-)
+from store.secrets import hash_device_password, new_api_key
 
 router = APIRouter(prefix="/v1", responses={401: {"model": ErrorBody}, 403: {"model": ErrorBody}})
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -51,7 +50,16 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     responses=ERRORS,
     summary="Create an API key (admin); a device key names the one vehicle it reports for.",
 )
-def create_key(body: KeyCreate, caller: Admin, session: SessionDep) -> KeyCreated:
+def create_key(
+    body: KeyCreate,
+    caller: Admin,
+    session: SessionDep,
+    request: Request,
+    background: BackgroundTasks,
+) -> KeyCreated:
+    """A device key also gets its Mosquitto hash (the drivers' app publishes over MQTT with
+    the key as password: api/driver_mqtt.py), and the broker's files are exported again when
+    the service manages them, so the phone can connect as soon as it has the key."""
     vehicle = _key_vehicle(session, caller.organisation_id, body)
     key, prefix, key_hash = new_api_key()
     row = ApiKey(
@@ -61,9 +69,12 @@ def create_key(body: KeyCreate, caller: Admin, session: SessionDep) -> KeyCreate
         prefix=prefix,
         key_hash=key_hash,
         vehicle_id=vehicle.id if vehicle is not None else None,
+        mqtt_hash=hash_device_password(key) if vehicle is not None else None,
     )
     session.add(row)
     session.flush()
+    if row.mqtt_hash is not None:
+        sync_later(request, background)
     vehicle_id = vehicle.external_id if vehicle is not None else None
     audit.record(
         session,
@@ -85,13 +96,24 @@ def create_key(body: KeyCreate, caller: Admin, session: SessionDep) -> KeyCreate
     summary="Revoke an API key (admin): refused from the next request on, its dashboard "
     "sessions end. To rotate a key, create the new one, switch, then revoke the old.",
 )
-def revoke_key(key_id: str, caller: Admin, session: SessionDep, now: Now) -> KeyPublic:
+def revoke_key(
+    key_id: str,
+    caller: Admin,
+    session: SessionDep,
+    now: Now,
+    request: Request,
+    background: BackgroundTasks,
+) -> KeyPublic:
+    """A device key with an MQTT account leaves the broker's files too (at once when the
+    service manages them: Mosquitto ends its open sessions when it reloads)."""
     row = session.get(ApiKey, key_id)
     if row is None or row.organisation_id != caller.organisation_id:
         raise not_found("API key", key_id)
     if row.revoked_at is None:
         row.revoked_at = now
         session.flush()
+        if row.mqtt_hash is not None:
+            sync_later(request, background)
         audit.record(
             session,
             organisation_id=caller.organisation_id,

@@ -1,7 +1,10 @@
 """Issue 17: device credentials rotated and revoked through the API take effect on a real
 Mosquitto without a restart. The service manages the broker's files
 (LASTMILE_MOSQUITTO_ACL_DIR) and reloads it (LASTMILE_MOSQUITTO_RELOAD_COMMAND: here a SIGHUP
-to the test's broker)."""
+to the test's broker). The drivers' app's device keys too: a key created through the API
+connects with its prefix and the key (as api/driver_mqtt.py offers), publishes only its
+vehicle's position topic, and is refused once revoked. Plain TCP: what the broker checks is
+the same on its WebSocket listener, which not every Mosquitto build has."""
 
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from store.secrets import key_prefix
 from tests.api.service import Service, running
 from tests.api.test_service import SHIFT
 from tests.telematics.acl_store import export, make_store
@@ -29,6 +33,7 @@ class Managed:
     service: Service
     port: int
     organisation_id: str
+    service_password: str
 
 
 def _until(done: Callable[[], bool], what: str, timeout_s: float = 10) -> None:
@@ -68,7 +73,7 @@ def managed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Managed
             mosquitto_reload_command=f"kill -HUP {broker.pid}",
         ) as service:
             org = service.client.get("/v1/organisation", headers=service.headers()).json()["id"]
-            yield Managed(service, port, org)
+            yield Managed(service, port, org, password)
     finally:
         broker.terminate()
         broker.wait(timeout=10)
@@ -144,3 +149,53 @@ def test_settings_that_would_lock_the_service_out_are_refused(tmp_path: Path) ->
         )
         with pytest.raises(ValueError, match=named):
             create_app(settings)
+
+
+def test_a_device_key_publishes_its_vehicles_positions_only_until_revoked(
+    managed: Managed,
+) -> None:
+    s, port, org = managed.service, managed.port, managed.organisation_id
+    for van in ("van-a", "van-b"):
+        body = {"id": van, "start": {"lat": 60.17, "lon": 24.94}, "shift": SHIFT}
+        assert s.client.post("/v1/vehicles", json=body, headers=s.headers()).status_code == 201
+    # A key of another role changes nothing at the broker: no reload.
+    r = s.client.post("/v1/keys", json={"role": "dispatcher"}, headers=s.headers())
+    assert r.status_code == 201, r.text
+    body = {"name": "phone", "role": "device", "vehicle_id": "van-a"}
+    r = s.client.post("/v1/keys", json=body, headers=s.headers())
+    assert r.status_code == 201, r.text
+    key_id, key = r.json()["id"], r.json()["key"]
+    user = key_prefix(key)  # the user name mqtt_offer gives the drivers' app
+    assert user is not None
+    _until(lambda: _connects(port, user, key), "the new device key connects")
+    assert not _connects(port, user, key[:-1] + ("A" if key[-1] != "A" else "B"))
+    assert not _connects(port, f"lm_{user}", key)
+
+    own, other = f"{org}/fleet/van-a/position", f"{org}/fleet/van-b/position"
+    # MQTT 5: the broker answers an unauthorised publish with 0x87.
+    phone = Probe(port, user, key)
+    assert accepted(phone.publish(own, b"here"))
+    assert phone.publish(other, b"spoof") == NOT_AUTHORIZED
+    assert phone.publish(f"{org}/fleet/van-a/events", b"spoof") == NOT_AUTHORIZED
+    assert phone.publish("fleet/van-a/position", b"spoof") == NOT_AUTHORIZED
+    phone.close()
+    # MQTT 3.1.1: the broker acks and drops it; the service's subscription never sees it.
+    service = Probe(port, "lastmile", managed.service_password)
+    assert all(code < 0x80 for code in service.subscribe(f"{org}/fleet/+/position"))
+    old_phone = Probe(port, user, key, protocol=4)
+    old_phone.publish(other, b"spoof-311")
+    old_phone.publish(own, b"here-311")
+    service.wait_for_message(own, b"here-311")
+    assert not service.received(other, b"spoof-311")
+    old_phone.close()
+    service.close()
+
+    # Revoked: refused at connect, and a session still open is ended.
+    open_session = Probe(port, user, key)
+    r = s.client.delete(f"/v1/keys/{key_id}", headers=s.headers())
+    assert r.status_code == 200, r.text
+    _until(lambda: not _connects(port, user, key), "the revoked key refused")
+    _until(lambda: not open_session.client.is_connected(), "the open session ended")
+    open_session.close()
+    metrics = s.client.get("/metrics").text
+    assert 'lastmile_acl_reloads_total{result="reloaded"} 2.0' in metrics
