@@ -42,6 +42,9 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 
+#: A phone's screen: pages must read on it without sideways scrolling.
+PHONE_SCREEN = {"width": 360, "height": 740}
+
 
 def chromium_path() -> str:
     """The machine's Chromium (LASTMILE_CHROMIUM, else on PATH), or skip (fail in CI)."""
@@ -54,6 +57,20 @@ def chromium_path() -> str:
             pytest.fail(message)
         pytest.skip(message)
     return found
+
+
+@contextmanager
+def launched_chromium() -> Iterator[Any]:
+    """The machine's headless Chromium (skip, or fail in CI, without one)."""
+    from playwright.sync_api import sync_playwright
+
+    path = chromium_path()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
 
 
 @dataclass

@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 
 from store.db import make_engine, session_factory
 from store.schema import OrderRow
-from tests.api.browser import CHROMIUM_ARGS, LiveService, chromium_path, live_service
+from tests.api.browser import LiveService, live_service
 from tests.api.live_state import dispatch, tracking_token
 
 DEPOT = (60.1699, 24.9384)
@@ -31,20 +31,6 @@ PLACES = {
 }
 #: A phone: the app is made for one hand and a small screen.
 PHONE = {"width": 390, "height": 844}
-
-
-@contextmanager
-def chromium() -> Iterator[Any]:
-    """The machine's headless Chromium (skip, or fail in CI, without one)."""
-    from playwright.sync_api import sync_playwright
-
-    path = chromium_path()
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 @contextmanager

@@ -6,9 +6,7 @@ browser``."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,40 +15,13 @@ from sqlalchemy import select
 from api.routes.tracking import tracking_view
 from store.db import make_engine, session_factory
 from store.schema import OrderRow
-from tests.api.browser import CHROMIUM_ARGS, LiveService, chromium_path, live_service, screenshot
+from tests.api.browser import PHONE_SCREEN, LiveService, screenshot
 from tests.api.live_state import SimClock, dispatch, osmand_id, read_order, tracking_token
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
 DEPOT = (60.1699, 24.9384)
 STOPS = {"B-a": (60.1665, 24.9433), "B-b": (60.1700, 24.9500)}
-#: A phone's width: the tracking page must read without sideways scrolling.
-PHONE = {"width": 360, "height": 740}
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    path = chromium_path()
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def live(tmp_path: Path) -> Iterator[LiveService]:
-    with live_service(tmp_path) as s:
-        yield s
-
-
-@pytest.fixture
-def phone(chromium: Any) -> Iterator[Any]:
-    context = chromium.new_context(viewport=PHONE, locale="en-GB")
-    page = context.new_page()
-    yield page
-    context.close()
 
 
 def _day(s: LiveService) -> list[str]:
@@ -98,7 +69,7 @@ def _window_line(s: LiveService, order_id: str) -> str:
 
 def _fits_the_phone(page: Any) -> bool:
     width: int = page.evaluate("document.documentElement.scrollWidth")
-    return width <= PHONE["width"]
+    return width <= PHONE_SCREEN["width"]
 
 
 def test_tracking_page_shows_the_window(live: LiveService, phone: Any) -> None:
@@ -151,7 +122,7 @@ def test_map_shows_the_van_only_when_the_stop_is_next(live: LiveService, chromiu
     s = live
     first, second = _day(s)
     _fix(s, datetime.now(UTC) - timedelta(seconds=5))
-    context = chromium.new_context(viewport=PHONE)
+    context = chromium.new_context(viewport=PHONE_SCREEN)
     try:
         page = context.new_page()
         page.goto(f"{s.base_url}/t/{_token(s, first)}")

@@ -6,46 +6,16 @@ Run them alone: ``pytest -m browser``."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from api.routes.tracking import tracking_view
-from tests.api.browser import CHROMIUM_ARGS, LiveService, chromium_path, live_service, screenshot
+from tests.api.browser import PHONE_SCREEN, LiveService, screenshot
 from tests.api.live_state import put_on_route, read_order
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
-
-#: A phone's width: the chat must read without sideways scrolling.
-PHONE = {"width": 360, "height": 740}
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    path = chromium_path()
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def live(tmp_path: Path) -> Iterator[LiveService]:
-    with live_service(tmp_path) as s:
-        yield s
-
-
-@pytest.fixture
-def phone(chromium: Any) -> Iterator[Any]:
-    context = chromium.new_context(viewport=PHONE, locale="en-GB")
-    page = context.new_page()
-    yield page
-    context.close()
 
 
 def _on_route(s: LiveService, order_id: str) -> str:
@@ -100,7 +70,7 @@ def test_a_question_is_answered_in_place(live: LiveService, phone: Any) -> None:
     assert phone.get_attribute("#chat-messages", "aria-live") == "polite"
     assert phone.evaluate("window.__loadedOnce === true")  # the same page, not reloaded
     width: int = phone.evaluate("document.documentElement.scrollWidth")
-    assert width <= PHONE["width"]
+    assert width <= PHONE_SCREEN["width"]
     screenshot(phone, "tracking-chat-answered")
 
 
@@ -137,7 +107,7 @@ def test_a_persons_answer_appears_while_the_page_is_open(live: LiveService, phon
 def test_the_form_works_without_javascript(live: LiveService, chromium: Any) -> None:
     s = live
     token = _on_route(s, "C-3")
-    context = chromium.new_context(viewport=PHONE, java_script_enabled=False)
+    context = chromium.new_context(viewport=PHONE_SCREEN, java_script_enabled=False)
     try:
         page = context.new_page()
         page.goto(f"{s.base_url}/t/{token}")

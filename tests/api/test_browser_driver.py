@@ -28,7 +28,6 @@ from tests.api.driver_phone import (
     PHONE,
     PLACES,
     api_shift,
-    chromium,
     day,
     drive,
     driver_service,
@@ -45,12 +44,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.integration]
 DOCS_IMAGE = Path(__file__).resolve().parents[2] / "docs" / "img" / "driver-app.png"
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with chromium() as launched:
-        yield launched
-
-
 @pytest.fixture
 def live(tmp_path: Path) -> Iterator[LiveService]:
     with driver_service(tmp_path) as s:
@@ -64,13 +57,13 @@ def _docs_image(png: bytes) -> None:
     small.save(DOCS_IMAGE, optimize=True)
 
 
-def test_sign_in_from_the_link_shows_the_days_stops(live: LiveService, browser: Any) -> None:
+def test_sign_in_from_the_link_shows_the_days_stops(live: LiveService, chromium: Any) -> None:
     """The dispatcher's link signs the phone in and leaves the address bar; the stops show in
     route order with what the driver needs; the map draws the route and the van; the sign-in
     survives a restart of the app, and signing out forgets it."""
     s = live
     route, key = day(s)
-    context = phone(browser)
+    context = phone(chromium)
     try:
         page = context.new_page()
         sign_in_by_link(page, s, key)
@@ -129,14 +122,14 @@ def test_sign_in_from_the_link_shows_the_days_stops(live: LiveService, browser: 
 
 
 def test_the_phones_gps_reaches_the_service_and_the_dashboard(
-    live: LiveService, browser: Any
+    live: LiveService, chromium: Any
 ) -> None:
     """The emulated phone drives towards its first stop: the vehicle's last fix follows it,
     a stop's ETA changes, and the dispatcher's dashboard shows the van where the phone is."""
     s = live
     route, key = day(s)
     dispatcher = s.key("dispatcher")
-    context = phone(browser)
+    context = phone(chromium)
     try:
         page = context.new_page()
         sign_in_by_link(page, s, key)
@@ -178,7 +171,7 @@ def test_the_phones_gps_reaches_the_service_and_the_dashboard(
         context.close()
 
 
-def test_another_vehicles_stops_cannot_be_seen(live: LiveService, browser: Any) -> None:
+def test_another_vehicles_stops_cannot_be_seen(live: LiveService, chromium: Any) -> None:
     """v1's key opens nothing of v2's, by the link or typed, and a wrong key is told apart;
     the app says so and shows no stops."""
     s = live
@@ -192,7 +185,7 @@ def test_another_vehicles_stops_cannot_be_seen(live: LiveService, browser: Any) 
     other = s.key("device", vehicle="v2")
     assert s.client.get("/v1/vehicles/v2/stops", headers=s.headers(key)).status_code == 404
     assert s.client.get("/v1/vehicles/v1/stops", headers=s.headers(other)).status_code == 404
-    context = phone(browser)
+    context = phone(chromium)
     try:
         page = context.new_page()
         sign_in_by_link(page, s, key, vehicle="v2")
@@ -229,13 +222,13 @@ def test_another_vehicles_stops_cannot_be_seen(live: LiveService, browser: Any) 
     ("locale", "heading"), [("it-IT", "Le fermate di oggi"), ("fi-FI", "Today's stops")]
 )
 def test_the_app_speaks_the_phones_language_or_the_drivers_choice(
-    live: LiveService, browser: Any, locale: str, heading: str
+    live: LiveService, chromium: Any, locale: str, heading: str
 ) -> None:
     """The phone's language when the app has it (else the route's), and the driver's own
     choice above both, kept across restarts."""
     s = live
     _, key = day(s)
-    context = phone(browser, locale=locale)
+    context = phone(chromium, locale=locale)
     try:
         page = context.new_page()
         sign_in_by_link(page, s, key)
@@ -254,11 +247,11 @@ def test_the_app_speaks_the_phones_language_or_the_drivers_choice(
         context.close()
 
 
-def test_gps_hygiene(live: LiveService, browser: Any) -> None:
+def test_gps_hygiene(live: LiveService, chromium: Any) -> None:
     """Which fixes the phone sends: none worse than 100 m, none older than the last sent,
     one every 5 s unless moved more than 30 m."""
     s = live
-    context = phone(browser)
+    context = phone(chromium)
     try:
         page = context.new_page()
         page.goto(f"{s.base_url}/driver")
@@ -292,11 +285,11 @@ def test_gps_hygiene(live: LiveService, browser: Any) -> None:
         context.close()
 
 
-def test_no_tile_server_or_other_origin_is_ever_asked(live: LiveService, browser: Any) -> None:
+def test_no_tile_server_or_other_origin_is_ever_asked(live: LiveService, chromium: Any) -> None:
     """Every request the app makes stays on the service's own origin (the map has no tiles)."""
     s = live
     _, key = day(s)
-    context = phone(browser)
+    context = phone(chromium)
     elsewhere: list[str] = []
     context.on(
         "request",

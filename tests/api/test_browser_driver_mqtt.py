@@ -33,7 +33,6 @@ from tests.api.driver_phone import (
     DEPOT,
     PLACES,
     api_stops,
-    chromium,
     day,
     drive,
     driver_service,
@@ -48,12 +47,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
 #: The positions endpoint, as the service's request counter names its route.
 POSITIONS_ROUTE = "/v1/vehicles/{vehicle_id}/positions"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with chromium() as launched:
-        yield launched
 
 
 def _need_mosquitto() -> None:
@@ -131,7 +124,7 @@ def _drive_and_follow(s: LiveService, context: Any, route: list[str]) -> tuple[f
     return at
 
 
-def test_the_phones_fixes_go_through_the_broker(with_broker: LiveService, browser: Any) -> None:
+def test_the_phones_fixes_go_through_the_broker(with_broker: LiveService, chromium: Any) -> None:
     """The stops offer the private broker's WebSocket listener (no credentials: it checks
     none), the page may connect there, and every fix the phone sends arrives through it."""
     s = with_broker
@@ -147,7 +140,7 @@ def test_the_phones_fixes_go_through_the_broker(with_broker: LiveService, browse
     csp = s.client.get("/driver").headers["content-security-policy"]
     assert f"connect-src 'self' {ws_origin};" in csp
     processed_before = s.app.state.mqtt.processed
-    context = phone(browser)
+    context = phone(chromium)
     try:
         page = context.new_page()
         sign_in_by_link(page, s, key)
@@ -162,7 +155,7 @@ def test_the_phones_fixes_go_through_the_broker(with_broker: LiveService, browse
 
 
 def test_without_a_websocket_listener_the_fixes_go_over_http(
-    tmp_path: Path, browser: Any, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, chromium: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A private Mosquitto without a WebSocket listener (as one built without them): the
     stops offer no broker, and the phone sends its fixes over HTTP."""
@@ -172,7 +165,7 @@ def test_without_a_websocket_listener_the_fixes_go_over_http(
     with driver_service(tmp_path, mqtt=True) as s:
         route, key = day(s)
         assert api_stops(s, key)["mqtt"] is None
-        context = phone(browser)
+        context = phone(chromium)
         try:
             page = context.new_page()
             sign_in_by_link(page, s, key)
@@ -184,7 +177,7 @@ def test_without_a_websocket_listener_the_fixes_go_over_http(
         assert _http_positions(s) >= 2
 
 
-def test_a_broker_the_phone_cannot_reach_loses_nothing(tmp_path: Path, browser: Any) -> None:
+def test_a_broker_the_phone_cannot_reach_loses_nothing(tmp_path: Path, chromium: Any) -> None:
     """The service offers a WebSocket listener that is not there (gone, or out of the phone's
     reach): the app tries it, then sends every fix over HTTP."""
     with driver_service(tmp_path) as s:
@@ -194,7 +187,7 @@ def test_a_broker_the_phone_cannot_reach_loses_nothing(tmp_path: Path, browser: 
         )
         route, key = day(s)
         assert api_stops(s, key)["mqtt"]["url"] == nothing_there
-        context = phone(browser)
+        context = phone(chromium)
         try:
             page = context.new_page()
             sign_in_by_link(page, s, key)

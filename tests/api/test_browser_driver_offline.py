@@ -22,7 +22,6 @@ from tests.api.browser import LiveService, screenshot
 from tests.api.driver_phone import (
     PLACES,
     api_stops,
-    chromium,
     count,
     day,
     door_photo,
@@ -40,12 +39,6 @@ from tests.api.live_state import tracking_token
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with chromium() as launched:
-        yield launched
-
-
 @pytest.fixture
 def live(tmp_path: Path) -> Iterator[LiveService]:
     with driver_service(tmp_path) as s:
@@ -53,7 +46,7 @@ def live(tmp_path: Path) -> Iterator[LiveService]:
 
 
 def test_delivered_offline_with_proof_is_sent_exactly_once(
-    live: LiveService, browser: Any, tmp_path: Path
+    live: LiveService, chromium: Any, tmp_path: Path
 ) -> None:
     """No signal at the door: Delivered with a photo, a signature and the recipient's name is
     kept on the phone (the app even reopens from its service worker's cache), shown as
@@ -64,7 +57,7 @@ def test_delivered_offline_with_proof_is_sent_exactly_once(
     route, key = day(s)
     oid = route[0]
     order_row = order_row_id(s.url, oid)
-    context = phone(browser)
+    context = phone(chromium)
     answers: list[int] = []
 
     def lose_the_first_answer(route_: Any) -> None:
@@ -146,14 +139,14 @@ def test_delivered_offline_with_proof_is_sent_exactly_once(
 
 
 def test_the_service_worker_sends_the_outbox_with_the_app_closed(
-    live: LiveService, browser: Any
+    live: LiveService, chromium: Any
 ) -> None:
     """Arrived pressed with no signal asks the browser for a background sync; with the app
     closed, the service worker sends the outbox itself (what its sync event runs)."""
     s = live
     route, key = day(s)
     oid = route[0]
-    context = phone(browser)
+    context = phone(chromium)
     try:
         page = context.new_page()
         sign_in_by_link(page, s, key)
@@ -182,12 +175,12 @@ def test_the_service_worker_sends_the_outbox_with_the_app_closed(
         context.close()
 
 
-def test_a_replan_reorders_the_open_list_without_reload(live: LiveService, browser: Any) -> None:
+def test_a_replan_reorders_the_open_list_without_reload(live: LiveService, chromium: Any) -> None:
     """The dispatcher re-plans with the van heading to its last stop first and dispatches:
     the open app reorders its list live, keeping a half-filled form as it was."""
     s = live
     route, key = day(s)
-    context = phone(browser)
+    context = phone(chromium)
     try:
         page = context.new_page()
         sign_in_by_link(page, s, key)
@@ -238,14 +231,14 @@ def test_a_replan_reorders_the_open_list_without_reload(live: LiveService, brows
 
 
 def test_refused_actions_are_dropped_and_failing_ones_retried(
-    live: LiveService, browser: Any
+    live: LiveService, chromium: Any
 ) -> None:
     """An action the service refuses for good (409) is dropped with the service's words on
     its stop; one that meets a broken service (503) waits and goes out once it is back."""
     s = live
     route, key = day(s)
     oid = route[0]
-    context = phone(browser)
+    context = phone(chromium)
     refused_once = {
         "error": {"code": "order_not_on_route", "message": "not your stop", "problems": []}
     }
