@@ -56,6 +56,21 @@ def body_limit(method: str, path: str) -> int:
     return LARGER_BODIES.get((method, path), MAX_BODY_BYTES)
 
 
+async def read_within(request: Request, max_bytes: int) -> bytes | None:
+    """The body as sent, or None when it is longer than ``max_bytes``: unread when its
+    declared length says so, else read no further than the limit (for routes that must see
+    the exact bytes, such as a provider's signed webhook, below the service-wide limit)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        return None
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > max_bytes:
+            return None
+    return bytes(raw)
+
+
 def _error(status: int, code: str, message: str, where: str = "") -> JSONResponse:
     problems = [{"field": where, "message": message}] if where else []
     error = {"code": code, "message": message, "problems": problems}

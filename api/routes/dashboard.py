@@ -36,6 +36,7 @@ from api.auth import Caller, caller_for_key, check_role
 from api.dashboard_state import dashboard_state
 from api.deps import service_now
 from api.errors import ApiError
+from api.limits import read_within
 from api.routes.tracking import MAX_BODY_BYTES, _client_ip, _pages
 from api.sse import POLL_S, STREAM_MAX_S, change_stream
 from api.stream_caps import RETRY_AFTER_S, StreamCaps
@@ -229,11 +230,9 @@ def _cross_site(action: str) -> ApiError:
 
 async def _form(request: Request) -> dict[str, str] | None:
     """The posted form's fields (the first value of each), or None past the body limit."""
-    raw = b""
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > MAX_BODY_BYTES:
-            return None
+    raw = await read_within(request, MAX_BODY_BYTES)
+    if raw is None:
+        return None
     fields = parse_qs(raw.decode("utf-8", errors="replace"))
     return {name: values[0] for name, values in fields.items() if values}
 

@@ -45,6 +45,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.deps import SessionDep, service_now
 from api.errors import ApiError
+from api.limits import read_within
 from api.routes.inbound import handle_message
 from api.routes.inbound_providers import channel_row, channel_rows, forbidden
 from api.schemas import ErrorBody
@@ -84,17 +85,10 @@ def _too_large() -> ApiError:
 async def _body(request: Request) -> bytes:
     """The body, read only up to :data:`MAX_BODY_BYTES` (413 past it); read here so that the
     route itself runs in the thread pool like every other that uses the store."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+    raw = await read_within(request, MAX_BODY_BYTES)
+    if raw is None:
         raise _too_large()
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise _too_large()
-        chunks.append(chunk)
-    return b"".join(chunks)
+    return raw
 
 
 def _multipart(raw: bytes, content_type: str) -> list[tuple[str, str]]:

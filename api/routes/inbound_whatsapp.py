@@ -43,6 +43,7 @@ from sqlalchemy.orm import Session
 
 from api.deps import SessionDep, state_now
 from api.errors import ApiError
+from api.limits import read_within
 from api.routes.inbound import OPEN_STATUSES, handle_message
 from api.routes.inbound_providers import channel_row
 from api.routes.support import normalise_phone, phone_matches
@@ -116,15 +117,10 @@ async def _body(request: Request) -> bytes:
     """The body as sent (the signature covers its bytes), at most :data:`MAX_BODY_BYTES`:
     413 as soon as it is longer, without reading on. Read here so the route itself runs in
     the thread pool like every other that uses the store."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+    raw = await read_within(request, MAX_BODY_BYTES)
+    if raw is None:
         raise _too_large()
-    raw = bytearray()
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > MAX_BODY_BYTES:
-            raise _too_large()
-    return bytes(raw)
+    return raw
 
 
 def _too_large() -> ApiError:

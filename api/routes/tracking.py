@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import service_now
+from api.limits import read_within
 from api.proofs import proof_block
 from api.rate_limits import RateLimit
 from api.routes.plans import route_messages
@@ -347,14 +348,9 @@ async def save_instructions(token: str, request: Request) -> Response:
     refused = await run_in_threadpool(_too_many, request)
     if refused is not None:
         return refused
-    raw = b""
-    too_large = False
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > MAX_BODY_BYTES:
-            too_large = True
-            break
-    fields = {} if too_large else parse_qs(raw.decode("utf-8", errors="replace"))
+    raw = await read_within(request, MAX_BODY_BYTES)
+    too_large = raw is None
+    fields = {} if raw is None else parse_qs(raw.decode("utf-8", errors="replace"))
     given = {name: (fields.get(name) or [""])[0].strip() for name in LIMITS}
     return await run_in_threadpool(_save, request, token, given, too_large)
 

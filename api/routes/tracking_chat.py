@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import service_now
+from api.limits import read_within
 from api.proofs import proof_block
 from api.routes.inbound import handle_message
 from api.routes.tracking import (
@@ -162,15 +163,7 @@ def _wants_json(request: Request) -> bool:
 async def _body(request: Request) -> bytes | None:
     """The body, or None when it is over :data:`MAX_BODY_BYTES` (unread when its length
     says so up front, else read no further than the limit)."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        return None
-    raw = b""
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > MAX_BODY_BYTES:
-            return None
-    return raw
+    return await read_within(request, MAX_BODY_BYTES)
 
 
 def _text(raw: bytes | None, as_json: bool) -> tuple[str, str]:
