@@ -134,7 +134,7 @@ def drive(
 def worker_ready(page: Any) -> None:
     """The service worker installed (the shell cached) and controlling the page."""
     page.evaluate("navigator.serviceWorker.ready.then(() => true)")
-    page.wait_for_function("navigator.serviceWorker.controller !== null", timeout=10_000)
+    page.wait_for_function("() => navigator.serviceWorker.controller !== null", timeout=10_000)
 
 
 def count(url: str, model: Any, *where: Any) -> int:
