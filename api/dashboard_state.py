@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from datetime import time as clock_time
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import Session, undefer
 
 from api.dashboard_accuracy import accuracy_panel
@@ -46,6 +46,8 @@ LINE_DECIMALS = 5
 OUTCOMES = {"delivered": "delivered", "failed": "failed", "skipped": "failed"}
 #: Orders still waiting for a plan.
 WAITING = ("open", "planned")
+#: Order statuses that leave nothing to do at the stop.
+FINISHED = ("delivered", "failed", "skipped", "cancelled")
 
 
 def _iso(at: datetime | None) -> str | None:
@@ -131,6 +133,22 @@ def _told_etas(session: Session, organisation_id: str, order_ids: set[str]) -> d
     return told
 
 
+def _still_driven() -> Any:
+    """A route whose vehicle is still on it: its progress tracks the route's plan and a stop is
+    still to be done. A van running late past midnight is on the dashboard until it finishes,
+    not dropped when the calendar day turns."""
+    tracked = exists().where(
+        ProgressRow.vehicle_id == PlanRouteRow.vehicle_id,
+        ProgressRow.plan_id == PlanRouteRow.plan_id,
+    )
+    open_stop = exists().where(
+        PlanStopRow.route_id == PlanRouteRow.id,
+        OrderRow.id == PlanStopRow.order_id,
+        OrderRow.status.not_in(FINISHED),
+    )
+    return and_(tracked, open_stop)
+
+
 def dashboard_state(
     session: Session,
     organisation_id: str,
@@ -140,13 +158,14 @@ def dashboard_state(
     """Everything the dashboard shows, JSON-ready, for the organisation's day around ``now``.
 
     Today's routes are the routes of dispatched plans (not cancelled) that overlap the
-    organisation's calendar day. Each vehicle shows its newest such route (a replan or an
-    insertion supersedes the route it changed); stops of its older routes stay only when their
-    outcome is known, as replanning leaves done stops out. Live ETAs are used only while the
-    vehicle's progress tracks that same plan. ``now`` (the service's clock) picks the day and
-    tells which vehicles with stops still to serve have sent no fix for over
-    ``silent_after_s`` (``no_signal``); nothing else changes with the clock, so the live
-    stream sends only real changes (a vehicle falling silent is one).
+    organisation's calendar day, and yesterday's that a vehicle is still driving. Each vehicle
+    shows its newest such route (a replan or an insertion supersedes the route it changed);
+    stops of its older routes stay only when their outcome is known, as replanning leaves done
+    stops out. Live ETAs are used only while the vehicle's progress tracks that same plan.
+    ``now`` (the service's clock) picks the day and tells which vehicles with stops still to
+    serve have sent no fix for over ``silent_after_s`` (``no_signal``); nothing else changes
+    with the clock, so the live stream sends only real changes (a vehicle falling silent is
+    one).
     """
     organisation = session.get(Organisation, organisation_id)
     zone = zone_of(organisation.timezone if organisation is not None else "UTC")
@@ -164,7 +183,10 @@ def dashboard_state(
             PlanRow.dispatched_at.is_not(None),
             PlanRow.status != "cancelled",
             PlanRouteRow.start < day_end,
-            PlanRouteRow.end >= day_start,
+            or_(
+                PlanRouteRow.end >= day_start,
+                and_(PlanRouteRow.start >= day_start - timedelta(days=1), _still_driven()),
+            ),
         )
         .order_by(PlanRow.dispatched_at.desc(), PlanRow.id.desc(), PlanRouteRow.id)
     ).all()

@@ -321,6 +321,111 @@ def test_state_of_a_day(service: Service) -> None:
     }
 
 
+def _add_night_route(url: str, organisation_id: str, vehicle: str, outcomes: list[str]) -> None:
+    """A van sent out at 19:00 on the 14th (planned back by 23:00), its progress on that plan,
+    its stops' orders in ``outcomes``; the last one's live ETA is 00:40 on the 15th."""
+    engine = make_engine(url)
+    try:
+        with transaction(session_factory(engine)) as session:
+            van = VehicleRow(
+                organisation_id=organisation_id,
+                external_id=vehicle,
+                driver_first_name="Night",
+                start_lat=45.46,
+                start_lon=9.18,
+                shift_start=_at("18:00", "2030-06-14"),
+                shift_end=_at("23:30", "2030-06-14"),
+            )
+            night = PlanRow(
+                organisation_id=organisation_id,
+                status="succeeded",
+                dispatched_at=_at("18:30", "2030-06-14"),
+            )
+            session.add_all([van, night])
+            session.flush()
+            start = _at("19:00", "2030-06-14")
+            route = PlanRouteRow(
+                plan_id=night.id,
+                vehicle_id=van.id,
+                start=start,
+                end=start + timedelta(hours=4),
+                distance_m=10_000,
+                duration_s=14_400,
+            )
+            session.add(route)
+            session.flush()
+            for seq, status in enumerate(outcomes, start=1):
+                order = OrderRow(
+                    organisation_id=organisation_id,
+                    external_id=f"{vehicle}-{seq}",
+                    lat=45.46,
+                    lon=9.18,
+                    windows=[],
+                    status=status,
+                    tracking_token=f"token-{vehicle}-{seq}-0123456789",
+                    created_at=_at("06:00", "2030-06-14"),
+                )
+                session.add(order)
+                session.flush()
+                arrival = start + timedelta(hours=seq)
+                session.add(
+                    PlanStopRow(
+                        route_id=route.id,
+                        seq=seq,
+                        order_id=order.id,
+                        arrival=arrival,
+                        service_start=arrival,
+                        departure=arrival + timedelta(minutes=3),
+                        wait_s=0,
+                    )
+                )
+            last = _at("00:40").timestamp()
+            session.add(
+                ProgressRow(
+                    vehicle_id=van.id,
+                    organisation_id=organisation_id,
+                    plan_id=night.id,
+                    last_fix_time=_at("00:25"),
+                    last_lat=45.47,
+                    last_lon=9.19,
+                    state={"etas": [[f"{vehicle}-{len(outcomes)}", last, last, last, last, False]]},
+                )
+            )
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.integration
+def test_a_van_late_past_midnight_stays_until_it_finishes(service: Service) -> None:
+    """A route planned to end before midnight and still driven after it stays on the new day's
+    dashboard while a stop is left; a night route already finished does not."""
+    organisation_id = _build_day(service.url)
+    _add_night_route(service.url, organisation_id, "V-N", ["delivered", "dispatched"])
+    _add_night_route(service.url, organisation_id, "V-F", ["delivered", "failed"])
+    engine = make_engine(service.url)
+    try:
+        with session_factory(engine)() as session:
+            state = dashboard_state(session, organisation_id, _at("00:30"))
+        assert state["day"] == "2030-06-15"
+        by_id = {v["id"]: v for v in state["vehicles"]}
+        assert sorted(by_id) == ["V-A", "V-B", "V-N"]
+        van = by_id["V-N"]
+        assert [(s["order"], s["status"]) for s in van["stops"]] == [
+            ("V-N-1", "delivered"),
+            ("V-N-2", "next"),
+        ]
+        assert van["stops"][1]["eta"] == _at("00:40").astimezone(UTC).isoformat()
+
+        with transaction(session_factory(engine)) as session:
+            last = session.scalars(select(OrderRow).where(OrderRow.external_id == "V-N-2")).one()
+            last.status = "delivered"
+        with session_factory(engine)() as session:
+            done = dashboard_state(session, organisation_id, _at("00:45"))
+        assert sorted(v["id"] for v in done["vehicles"]) == ["V-A", "V-B"]
+    finally:
+        engine.dispose()
+
+
 def test_lateness_rules() -> None:
     t = datetime(2030, 6, 15, 10, 0, tzinfo=UTC)
     window = [(t - timedelta(hours=1), t)]
