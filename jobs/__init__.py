@@ -1,1 +1,2 @@
-"""Planning jobs off the request path: the service's worker thread and the task queue."""
+"""Work off the request path: the planning worker thread, the task queue, and the daemon-thread
+loop (:mod:`jobs.thread_loop`) the outbox sender, the mailbox poller and the timers run on."""

@@ -31,12 +31,12 @@ import imaplib
 import logging
 import socket
 import ssl
-import threading
 import traceback
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from jobs.thread_loop import ThreadLoop
 from notify.channels.ssrf import (
     DestinationRefusedError,
     Resolver,
@@ -275,7 +275,7 @@ class Mailbox:
     password: str = field(repr=False)
 
 
-class MailboxPoller:
+class MailboxPoller(ThreadLoop):
     """Reads every listed mailbox every ``poll_s`` seconds on a daemon thread.
 
     ``mailboxes`` is asked for the list on every pass (a tenant's new or changed channel is
@@ -296,16 +296,13 @@ class MailboxPoller:
     ) -> None:
         if poll_s <= 0 or timeout_s <= 0 or limit < 1:
             raise ValueError("poll_s, timeout_s > 0; limit >= 1")
+        super().__init__("mailbox-poller", poll_s)
         self.mailboxes = mailboxes
         self.on_message = on_message
-        self.poll_s = poll_s
         self.timeout_s = timeout_s
         self.limit = limit
         self.ssl_context = ssl_context
         self.allow_private = allow_private
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def run_once(self) -> int:
         """Poll every mailbox once; how many messages were handled."""
@@ -316,7 +313,7 @@ class MailboxPoller:
             return 0
         handled = 0
         for box in boxes:
-            if self._stopping.is_set():
+            if self.stopping:
                 break
             handled += self._poll(box)
         return handled
@@ -363,29 +360,9 @@ class MailboxPoller:
             return 0
         return result.handled
 
-    def start(self) -> None:
-        """Poll on a daemon thread: now, then every ``poll_s`` seconds (sooner when poked)."""
-        if self._thread is not None:
-            return
-        self._stopping.clear()
-        self._thread = threading.Thread(target=self._loop, name="mailbox-poller", daemon=True)
-        self._thread.start()
-
-    def poke(self) -> None:
-        """Poll now (a tenant just set up a mailbox; a test delivered a message)."""
-        self._wake.set()
-
-    def stop(self, timeout_s: float = 30.0) -> None:
-        """Stop the thread after the mailbox it is reading (a message handled but not yet
-        marked seen is read again by the next start: the callback is idempotent)."""
-        self._stopping.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-            self._thread = None
-
-    def _loop(self) -> None:
-        while not self._stopping.is_set():
-            self._wake.clear()
-            self.run_once()
-            self._wake.wait(self.poll_s)
+    def turn(self) -> bool:
+        """One pass over the mailboxes, then the wait (``poke`` polls at once: a tenant just
+        set up a mailbox). Stopping waits for the mailbox being read; a message handled but not
+        yet marked seen is read again by the next start, and the callback is idempotent."""
+        self.run_once()
+        return False

@@ -45,7 +45,6 @@ another sender took the row, the row stays ``sent`` whatever the other one repor
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -55,6 +54,7 @@ from sqlalchemy import and_, exists, or_, select
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from domain.errors import ValidationError
+from jobs.thread_loop import ThreadLoop
 from notify.channels.base import Channel as ChannelImpl
 from notify.channels.base import OutgoingMessage, SendResult, clip
 from notify.channels.webhook import NO_SECRET
@@ -97,7 +97,7 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class OutboxSender:
+class OutboxSender(ThreadLoop):
     """Delivers outbox rows; see the module docstring for states and crash windows.
 
     ``channels`` holds the configured channel adapters (a row for any other channel is
@@ -123,6 +123,7 @@ class OutboxSender:
     ) -> None:
         if lease_s <= 0 or max_attempts < 1 or backoff_s <= 0 or batch < 1:
             raise ValueError("lease_s, backoff_s > 0; max_attempts, batch >= 1")
+        super().__init__("outbox-sender", poll_s)
         self.sessions = sessions
         self.channels = dict(channels)
         self.outbox = outbox if outbox is not None else Outbox()
@@ -134,10 +135,6 @@ class OutboxSender:
         self.backoff_s = backoff_s
         self.backoff_cap_s = backoff_cap_s
         self.batch = batch
-        self.poll_s = poll_s
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
 
     # -- one pass -----------------------------------------------------------------------------
 
@@ -370,38 +367,11 @@ class OutboxSender:
                     wait = max(wait, asked)
                 row.status, row.due_at, row.last_error = "pending", now + wait, result.detail
 
-    # -- the thread ---------------------------------------------------------------------------
+    # -- the thread (start, poke, stop: jobs.thread_loop) -------------------------------------
 
-    def start(self) -> None:
-        """Run passes on a daemon thread: every ``poll_s`` seconds, sooner when poked."""
-        if self._thread is not None:
-            return
-        self._stopping.clear()
-        self._thread = threading.Thread(target=self._loop, name="outbox-sender", daemon=True)
-        self._thread.start()
-
-    def poke(self) -> None:
-        """Wake the thread now (new rows were queued)."""
-        self._wake.set()
-
-    def stop(self, timeout_s: float = 30.0) -> None:
-        """Stop the thread after its current send (a row it claimed is recorded first)."""
-        self._stopping.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-            self._thread = None
-
-    def _loop(self) -> None:
-        while not self._stopping.is_set():
-            self._wake.clear()
-            try:
-                done = self.run_once(self.clock())
-            except Exception:
-                log.exception("outbox sender pass failed")
-                done = 0
-            if done < self.batch:
-                self._wake.wait(self.poll_s)
+    def turn(self) -> bool:
+        """One pass at the clock's time; a full batch means more may be due at once."""
+        return self.run_once(self.clock()) >= self.batch
 
 
 def _branding(org: Organisation) -> Branding:

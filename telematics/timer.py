@@ -11,14 +11,15 @@ again at the next turn; the thread never dies of it.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from datetime import datetime
+
+from jobs.thread_loop import ThreadLoop
 
 log = logging.getLogger(__name__)
 
 
-class ServiceTimer:
+class ServiceTimer(ThreadLoop):
     def __init__(
         self,
         name: str,
@@ -30,14 +31,11 @@ class ServiceTimer:
     ) -> None:
         if every_s <= 0 or poll_s <= 0:
             raise ValueError("every_s and poll_s must be > 0")
-        self.name = name
+        super().__init__(name, poll_s)
         self.job = job
         self.clock = clock
         self.every_s = every_s
-        self.poll_s = poll_s
         self._last: datetime | None = None
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def run_due(self) -> bool:
         """Run the job if ``every_s`` of clock time have passed since the last run (the first
@@ -56,21 +54,13 @@ class ServiceTimer:
         return True
 
     def start(self) -> None:
+        """Start the count and the thread: the first run is ``every_s`` from now."""
         if self._thread is not None:
             return
-        self._stopping.clear()
         self._last = None
-        self.run_due()  # starts the count: the first run is ``every_s`` from now
-        self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
-        self._thread.start()
+        self.run_due()
+        super().start()
 
-    def stop(self, timeout_s: float = 30.0) -> None:
-        """Stop the thread after the job's current run, if any."""
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-            self._thread = None
-
-    def _loop(self) -> None:
-        while not self._stopping.wait(self.poll_s):
-            self.run_due()
+    def turn(self) -> bool:
+        self.run_due()
+        return False
