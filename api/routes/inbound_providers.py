@@ -35,6 +35,7 @@ from twilio.twiml.messaging_response import MessagingResponse
 
 from api.deps import Admin, SessionDep, service_now
 from api.errors import ApiError, not_found
+from api.limits import read_within
 from api.routes.inbound import handle_message
 from api.schemas import ErrorBody, Strict
 from notify.channels.webhook import SIGNATURE_HEADER, verify_signature
@@ -176,8 +177,12 @@ def delete_channel(provider: Provider, caller: Admin, session: SessionDep) -> Re
 
 async def _raw_body(request: Request) -> bytes:
     """The request's body as sent (the signature covers the fields exactly as sent), read
-    here so the route itself runs in the thread pool like every other that uses the store."""
-    return await request.body()
+    here so the route itself runs in the thread pool like every other that uses the store;
+    read no further than ``MAX_FORM_BYTES`` (413 beyond)."""
+    raw = await read_within(request, MAX_FORM_BYTES)
+    if raw is None:
+        raise ApiError(413, "too_large", f"body over {MAX_FORM_BYTES} bytes")
+    return raw
 
 
 def forbidden() -> ApiError:
@@ -198,8 +203,6 @@ def twilio_sms(
     raw: Annotated[bytes, Depends(_raw_body)],
     signature: Annotated[str | None, Header(alias="X-Twilio-Signature")] = None,
 ) -> Response:
-    if len(raw) > MAX_FORM_BYTES:
-        raise ApiError(413, "too_large", f"form over {MAX_FORM_BYTES} bytes")
     channel = channel_row(session, organisation_id, "twilio")
     if channel is None or not signature:
         raise forbidden()
@@ -252,8 +255,6 @@ def gateway_sms(
     raw: Annotated[bytes, Depends(_raw_body)],
     signature: Annotated[str | None, Header(alias=SIGNATURE_HEADER)] = None,
 ) -> dict[str, bool]:
-    if len(raw) > MAX_FORM_BYTES:
-        raise ApiError(413, "too_large", f"body over {MAX_FORM_BYTES} bytes")
     channel = channel_row(session, organisation_id, "sms")
     now_s = service_now(request).timestamp()
     if (
