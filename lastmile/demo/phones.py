@@ -9,10 +9,12 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.client import HTTPMessage
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
+
+from lastmile.demo.loopback import LoopbackServer, Reply
 
 #: Largest request the phones read (a message is a few kB).
 MAX_BODY_BYTES = 65_536
@@ -29,55 +31,28 @@ class Phones:
         self.on_message = on_message
         self.count = 0
         self._lock = threading.Lock()
-        phones = self
+        self._server = LoopbackServer("demo-phones", self._receive, MAX_BODY_BYTES)
+        self.port = self._server.port
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                if length > MAX_BODY_BYTES:
-                    self.send_response(413)
-                    self.end_headers()
-                    return
-                raw = self.rfile.read(length)
-                if self.path.endswith("/Messages.json"):
-                    form = dict(parse_qsl(raw.decode("utf-8", "replace")))
-                    number = phones.record("sms", form.get("To", ""), form.get("Body", ""))
-                    self._reply(201, {"sid": f"SMdemo{number:08d}", "status": "queued"})
-                elif self.path.endswith("/messages"):
-                    sent = _whatsapp(raw)
-                    to = sent.get("to", "")
-                    number = phones.record("whatsapp", to, sent.get("text", ""), sent)
-                    self._reply(
-                        200,
-                        {
-                            "messaging_product": "whatsapp",
-                            "contacts": [{"input": to, "wa_id": to.lstrip("+")}],
-                            "messages": [{"id": f"wamid.demo{number:08d}"}],
-                        },
-                    )
-                else:
-                    self._reply(404, {"error": "unknown path"})
-
-            def _reply(self, status: int, body: dict[str, Any]) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *_: Any) -> None:  # the demo's screen is the log
-                return
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = int(self._server.server_address[1])
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="demo-phones", daemon=True
-        )
+    def _receive(self, path: str, _headers: HTTPMessage, raw: bytes) -> Reply:
+        if path.endswith("/Messages.json"):
+            form = dict(parse_qsl(raw.decode("utf-8", "replace")))
+            number = self.record("sms", form.get("To", ""), form.get("Body", ""))
+            return 201, {"sid": f"SMdemo{number:08d}", "status": "queued"}
+        if path.endswith("/messages"):
+            sent = _whatsapp(raw)
+            to = sent.get("to", "")
+            number = self.record("whatsapp", to, sent.get("text", ""), sent)
+            return 200, {
+                "messaging_product": "whatsapp",
+                "contacts": [{"input": to, "wa_id": to.lstrip("+")}],
+                "messages": [{"id": f"wamid.demo{number:08d}"}],
+            }
+        return 404, {"error": "unknown path"}
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self._server.url
 
     def settings(self) -> dict[str, Any]:
         """The service's settings that point its SMS and WhatsApp channels at these phones."""
@@ -102,11 +77,10 @@ class Phones:
         return number
 
     def start(self) -> None:
-        self._thread.start()
+        self._server.start()
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()
 
 
 def _whatsapp(raw: bytes) -> dict[str, Any]:

@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.client import HTTPMessage
 from pathlib import Path
 from typing import Any
 
+from lastmile.demo.loopback import LoopbackServer, Reply
 from notify.channels.webhook import verify_signature
 
 #: Largest body the receiver reads (a delivery notification is a few kB).
@@ -29,39 +30,20 @@ class WebhookLog:
         self.count = 0
         self.bad_signatures = 0
         self._lock = threading.Lock()
-        receiver = self
+        self._server = LoopbackServer("demo-webhooks", self._receive, MAX_BODY_BYTES)
+        self.port = self._server.port
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                if length > MAX_BODY_BYTES:
-                    self.send_response(413)
-                    self.end_headers()
-                    return
-                body = self.rfile.read(length)
-                secret = receiver.secret
-                ok = secret is not None and verify_signature(
-                    secret,
-                    self.headers.get("X-Lastmile-Signature", ""),
-                    body,
-                    time.time(),
-                )
-                receiver.record(self.headers.get("Idempotency-Key", ""), body, ok)
-                self.send_response(200 if ok else 401)
-                self.end_headers()
-
-            def log_message(self, *_: Any) -> None:  # the demo's screen is the log
-                return
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = int(self._server.server_address[1])
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="demo-webhooks", daemon=True
+    def _receive(self, _path: str, headers: HTTPMessage, body: bytes) -> Reply:
+        secret = self.secret
+        ok = secret is not None and verify_signature(
+            secret, headers.get("X-Lastmile-Signature", ""), body, time.time()
         )
+        self.record(headers.get("Idempotency-Key", ""), body, ok)
+        return (200 if ok else 401), None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hooks/lastmile"
+        return f"{self._server.url}/hooks/lastmile"
 
     def record(self, key: str, body: bytes, signature_ok: bool) -> None:
         try:
@@ -81,8 +63,7 @@ class WebhookLog:
                 log.write(line + "\n")
 
     def start(self) -> None:
-        self._thread.start()
+        self._server.start()
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()
