@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from api.stream_caps import RETRY_AFTER_S, Slot, StreamCaps
 from store.db import make_engine, session_factory
 from store.repo import create_organisation
 from store.schema import DeliveryProofRow, EventRow, OrderRow, OutboxRow
@@ -390,6 +391,50 @@ def test_the_stream_tells_the_route_version_and_its_changes(fleet: Fleet) -> Non
     after = fleet.get("/v1/vehicles/v1/stops").json()["route_version"]
     assert after != before
     assert versions == [before, after]
+
+
+class _WatchedCaps(StreamCaps):
+    """The service's caps (one stream per device key), saying when a slot is taken."""
+
+    def __init__(self) -> None:
+        super().__init__(per_ip=1, per_organisation=100)
+        self.taken = threading.Event()
+
+    def acquire(self, kind: str, ip: str, organisation: str) -> Slot | None:
+        slot = super().acquire(kind, ip, organisation)
+        if slot is not None:
+            self.taken.set()
+        return slot
+
+
+def test_a_second_stream_on_one_device_key_gets_429(fleet: Fleet) -> None:
+    """The drivers' streams count per device key: while one is open, a second on the same key
+    is refused with 429 and Retry-After before it starts, another vehicle's key is not; once
+    the first ends, its slot is free again."""
+    s = fleet.s
+    state: Any = s.client.app.state  # type: ignore[attr-defined]
+    caps = _WatchedCaps()
+    state.stream_caps = caps
+    state.driver_poll_s = 0.05
+    state.driver_stream_max_s = 1.5
+    statuses: list[int] = []
+
+    def hold() -> None:
+        statuses.append(fleet.get("/v1/vehicles/v1/stops/events").status_code)
+
+    holding = threading.Thread(target=hold)
+    holding.start()
+    assert caps.taken.wait(10)
+    refused = fleet.get("/v1/vehicles/v1/stops/events")
+    assert refused.status_code == 429
+    assert refused.headers["Retry-After"] == str(RETRY_AFTER_S)
+    assert refused.json()["error"]["code"] == "too_many_streams"
+    # v2's phone has a key, and so a slot, of its own.
+    other = fleet.get("/v1/vehicles/v2/stops/events", key=fleet.other_vehicle_key)
+    assert other.status_code == 200
+    holding.join()
+    assert statuses == [200]
+    assert fleet.get("/v1/vehicles/v1/stops/events").status_code == 200
 
 
 def test_two_copies_of_one_action_at_once_are_stored_once(fleet: Fleet) -> None:
