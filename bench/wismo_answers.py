@@ -1,6 +1,6 @@
 """How often a customer's "where is my order?" is answered by itself, and how often wrongly.
 
-    python -m bench.wismo_answers [--corpus FILE.jsonl] [--show-errors]
+    python -m bench.wismo_answers [--corpus FILE.jsonl ...] [--show-errors]
 
 A corpus line is ``{"text": ..., "lang": "en|it|es|fr|nl|ru", "intent":
 "where_when|change|not_received|other"}``. Each message is read by the rules
@@ -15,9 +15,10 @@ A corpus line is ``{"text": ..., "lang": "en|it|es|fr|nl|ru", "intent":
 ``auto_answer_rate``: share of ``where_when`` messages answered automatically (and so
 correctly: the intent is right and the order the sender's). ``wrong_auto_rate``: share of all
 messages answered automatically although their intent is not ``where_when``.
-The default corpus is the held-out one (``tests/data/wismo_corpus_test.jsonl``, written
-independently of the rules; the rules were written on ``wismo_corpus_dev.jsonl``).
-Last line: one JSON object.
+The default corpora are the held-out ones (``tests/data/wismo_corpus_test.jsonl`` and
+``wismo_corpus_test2.jsonl``, each written independently of the rules and of each other; the
+rules were written on the ``wismo_corpus_dev*.jsonl`` files), scored together. ``--corpus``
+may be given more than once. Last line: one JSON object.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ from typing import Any
 from notify.contact_match import SenderOrder, named_in, order_asked_about
 from notify.intents import INTENTS, read_message
 
-DEFAULT_CORPUS = Path(__file__).resolve().parent.parent / "tests/data/wismo_corpus_test.jsonl"
+DATA = Path(__file__).resolve().parent.parent / "tests/data"
+DEFAULT_CORPORA = (DATA / "wismo_corpus_test.jsonl", DATA / "wismo_corpus_test2.jsonl")
 LANGUAGES = ("en", "it", "es", "fr", "nl", "ru")
 
 
@@ -122,10 +124,15 @@ def evaluate(rows: list[dict[str, str]], show_errors: bool = False) -> dict[str,
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
+    parser.add_argument("--corpus", type=Path, action="append", help="a corpus file (repeatable)")
     parser.add_argument("--show-errors", action="store_true", help="each miss on stderr")
     args = parser.parse_args(argv)
-    result = {"corpus": args.corpus.name, **evaluate(load(args.corpus), args.show_errors)}
+    corpora: list[Path] = args.corpus or list(DEFAULT_CORPORA)
+    rows = [row for path in corpora for row in load(path)]
+    result = {
+        "corpus": "+".join(path.name for path in corpora),
+        **evaluate(rows, args.show_errors),
+    }
     print(json.dumps(result, ensure_ascii=False))
     return 0
 

@@ -7,14 +7,14 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable
-from http.client import HTTPMessage
+from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 #: A handler's answer: the HTTP status and a JSON body (None: no body).
 Reply = tuple[int, dict[str, Any] | None]
 #: A handler: the request's path, headers and body → its answer.
-Handle = Callable[[str, HTTPMessage, bytes], Reply]
+Handle = Callable[[str, Message, bytes], Reply]
 
 
 class LoopbackServer:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable
-from http.client import HTTPMessage
+from email.message import Message
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
@@ -34,7 +34,7 @@ class Phones:
         self._server = LoopbackServer("demo-phones", self._receive, MAX_BODY_BYTES)
         self.port = self._server.port
 
-    def _receive(self, path: str, _headers: HTTPMessage, raw: bytes) -> Reply:
+    def _receive(self, path: str, _headers: Message, raw: bytes) -> Reply:
         if path.endswith("/Messages.json"):
             form = dict(parse_qsl(raw.decode("utf-8", "replace")))
             number = self.record("sms", form.get("To", ""), form.get("Body", ""))

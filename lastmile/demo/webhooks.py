@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from http.client import HTTPMessage
+from email.message import Message
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ class WebhookLog:
         self._server = LoopbackServer("demo-webhooks", self._receive, MAX_BODY_BYTES)
         self.port = self._server.port
 
-    def _receive(self, _path: str, headers: HTTPMessage, body: bytes) -> Reply:
+    def _receive(self, _path: str, headers: Message, body: bytes) -> Reply:
         secret = self.secret
         ok = secret is not None and verify_signature(
             secret, headers.get("X-Lastmile-Signature", ""), body, time.time()
