@@ -121,6 +121,33 @@ def test_sign_in_from_the_link_shows_the_days_stops(live: LiveService, chromium:
         context.close()
 
 
+def test_the_night_theme_darkens_the_map_too(live: LiveService, chromium: Any) -> None:
+    """A phone in dark mode gets the dark theme, its map included: a dark ground and a light
+    route line (no light box left in the middle of a dark screen at night)."""
+    s = live
+    _, key = day(s)
+    context = phone(chromium)
+    try:
+        page = context.new_page()
+        page.emulate_media(color_scheme="dark")
+        sign_in_by_link(page, s, key)
+        page.wait_for_selector("#map path.map-route")
+        colours = page.evaluate(
+            """() => [document.body, document.getElementById('map'),
+                      document.querySelector('#map path.map-route')]
+                 .map((n, i) => getComputedStyle(n)[i < 2 ? 'backgroundColor' : 'stroke'])"""
+        )
+        assert colours == ["rgb(13, 17, 23)", "rgb(28, 33, 40)", "rgb(138, 180, 255)"]
+        page.emulate_media(color_scheme="light")
+        light = page.evaluate(
+            "() => getComputedStyle(document.querySelector('#map path.map-route')).stroke"
+        )
+        assert light == "rgb(29, 78, 216)"
+        screenshot(page, "driver-night")
+    finally:
+        context.close()
+
+
 def test_the_phones_gps_reaches_the_service_and_the_dashboard(
     live: LiveService, chromium: Any
 ) -> None:

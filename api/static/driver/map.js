@@ -47,7 +47,8 @@
     if (key !== routeKey) {
       layers.route.clearLayers();
       if (points.length > 1) {
-        L.polyline(points, { color: "#1d4ed8", weight: 6, opacity: 0.8, interactive: false })
+        L.polyline(points, { color: "#1d4ed8", weight: 6, opacity: 0.8, interactive: false,
+          className: "map-route" })
           .addTo(layers.route);
       }
       routeKey = key;
