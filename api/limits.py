@@ -26,6 +26,9 @@ LARGER_BODIES: dict[tuple[str, str], int] = {("POST", "/v1/plans"): 32 * 1024 * 
 #: The same for paths with an id in them: a driver's action carries a photo and a signature.
 LARGER_BODY_PATHS: tuple[tuple[str, re.Pattern[str], int], ...] = (
     ("POST", re.compile(r"/v1/vehicles/[^/]+/actions"), 3 * 1024 * 1024),
+    # A customer's e-mail through Mailgun, attachments and all (they are dropped unread as
+    # they stream: api/mail_form.py).
+    ("POST", re.compile(r"/v1/inbound/mailgun/[^/]+/email"), 32 * 1024 * 1024),
 )
 #: A query string (OsmAnd's fields are a few hundred bytes).
 MAX_QUERY_BYTES = 8 * 1024

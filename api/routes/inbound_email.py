@@ -17,8 +17,9 @@ minutes of the service's clock, before any field is read; whatever fails (no sig
 wrong or stale one, an unknown organisation, no Mailgun channel) gets the same 403. The
 signature covers the token, not the message, so a token is bound to the first message it
 came with (per process, for as long as the token is fresh): the same token with another
-Message-ID is refused, Mailgun's retries of one post are not. A body over 256 KiB (a photo
-attached) is refused with 413 before the rest of it is read.
+Message-ID is refused, Mailgun's retries of one post are not. Attachments (photos of a broken
+parcel) are dropped as they stream by, unread and unstored, so a customer's e-mail with up to
+Mailgun's 25 MB of them is read like any other (``api/mail_form.py``).
 
 Auto-replies and bounces (``Auto-Submitted``, ``Precedence: bulk``...) are recorded but never
 answered: two robots answering each other would never stop.
@@ -26,8 +27,6 @@ answered: two robots answering each other would never stop.
 
 from __future__ import annotations
 
-import email
-import email.policy
 import hashlib
 import hmac
 import json
@@ -35,17 +34,15 @@ import logging
 import math
 import threading
 from collections import OrderedDict
-from email.message import EmailMessage
-from email.utils import collapse_rfc2231_value, parseaddr
+from email.utils import parseaddr
 from typing import Annotated, Any
-from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Depends, Request
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.deps import SessionDep, service_now
 from api.errors import ApiError
-from api.limits import read_within
+from api.mail_form import TooLargeError, mail_form
 from api.routes.inbound import handle_message
 from api.routes.inbound_providers import channel_row, channel_rows, forbidden
 from api.schemas import ErrorBody
@@ -64,9 +61,6 @@ log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["support"])
 
-#: A post larger than this is refused unread beyond it (a question is a few KiB; Mailgun
-#: posts attachments in the same form).
-MAX_BODY_BYTES = 256 * 1024
 #: Mailgun's timestamp may be this far from the service's clock, either way.
 MAX_SKEW_S = 300.0
 #: A customer's words kept for reading and for the person who may answer (a longer e-mail
@@ -78,52 +72,17 @@ MAX_SENDER_CHARS = 200
 MAX_TOKENS = 20_000
 
 
-def _too_large() -> ApiError:
-    return ApiError(413, "too_large", f"body over {MAX_BODY_BYTES} bytes")
-
-
-async def _body(request: Request) -> bytes:
-    """The body, read only up to :data:`MAX_BODY_BYTES` (413 past it); read here so that the
-    route itself runs in the thread pool like every other that uses the store."""
-    raw = await read_within(request, MAX_BODY_BYTES)
-    if raw is None:
-        raise _too_large()
-    return raw
-
-
-def _multipart(raw: bytes, content_type: str) -> list[tuple[str, str]]:
-    """The text fields of a multipart/form-data body (files skipped)."""
-    # The standard library's MIME parser reads form-data as any other multipart body.
-    head = b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n"
-    message = email.message_from_bytes(head + raw, policy=email.policy.HTTP)
-    if not isinstance(message, EmailMessage) or not message.is_multipart():
-        raise ValueError("not a multipart body")
-    fields: list[tuple[str, str]] = []
-    for part in message.iter_parts():
-        assert isinstance(part, EmailMessage)
-        param = part.get_param("name", header="content-disposition")
-        payload = part.get_payload(decode=True)
-        if not param or part.get_filename() or not isinstance(payload, bytes):
-            continue  # an attachment: not read
-        charset = part.get_content_charset() or "utf-8"
-        try:
-            value = payload.decode(charset, "replace")
-        except LookupError:
-            value = payload.decode("utf-8", "replace")
-        fields.append((collapse_rfc2231_value(param), value))
-    return fields
-
-
-def _form(raw: bytes, content_type: str) -> dict[str, str]:
-    """Mailgun's fields (urlencoded or multipart; the first of a repeated name kept);
-    ValueError when the body is neither."""
-    kind = content_type.split(";", 1)[0].strip().lower()
-    if kind == "application/x-www-form-urlencoded":
-        fields = parse_qsl(raw.decode("utf-8"), keep_blank_values=True)
-    elif kind == "multipart/form-data":
-        fields = _multipart(raw, content_type)
-    else:
-        raise ValueError(f"unexpected content type {kind!r}")
+async def _form(request: Request) -> dict[str, str]:
+    """Mailgun's text fields (the first of a repeated name kept), read here so that the route
+    itself runs in the thread pool like every other that uses the store. 413 past the size
+    limits; a body that is no form gets the same 403 as a bad signature (there is nothing to
+    check a signature in)."""
+    try:
+        fields = await mail_form(request)
+    except TooLargeError as exc:
+        raise ApiError(413, "too_large", str(exc)) from None
+    except ValueError:
+        raise forbidden() from None
     form: dict[str, str] = {}
     for name, value in fields:
         # PostgreSQL's text cannot hold NUL (a form body's is refused earlier; multipart's not).
@@ -209,13 +168,9 @@ def mailgun_email(
     organisation_id: str,
     request: Request,
     session: SessionDep,
-    raw: Annotated[bytes, Depends(_body)],
+    form: Annotated[dict[str, str], Depends(_form)],
 ) -> dict[str, bool]:
     now_s = service_now(request).timestamp()
-    try:
-        form = _form(raw, request.headers.get("content-type", ""))
-    except (ValueError, UnicodeError):
-        raise forbidden() from None  # nothing to check a signature in
     timestamp, token = form.get("timestamp", ""), form.get("token", "")
     signature = form.get("signature", "")
     channel = (
