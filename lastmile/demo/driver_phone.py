@@ -31,11 +31,13 @@ from lastmile.demo.device_messages import DriverEvent, Fix
 
 log = logging.getLogger(__name__)
 
-#: Headless Chromium on a machine with no network beyond loopback.
+#: Flags for a headless Chromium on a machine with no network beyond loopback: without the
+#: background-networking ones it keeps trying Google's hosts (the browser tests use them too).
 CHROMIUM_ARGS = [
     "--headless=new",
     "--no-sandbox",
     "--disable-gpu",
+    "--disable-quic",
     "--no-first-run",
     "--disable-background-networking",
     "--disable-component-update",
@@ -70,11 +72,16 @@ _PHONE_CLOCK = """
 """
 
 
-def chromium() -> str:
-    """The machine's Chromium (``LASTMILE_CHROMIUM``, else on PATH)."""
-    found = os.environ.get("LASTMILE_CHROMIUM") or next(
+def find_chromium() -> str | None:
+    """The machine's Chromium (``LASTMILE_CHROMIUM``, else on PATH), if it has one."""
+    return os.environ.get("LASTMILE_CHROMIUM") or next(
         (p for p in map(shutil.which, ("chromium", "chromium-browser")) if p), None
     )
+
+
+def chromium() -> str:
+    """The machine's Chromium, or a clear error naming the package."""
+    found = find_chromium()
     if found is None:
         raise RuntimeError("--driver-app needs Chromium (Debian: apt-get install chromium)")
     return found
@@ -200,7 +207,7 @@ class DriverPhone:
             if event.kind == "delivered":
                 card.get_by_role("button", name="Delivered").click(timeout=TAP_TIMEOUT_MS)
                 page.get_by_label("Recipient's name").fill("Signed at the door")
-                _sign(page)
+                draw_signature(page)
                 page.get_by_role("button", name="Confirm delivery").click()
             else:
                 reason = next((r for word, r in REASONS if word in event.reason), "not_home")
@@ -214,16 +221,18 @@ class DriverPhone:
             log.warning("tap on %s failed: %s", event.order_id, exc)
 
 
-def _sign(page: Any) -> None:
-    """A signature drawn on the pad, as a finger would."""
+def draw_signature(page: Any) -> bool:
+    """A signature drawn on the app's pad, as a finger would (pointer events); False when the
+    pad is not on screen."""
     pad = page.locator("canvas.signature")
     pad.scroll_into_view_if_needed()
     box = pad.bounding_box()
     if box is None:
-        return
+        return False
     x, y = box["x"] + 20, box["y"] + box["height"] * 0.6
     page.mouse.move(x, y)
     page.mouse.down()
     for i in range(1, 12):
         page.mouse.move(x + i * 16, y - (20 if i % 2 else -8), steps=2)
     page.mouse.up()
+    return True

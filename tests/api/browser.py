@@ -5,7 +5,6 @@ folder for the screenshots each test saves as an artefact."""
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import threading
 import time
@@ -22,6 +21,7 @@ from fastapi import FastAPI
 
 from api.app import create_app
 from api.settings import Settings
+from lastmile.demo.driver_phone import CHROMIUM_ARGS, find_chromium
 from store.db import make_engine, session_factory
 from store.repo import create_organisation
 from tests.api.service import Service
@@ -29,18 +29,6 @@ from tests.conftest import require_servers
 
 #: Where screenshots go (CI keeps the folder as the run's artefacts).
 ARTIFACTS = Path(os.environ.get("LASTMILE_ARTIFACTS_DIR", "test-artifacts")) / "screenshots"
-#: Flags for a headless Chromium on a machine with no network beyond loopback: without the
-#: background-networking ones it keeps trying Google's hosts.
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 #: A phone's screen: pages must read on it without sideways scrolling.
 PHONE_SCREEN = {"width": 360, "height": 740}
@@ -48,9 +36,7 @@ PHONE_SCREEN = {"width": 360, "height": 740}
 
 def chromium_path() -> str:
     """The machine's Chromium (LASTMILE_CHROMIUM, else on PATH), or skip (fail in CI)."""
-    found = os.environ.get("LASTMILE_CHROMIUM") or next(
-        (p for p in map(shutil.which, ("chromium", "chromium-browser")) if p), None
-    )
+    found = find_chromium()
     if found is None:
         message = "no Chromium on this machine (Debian: apt-get install chromium)"
         if require_servers():

@@ -17,6 +17,7 @@ from typing import Any
 from PIL import Image, ImageDraw
 from sqlalchemy import func, select
 
+from lastmile.demo.driver_phone import draw_signature
 from store.db import make_engine, session_factory
 from store.schema import OrderRow
 from tests.api.browser import LiveService, live_service
@@ -179,14 +180,5 @@ def door_photo(path: Path) -> Path:
 
 
 def sign(page: Any) -> None:
-    """A signature drawn on the pad, as a finger would (pointer events)."""
-    pad = page.locator("canvas.signature")
-    pad.scroll_into_view_if_needed()
-    box = pad.bounding_box()
-    assert box is not None
-    x, y = box["x"] + 20, box["y"] + box["height"] * 0.6
-    page.mouse.move(x, y)
-    page.mouse.down()
-    for i in range(1, 16):
-        page.mouse.move(x + i * 14, y - (25 if i % 2 else -10), steps=2)
-    page.mouse.up()
+    """A signature drawn on the pad, as a finger would (the demo's own stroke)."""
+    assert draw_signature(page), "the signature pad is not on screen"
