@@ -105,10 +105,12 @@ def test_the_timer_recomputes_a_silent_van_on_the_service_clock(
     """A van reports once, then nothing for three hours of service time: the service's timer
     (no request, no fix) makes its ETAs later, breaks its customers' windows (events and
     messages) and the van shows "no signal" in its progress and on the dashboard."""
-    # Three hours of silence must end outside the customers' quiet hours (21:00-08:00 UTC),
-    # or their messages wait for the morning: in the evening, start tomorrow at 08:30.
+    # The day must begin and three hours of silence end outside the customers' quiet hours
+    # (21:00-08:00 UTC), or their messages wait for the morning (a run between 05:00 and
+    # 08:00 UTC failed so): otherwise start tomorrow at 08:30.
     start = datetime.now(UTC).replace(microsecond=0)
-    if not 8 <= (start + timedelta(hours=3, minutes=5)).hour < 21:
+    end = start + timedelta(hours=3, minutes=5)
+    if not (start.hour >= 8 and end.date() == start.date() and end.hour < 21):
         start = (start + timedelta(days=1)).replace(hour=8, minute=30, second=0)
     clock = SimClock(start)
     with service_on(database_url, tmp_path, clock, silent_tick_s=30.0) as s:
